@@ -1,0 +1,22 @@
+# Development commands. `make run` and `make test` set everything up first.
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8188
+PYTEST_ARGS ?=
+
+.PHONY: setup system run test lint
+
+setup:
+	bash scripts/setup.sh
+
+system:
+	bash scripts/system-packages.sh
+
+run: setup
+	$(PY) -m tenancy serve --base-dir run --host $(HOST) --port $(PORT)
+
+test: setup system
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check .

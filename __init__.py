@@ -1,0 +1,26 @@
+"""comfyui-tenancy: Sonic and GLM-TTS nodes, and the guard that makes one ComfyUI multi-tenant.
+
+Inside ComfyUI this installs the guard into the running PromptServer; imported anywhere else it does
+nothing beyond exporting the node mappings, and never imports ComfyUI.
+"""
+
+import sys
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+WEB_DIRECTORY = "web"
+
+
+def _running_prompt_server():
+    # ComfyUI imports its `server` module and builds PromptServer before it loads custom nodes.
+    server = sys.modules.get("server")
+    prompt_server = getattr(server, "PromptServer", None)
+    return getattr(prompt_server, "instance", None)
+
+
+if _running_prompt_server() is not None:
+    from .tenancy.comfy.startup import install
+
+    install(_running_prompt_server())
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

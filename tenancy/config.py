@@ -1,0 +1,262 @@
+"""The guard's configuration: typed settings loaded from YAML and validated key by key.
+
+Every setting is declared once (type, default, bounds, one line of documentation); the commented default
+file that `init` writes is generated from the same declarations, so documentation and defaults never diverge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FILE = "config.yaml"
+ENV_CONFIG = "TENANCY_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A setting is wrong: names the key, what is wrong and how to fix it."""
+
+    def __init__(self, key: str, problem: str, fix: str, source: str = "") -> None:
+        self.key, self.problem, self.fix, self.source = key, problem, fix, source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}`{key}`: {problem}. Fix: {fix}")
+
+
+def setting(default: Any, doc: str, *, choices: tuple = (), minimum: float | None = None,
+            maximum: float | None = None) -> Any:
+    """A dataclass field with the metadata the validator and the default-file writer read."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: _copy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+DEFAULT_FORBIDDEN = ["inference_steps", "steps", "guidance_scale", "cfg", "dynamic_scale"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    daily_seconds: float = setting(150.0, "seconds of generated media per day; -1 means unlimited", minimum=-1)
+    weight: float = setting(1.0, "share of the GPU under contention (fair queueing weight)", minimum=0.01)
+    max_concurrent: int = setting(2, "queued + running prompts at once", minimum=1)
+    max_execution_s: float = setting(300.0, "a prompt running longer is interrupted (timeout)", minimum=1)
+    prompts_per_minute: float = setting(30.0, "rate limit on /prompt", minimum=0.1)
+    uploads_per_minute: float = setting(60.0, "rate limit on uploads", minimum=0.1)
+    forbidden_inputs: list = setting([], "inputs reset to the node's default (any node)")
+    clamp: dict = setting({}, "input name -> [min, max] the value is clamped into")
+    max_duration_s: float = setting(-1.0, "largest `duration` input; -1 means no limit", minimum=-1)
+    max_resolution: int = setting(-1, "largest width/height/min_resolution input; -1 means no limit",
+                                  minimum=-1)
+    max_frames: int = setting(-1, "largest frame count input; -1 means no limit", minimum=-1)
+    allow_nodes: list = setting([], "if not empty, only these node classes may be used")
+    deny_nodes: list = setting([], "node classes this plan may not use")
+
+
+DEFAULT_PLANS = {
+    "basic": {"daily_seconds": 150, "weight": 1, "max_concurrent": 2, "forbidden_inputs": DEFAULT_FORBIDDEN,
+              "max_duration_s": 10, "max_resolution": 512},
+    "trial": {"daily_seconds": 600, "weight": 1, "max_concurrent": 2, "max_duration_s": 30,
+              "max_resolution": 768},
+    "premium": {"daily_seconds": 3600, "weight": 4, "max_concurrent": 8, "prompts_per_minute": 120},
+}
+
+
+@dataclass(frozen=True)
+class ExternalIdentity:
+    jwks: str = setting("", "JWKS file path or https URL of the identity provider's signing keys")
+    algorithms: list = setting(["RS256"], "accepted signature algorithms (asymmetric only)")
+    issuer: str = setting("", "the provider's `iss`")
+    audience: str = setting("", "the `aud` our tokens must carry")
+    tenant_claim: str = setting("tenant", "claim that names the tenant")
+    role_claim: str = setting("role", "claim that names the role (member, tenant_admin)")
+
+
+@dataclass(frozen=True)
+class Auth:
+    jwt_secret_file: str = setting("jwt.secret", "HS256 secret (generated 0600 by `init`), relative to this file")
+    issuer: str = setting("comfyui-tenancy", "`iss` of the access tokens we mint")
+    audience: str = setting("comfyui", "`aud` of the access tokens we mint")
+    access_ttl_s: int = setting(900, "access token lifetime", minimum=30, maximum=7200)
+    refresh_ttl_s: int = setting(1209600, "refresh token lifetime", minimum=300)
+    leeway_s: int = setting(30, "clock skew tolerated on exp/nbf/iat", minimum=0, maximum=300)
+    cookie_name: str = setting("tenancy_session", "browser session cookie")
+    cookie_secure: str = setting("auto", "Secure flag on cookies: auto (when served over https), always, never",
+                                 choices=("auto", "always", "never"))
+    login_attempts_per_minute: float = setting(10.0, "login/token attempts per IP and per account",
+                                               minimum=0.1)
+    external: ExternalIdentity | None = setting(None, "external identity provider (JWKS-verified tokens)")
+
+
+@dataclass(frozen=True)
+class Audit:
+    path: str = setting("audit.log", "JSON-lines audit log, relative to this file")
+    max_bytes: int = setting(50_000_000, "rotate when the log reaches this size", minimum=1024)
+    backups: int = setting(10, "rotated files kept", minimum=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    enabled: bool = setting(True, "false runs the plugin's nodes without the guard (logged loudly)")
+    store: str = setting("sqlite:///tenancy.db",
+                         "sqlite:///FILE (relative to this file) or redis://HOST:PORT/DB for several instances")
+    on_store_error: str = setting("deny", "when the store is unreachable: deny (503) or allow (uncharged)",
+                                  choices=("deny", "allow"))
+    max_upload_mb: float = setting(50.0, "largest upload a tenant may send", minimum=0.001)
+    signed_url_ttl_s: int = setting(900, "lifetime of signed download URLs", minimum=10, maximum=86400)
+    auth: Auth = setting(None, "how callers prove who they are")
+    audit: Audit = setting(None, "who did what")
+    plans: dict = setting(DEFAULT_PLANS, "plan name -> limits (fields as in `Plan`)")
+    routes: dict = setting({}, "route overrides: 'METHOD /path' -> public | tenant | admin")
+    file_inputs: dict = setting({"SONIC_PreData": ["image", "audio"]},
+                                "node class -> inputs that name input files (for packs that do not flag them)")
+    model_routing: dict = setting({}, "tag -> {input name: {model file: replacement}} (gray release)")
+    base_dir: str = setting("", "set at load time: the folder relative paths are taken from")
+
+    def path(self, relative: str) -> Path:
+        """A path setting resolved against the config file's folder."""
+        p = Path(os.path.expanduser(relative))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def plan(self, name: str) -> Plan:
+        return self.plans[name]
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+def load(path: Path) -> Config:
+    """Read and validate a config file; raises ConfigError naming the offending key."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError("(file)", f"{path} does not exist", "run `python -m tenancy init`") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("(file)", f"not valid YAML ({exc})", "fix the syntax at the line shown",
+                          str(path)) from None
+    return from_mapping(raw, base_dir=Path(path).resolve().parent, source=str(path))
+
+
+def from_mapping(raw: Any, base_dir: Path, source: str = "") -> Config:
+    try:
+        config = _build(Config, raw, "")
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.problem, exc.fix, source) from None
+    return dataclasses.replace(config, base_dir=str(base_dir))
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix or "(top level)", f"expected a mapping, got {type(raw).__name__}",
+                          "write `key: value` lines under it")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", "unknown setting",
+                              f"remove it or use one of: {', '.join(sorted(known))}")
+    values = {}
+    for name, f in known.items():
+        key = f"{prefix}{name}"
+        if name in raw:
+            values[name] = _check(hints[name], raw[name], key, f.metadata)
+        elif _is_dataclass_type(hints[name]) and f.default is None and not _optional(hints[name]):
+            values[name] = _build(hints[name], {}, f"{key}.")
+    if cls is Config:
+        plans_raw = values.get("plans", _copy(DEFAULT_PLANS))
+        values["plans"] = {name: _build(Plan, body, f"plans.{name}.") for name, body in plans_raw.items()}
+        _check_routes(values.get("routes", {}))
+    return cls(**values)
+
+
+def _check_routes(routes: Mapping) -> None:
+    for key, cls in routes.items():
+        parts = str(key).split(" ", 1)
+        if len(parts) != 2 or not parts[1].startswith("/"):
+            raise ConfigError(f"routes.{key}", "expected 'METHOD /path'", "write e.g. 'GET /my_plugin/list'")
+        if cls not in ("public", "tenant", "admin"):
+            raise ConfigError(f"routes.{key}", f"unknown class {cls!r}", "use public, tenant or admin")
+
+
+def _optional(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) and type(None) in hint.__args__
+
+
+def _is_dataclass_type(hint: Any) -> bool:
+    if _optional(hint):
+        hint = next(a for a in hint.__args__ if a is not type(None))
+    return dataclasses.is_dataclass(hint)
+
+
+def _check(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
+    if _optional(hint):
+        if value is None:
+            return None
+        hint = next(a for a in hint.__args__ if a is not type(None))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,), list: (list,), dict: (dict,)}[hint]
+    if (isinstance(value, bool) and hint is not bool) or not isinstance(value, expected):
+        raise ConfigError(key, f"expected {hint.__name__}, got {value!r}", f"write a value of type {hint.__name__}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(key, f"{value!r} is not allowed", f"use one of: {', '.join(meta['choices'])}")
+    lo, hi = meta.get("minimum"), meta.get("maximum")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"{lo if lo is not None else '-inf'} .. {hi if hi is not None else 'inf'}"
+        raise ConfigError(key, f"{value!r} is out of range", f"use a value in {bounds}")
+    return float(value) if hint is float else value
+
+
+# -- writing the default file ----------------------------------------------------------------------
+
+def default_text(store: str | None = None) -> str:
+    """The commented default config that `init` writes."""
+    lines = ["# comfyui-tenancy configuration. Every key is optional; shown with its default.",
+             "# Relative paths are taken from this file's folder. Check with `python -m tenancy doctor`.", ""]
+    lines += _section_text(Config, "", {"store": store} if store else {})
+    return "\n".join(lines) + "\n"
+
+
+def _section_text(cls: type, indent: str, overrides: Mapping) -> list[str]:
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "base_dir":
+            continue
+        doc = f.metadata.get("doc", "")
+        if f.metadata.get("choices"):
+            doc += f" ({' | '.join(f.metadata['choices'])})"
+        out.append(f"{indent}# {doc}")
+        hint = hints[f.name]
+        if _is_dataclass_type(hint) and _optional(hint):
+            inner = next(a for a in hint.__args__ if a is not type(None))
+            out.append(f"{indent}{f.name}: null")
+            out.append(f"{indent}# {f.name}:")
+            out += [f"{indent}#{line[len(indent):]}" if line.strip() else line
+                    for line in _section_text(inner, indent + "  ", {})]
+        elif _is_dataclass_type(hint):
+            out.append(f"{indent}{f.name}:")
+            out += _section_text(hint, indent + "  ", {})
+        else:
+            value = overrides.get(f.name, f.default_factory() if callable(f.default_factory) else f.default)
+            out += [indent + line for line in _dump(f.name, value).splitlines()]
+    return out
+
+
+def _dump(name: str, value: Any) -> str:
+    if isinstance(value, dict) and value:
+        return yaml.safe_dump({name: value}, default_flow_style=False, sort_keys=False).rstrip()
+    flow = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return f"{name}: {flow.removesuffix('...').strip()}"

@@ -1,0 +1,34 @@
+"""The store: one protocol for identity, ownership, quotas and the ledger, over SQLite or Redis.
+
+`open_store(url)` picks the backend from the URL scheme; both pass the same contract tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .protocol import Store, StoreUnavailable
+
+
+def open_store(url: str, base_dir: Path) -> Store:
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(url, base_dir))
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStore
+
+        return RedisStore(url)
+    raise ValueError(f"unknown store scheme {scheme!r}: use sqlite:///FILE or redis://HOST:PORT/DB")
+
+
+def sqlite_path(url: str, base_dir: Path) -> Path:
+    """sqlite:///name.db is relative to the config folder, sqlite:////abs/name.db absolute."""
+    raw = url[len("sqlite:///"):]
+    path = Path(raw)
+    return path if path.is_absolute() else base_dir / path
+
+
+__all__ = ["Store", "StoreUnavailable", "open_store", "sqlite_path"]

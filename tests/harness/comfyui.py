@@ -1,0 +1,85 @@
+"""A real ComfyUI process with the plugin linked into an isolated base directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tenancy.comfy.home import PLUGIN_LINK_NAME, PLUGIN_ROOT, ComfyHome, locate
+
+from .ports import free_port
+
+START_TIMEOUT_S = 180
+
+
+class ComfyUI:
+    """Start with `start()`, stop by PID with `stop()`; the log lands in `<base>/comfyui.log`."""
+
+    def __init__(self, base: Path, config: Path | None = None, env: dict | None = None,
+                 extra_args: tuple[str, ...] = (), port: int | None = None) -> None:
+        self.base = Path(base)
+        self.config = config
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env or {}
+        self.extra_args = extra_args
+        self.home: ComfyHome = locate(None, self.base)
+        self.log_path = self.base / "comfyui.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ComfyUI:
+        (self.base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+        link = self.base / "custom_nodes" / PLUGIN_LINK_NAME
+        if not link.exists():
+            link.symlink_to(PLUGIN_ROOT, target_is_directory=True)
+        env = dict(os.environ, **self.env)
+        if self.config:
+            env["TENANCY_CONFIG"] = str(self.config)
+        command = self.home.command("127.0.0.1", self.port, "--cpu", "--database-url", "sqlite:///:memory:",
+                                    *self.extra_args, python=sys.executable)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(command, cwd=self.home.root, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                requests.get(self.url + "/", timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"ComfyUI did not answer within {START_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self) -> int | None:
+        if not self.process or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        os.kill(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
