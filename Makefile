@@ -13,6 +13,7 @@ system:
 	bash scripts/system-packages.sh
 
 run: setup
+	$(PY) -m tenancy demo --base-dir run --url http://$(HOST):$(PORT)
 	$(PY) -m tenancy serve --base-dir run --host $(HOST) --port $(PORT)
 
 test: setup system

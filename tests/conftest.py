@@ -1,4 +1,4 @@
-"""Session-wide real servers: one ComfyUI with the plugin loaded, one redis-server."""
+"""Session-wide real servers: one guarded ComfyUI with two tenants and an operator, one redis-server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.redis import RedisServer
+from tests.harness.tenants import seed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -16,13 +17,30 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="session")
 def comfyui(tmp_path_factory) -> ComfyUI:
     base = tmp_path_factory.mktemp("comfy-base")
+    seeded = seed(base)
     server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
+    server.seeded = seeded
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def client(comfyui) -> ComfyClient:
+def tenant_a(comfyui) -> ComfyClient:
+    return ComfyClient(comfyui.url, comfyui.seeded.keys["a"])
+
+
+@pytest.fixture(scope="session")
+def tenant_b(comfyui) -> ComfyClient:
+    return ComfyClient(comfyui.url, comfyui.seeded.keys["b"])
+
+
+@pytest.fixture(scope="session")
+def operator(comfyui) -> ComfyClient:
+    return ComfyClient(comfyui.url, comfyui.seeded.keys["admin"])
+
+
+@pytest.fixture(scope="session")
+def anonymous(comfyui) -> ComfyClient:
     return ComfyClient(comfyui.url)
 
 

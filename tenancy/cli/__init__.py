@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import doctor, init, serve
+from . import demo, doctor, init, key, serve, tenant, user
 
-GROUPS = (init, serve, doctor)
+GROUPS = (init, serve, doctor, tenant, user, key, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,3 +27,44 @@ def home_of(args: argparse.Namespace) -> ComfyHome:
 
 def config_path_of(args: argparse.Namespace, home: ComfyHome) -> Path:
     return Path(args.config).resolve() if args.config else home.tenancy_dir / config_module.CONFIG_FILE
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    add_location_options(parser)
+
+
+def load_settings(args: argparse.Namespace) -> config_module.Config:
+    return config_module.load(config_path_of(args, home_of(args)))
+
+
+def run_with_store(args: argparse.Namespace, work) -> int:
+    """Open the configured store, run `work(settings, store)` (a coroutine function), close the store."""
+    import asyncio
+
+    from ..accounts import AdminError
+    from ..store import open_store
+    from . import CommandError
+
+    settings = load_settings(args)
+
+    async def main():
+        store = open_store(settings.store, settings.path("."))
+        try:
+            return await work(settings, store)
+        finally:
+            await store.close()
+
+    try:
+        return int(asyncio.run(main()) or 0)
+    except (AdminError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `15m`, `12h`, `30d` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return float(text[:-1]) * units[text[-1]]
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: use a number with s, m, h or d (e.g. 30d)")

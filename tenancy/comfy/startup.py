@@ -10,9 +10,17 @@ from aiohttp import web
 
 from .. import bootstrap
 from .. import config as config_module
+from ..store import StoreUnavailable, open_store
+from . import file_surfaces, http, prompt_surface, queue_surfaces, tenancy_routes, user_surfaces, websocket
+from .admins import ensure_operator_key
+from .guard import Guard
 
 log = logging.getLogger("tenancy")
 REQUIRE_GUARD_ENV = "TENANCY_REQUIRE_GUARD"
+USER_DATA_ROUTES = [("GET", "/settings"), ("POST", "/settings"), ("GET", "/settings/{id}"), ("POST", "/settings/{id}"),
+                    ("GET", "/userdata"), ("GET", "/v2/userdata"), ("GET", "/userdata/{file}"),
+                    ("POST", "/userdata/{file}"), ("DELETE", "/userdata/{file}"),
+                    ("POST", "/userdata/{file}/move/{dest}")]
 
 
 def config_path() -> Path:
@@ -24,28 +32,77 @@ def config_path() -> Path:
     return Path(folder_paths.get_user_directory()) / "tenancy" / config_module.CONFIG_FILE
 
 
-def install(server) -> None:
+def install(server) -> Guard | None:
     """Load the config and put the guard in front of every route; fail closed when that is impossible."""
-    path = config_path()
-    try:
-        for line in bootstrap.initialise(path.parent, path, models_dir=_models_dir()):
-            log.info("[tenancy] %s", line)
-        settings = config_module.load(path)
-    except (config_module.ConfigError, OSError) as exc:
-        _refuse_to_serve(server, exc)
-        return
-    if not settings.enabled:
-        log.warning("[tenancy] GUARD DISABLED by `enabled: false` in %s: this ComfyUI is NOT multi-tenant "
-                    "and every caller can reach every route", path)
-        return
-    server.routes.get("/tenancy/health")(_health)
-    log.info("[tenancy] guard installed (config %s, store %s)", path, settings.store)
-
-
-def _models_dir() -> Path:
     import folder_paths
 
-    return Path(folder_paths.models_dir)
+    path = config_path()
+    try:
+        for line in bootstrap.initialise(path.parent, path, models_dir=Path(folder_paths.models_dir)):
+            log.info("[tenancy] %s", line)
+        settings = config_module.load(path)
+        if not settings.enabled:
+            log.warning("[tenancy] GUARD DISABLED by `enabled: false` in %s: this ComfyUI is NOT multi-tenant and "
+                        "every caller can reach every route", path)
+            return None
+        http.check_body_hooks()
+        store = open_store(settings.store, settings.path("."))
+        folders = {"input": Path(folder_paths.get_input_directory()),
+                   "output": Path(folder_paths.get_output_directory()),
+                   "temp": Path(folder_paths.get_temp_directory())}
+        guard = Guard(server, settings, store, folders)
+    except (config_module.ConfigError, StoreUnavailable, OSError, ValueError, RuntimeError) as exc:
+        _refuse_to_serve(server, exc)
+        return None
+    _enable_per_tenant_user_data()
+    register_surfaces(guard)
+    tenancy_routes.add_routes(server.routes, guard)
+    server.app.middlewares.insert(0, guard.middleware)
+    websocket.install_message_routing(guard)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(websocket.TenantLogTag(guard))
+    server.app.on_startup.append(lambda app: ensure_operator_key(guard))
+    log.info("[tenancy] guard installed (config %s, store %s, %d plans)", path, store.description,
+             len(settings.plans))
+    return guard
+
+
+def register_surfaces(guard: Guard) -> None:
+    def bind(surface):
+        return lambda request, handler, principal: surface(guard, request, handler, principal)
+
+    table = {
+        ("POST", "/prompt"): prompt_surface.post_prompt,
+        ("POST", "/upload/image"): file_surfaces.upload,
+        ("POST", "/upload/mask"): file_surfaces.upload,
+        ("GET", "/view"): file_surfaces.view,
+        ("GET", "/object_info"): file_surfaces.object_info,
+        ("GET", "/object_info/{node_class}"): file_surfaces.object_info,
+        ("GET", "/history"): queue_surfaces.history,
+        ("GET", "/history/{prompt_id}"): queue_surfaces.history,
+        ("POST", "/history"): queue_surfaces.edit_history,
+        ("GET", "/queue"): queue_surfaces.queue,
+        ("POST", "/queue"): queue_surfaces.edit_queue,
+        ("POST", "/interrupt"): queue_surfaces.interrupt,
+        ("GET", "/jobs"): queue_surfaces.jobs,
+        ("GET", "/jobs/{job_id}"): queue_surfaces.job,
+        ("POST", "/jobs/{job_id}/cancel"): queue_surfaces.job,
+        ("POST", "/jobs/cancel"): queue_surfaces.cancel_jobs,
+        ("GET", "/ws"): websocket.connect,
+        ("GET", "/users"): user_surfaces.users,
+        ("GET", "/system_stats"): user_surfaces.system_stats,
+    }
+    table.update({route: user_surfaces.as_comfy_user for route in USER_DATA_ROUTES})
+    guard.surfaces.update({route: bind(surface) for route, surface in table.items()})
+
+
+def _enable_per_tenant_user_data() -> None:
+    """ComfyUI keeps settings and saved workflows per `comfy-user` only in multi-user mode; the guard sets
+    that user from the identity, so each tenant gets its own."""
+    from comfy.cli_args import args
+
+    if hasattr(args, "multi_user"):
+        args.multi_user = True
 
 
 def _refuse_to_serve(server, exc: Exception) -> None:
@@ -62,7 +119,3 @@ def _refuse_to_serve(server, exc: Exception) -> None:
                                             "details": "fix the tenancy config and restart"}}, status=503)
 
     server.app.middlewares.insert(0, closed)
-
-
-async def _health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .protocol import Store, StoreUnavailable
+from .protocol import Conflict, Store, StoreUnavailable
 
 
 def open_store(url: str, base_dir: Path) -> Store:
@@ -18,9 +18,7 @@ def open_store(url: str, base_dir: Path) -> Store:
 
         return SqliteStore(sqlite_path(url, base_dir))
     if scheme in ("redis", "rediss"):
-        from .redis import RedisStore
-
-        return RedisStore(url)
+        raise ValueError("the Redis store is not available yet in this version: use sqlite:///FILE")
     raise ValueError(f"unknown store scheme {scheme!r}: use sqlite:///FILE or redis://HOST:PORT/DB")
 
 
@@ -31,4 +29,4 @@ def sqlite_path(url: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-__all__ = ["Store", "StoreUnavailable", "open_store", "sqlite_path"]
+__all__ = ["Conflict", "Store", "StoreUnavailable", "open_store", "sqlite_path"]

@@ -1,14 +1,34 @@
-"""The embedded store: one SQLite file in WAL mode, safe for several ComfyUI processes on one box."""
+"""The embedded store: one SQLite file in WAL mode, safe for several ComfyUI processes on one box.
+
+Calls run inline on the event loop: each is one indexed statement on a local file (microseconds), and a
+busy timeout bounds the wait when another process holds the write lock.
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
-from .protocol import StoreUnavailable
+from ..records import Account, ApiKey, RefreshToken, Tenant
+from .protocol import Conflict, StoreUnavailable
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, plan TEXT NOT NULL, status TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS accounts (username TEXT PRIMARY KEY, tenant TEXT, role TEXT NOT NULL,
+    password_hash TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, tenant TEXT, role TEXT NOT NULL, name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL, created REAL NOT NULL, expires REAL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash TEXT PRIMARY KEY, family TEXT NOT NULL,
+    subject TEXT NOT NULL, tenant TEXT, role TEXT NOT NULL, expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS refresh_by_family ON refresh_tokens (family);
+CREATE TABLE IF NOT EXISTS revoked_families (family TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS revoked_jti (jti TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, tenant TEXT, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS prompts_by_tenant ON prompts (tenant);
+CREATE TABLE IF NOT EXISTS outputs (folder TEXT NOT NULL, subfolder TEXT NOT NULL, filename TEXT NOT NULL,
+    tenant TEXT, prompt_id TEXT NOT NULL, PRIMARY KEY (folder, subfolder, filename));
 """
 
 
@@ -25,11 +45,144 @@ class SqliteStore:
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"{self.description}: {exc}") from exc
 
-    async def ping(self) -> None:
+    def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         try:
-            self.db.execute("SELECT 1").fetchone()
+            return self.db.execute(sql, args)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"{self.description}: {exc}") from exc
 
+    def _one(self, sql: str, args: tuple = ()) -> tuple | None:
+        return self._run(sql, args).fetchone()
+
+    async def ping(self) -> None:
+        self._one("SELECT 1")
+
     async def close(self) -> None:
         self.db.close()
+
+    # tenants and accounts ------------------------------------------------------------------------
+    async def put_tenant(self, tenant: Tenant, *, create: bool) -> None:
+        verb = "INSERT" if create else "REPLACE"
+        self._run(f"{verb} INTO tenants (id, plan, status, tags) VALUES (?, ?, ?, ?)",
+                  (tenant.id, tenant.plan, tenant.status, json.dumps(list(tenant.tags))))
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        row = self._one("SELECT id, plan, status, tags FROM tenants WHERE id = ?", (tenant_id,))
+        return _tenant(row) if row else None
+
+    async def list_tenants(self) -> list[Tenant]:
+        return [_tenant(r) for r in self._run("SELECT id, plan, status, tags FROM tenants ORDER BY id")]
+
+    async def put_account(self, account: Account, *, create: bool) -> None:
+        verb = "INSERT" if create else "REPLACE"
+        self._run(f"{verb} INTO accounts (username, tenant, role, password_hash, disabled) VALUES (?, ?, ?, ?, ?)",
+                  (account.username, account.tenant, account.role, account.password_hash, int(account.disabled)))
+
+    async def get_account(self, username: str) -> Account | None:
+        row = self._one("SELECT username, tenant, role, password_hash, disabled FROM accounts WHERE username = ?",
+                        (username,))
+        return _account(row) if row else None
+
+    async def list_accounts(self, tenant: str | None = None) -> list[Account]:
+        sql = "SELECT username, tenant, role, password_hash, disabled FROM accounts"
+        rows = self._run(sql + " WHERE tenant = ? ORDER BY username", (tenant,)) if tenant else \
+            self._run(sql + " ORDER BY username")
+        return [_account(r) for r in rows]
+
+    # API keys ------------------------------------------------------------------------------------
+    async def put_key(self, key: ApiKey) -> None:
+        self._run("INSERT INTO api_keys (key_id, tenant, role, name, secret_hash, created, expires, revoked) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (key.key_id, key.tenant, key.role, key.name, key.secret_hash, key.created, key.expires,
+                   int(key.revoked)))
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
+        return _key(row) if row else None
+
+    async def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"
+        rows = self._run(sql + " WHERE tenant = ? ORDER BY created", (tenant,)) if tenant else \
+            self._run(sql + " ORDER BY created")
+        return [_key(r) for r in rows]
+
+    async def revoke_key(self, key_id: str) -> bool:
+        return self._run("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", (key_id,)).rowcount > 0
+
+    # refresh tokens --------------------------------------------------------------------------------
+    async def put_refresh(self, token: RefreshToken) -> None:
+        self._run("INSERT INTO refresh_tokens (token_hash, family, subject, tenant, role, expires, used) "
+                  "VALUES (?, ?, ?, ?, ?, ?, 0)",
+                  (token.token_hash, token.family, token.subject, token.tenant, token.role, token.expires))
+
+    async def use_refresh(self, token_hash: str, now: float) -> tuple[str, RefreshToken | None]:
+        self._run("BEGIN IMMEDIATE")
+        try:
+            row = self._one("SELECT token_hash, family, subject, tenant, role, expires, used FROM refresh_tokens "
+                            "WHERE token_hash = ?", (token_hash,))
+            if row is None:
+                outcome: tuple[str, RefreshToken | None] = ("invalid", None)
+            else:
+                token = RefreshToken(*row[:6], used=bool(row[6]))
+                revoked = self._one("SELECT 1 FROM revoked_families WHERE family = ?", (token.family,))
+                if token.used:
+                    self._run("INSERT OR IGNORE INTO revoked_families (family) VALUES (?)", (token.family,))
+                    outcome = ("reused", token)
+                elif revoked or token.expires < now:
+                    outcome = ("invalid", None)
+                else:
+                    self._run("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (token_hash,))
+                    outcome = ("ok", token)
+            self._run("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return outcome
+
+    async def revoke_family(self, family: str) -> None:
+        self._run("INSERT OR IGNORE INTO revoked_families (family) VALUES (?)", (family,))
+
+    async def revoke_jti(self, jti: str, expires: float) -> None:
+        self._run("INSERT OR IGNORE INTO revoked_jti (jti, expires) VALUES (?, ?)", (jti, expires))
+
+    async def jti_revoked(self, jti: str) -> bool:
+        return self._one("SELECT 1 FROM revoked_jti WHERE jti = ?", (jti,)) is not None
+
+    # ownership -------------------------------------------------------------------------------------
+    async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
+        self._run("INSERT OR REPLACE INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?)",
+                  (prompt_id, tenant, now))
+
+    async def prompt_owner(self, prompt_id: str) -> str | None:
+        row = self._one("SELECT tenant FROM prompts WHERE prompt_id = ?", (prompt_id,))
+        return None if row is None else (row[0] or "")
+
+    async def owned_prompts(self, tenant: str) -> set[str]:
+        return {r[0] for r in self._run("SELECT prompt_id FROM prompts WHERE tenant = ?", (tenant,))}
+
+    async def index_output(self, folder: str, subfolder: str, filename: str, tenant: str | None,
+                           prompt_id: str) -> None:
+        self._run("INSERT OR REPLACE INTO outputs (folder, subfolder, filename, tenant, prompt_id) "
+                  "VALUES (?, ?, ?, ?, ?)", (folder, subfolder, filename, tenant, prompt_id))
+
+    async def output_owner(self, folder: str, subfolder: str, filename: str) -> str | None:
+        row = self._one("SELECT tenant FROM outputs WHERE folder = ? AND subfolder = ? AND filename = ?",
+                        (folder, subfolder, filename))
+        return None if row is None else (row[0] or "")
+
+
+_KEY_COLUMNS = "key_id, tenant, role, name, secret_hash, created, expires, revoked"
+
+
+def _tenant(row: tuple) -> Tenant:
+    return Tenant(id=row[0], plan=row[1], status=row[2], tags=tuple(json.loads(row[3])))
+
+
+def _account(row: tuple) -> Account:
+    return Account(username=row[0], tenant=row[1], role=row[2], password_hash=row[3], disabled=bool(row[4]))
+
+
+def _key(row: tuple) -> ApiKey:
+    return ApiKey(*row[:7], revoked=bool(row[7]))

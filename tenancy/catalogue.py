@@ -1,0 +1,89 @@
+"""What the guard knows about node classes, derived from their definitions (not from their names).
+
+Built from ComfyUI's `/object_info` shape plus optional metadata a node class declares (`TENANCY_META`) and
+the operator's `file_inputs` table; consulted by the workflow policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+UPLOAD_FLAGS = {"image_upload": "image", "audio_upload": "audio", "video_upload": "video"}
+PREFIX_INPUTS = frozenset({"filename_prefix"})
+# Names that mean the same thing in most packs; a node's TENANCY_META may add its own.
+DURATION_INPUTS = frozenset({"duration", "duration_s", "seconds"})
+RESOLUTION_INPUTS = frozenset({"width", "height", "min_resolution", "resolution"})
+FRAME_INPUTS = frozenset({"frames", "num_frames", "frame_count", "video_frames", "length"})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: str
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    options: tuple | None = None
+    upload: str | None = None  # image | audio | video when the input names an uploaded file
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    class_type: str
+    inputs: Mapping[str, InputSpec]
+    file_inputs: frozenset[str] = frozenset()
+    duration_inputs: frozenset[str] = DURATION_INPUTS
+    resolution_inputs: frozenset[str] = RESOLUTION_INPUTS
+    frame_inputs: frozenset[str] = FRAME_INPUTS
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    nodes: Mapping[str, NodeSpec]
+
+    def get(self, class_type: str) -> NodeSpec | None:
+        return self.nodes.get(class_type)
+
+    @classmethod
+    def build(cls, object_info: Mapping[str, Mapping], meta: Mapping[str, Mapping] | None = None,
+              file_inputs: Mapping[str, Iterable[str]] | None = None,
+              input_files: Iterable[str] = ()) -> Catalogue:
+        """`object_info`: class -> ComfyUI's node info; `meta`: class -> TENANCY_META; `file_inputs`: the
+        config table; `input_files`: names in the input folder (combos listing them are file inputs)."""
+        meta, file_inputs, known_files = meta or {}, file_inputs or {}, set(input_files)
+        nodes = {}
+        for class_type, info in object_info.items():
+            inputs = dict(_inputs(info))
+            node_meta = dict(meta.get(class_type) or {})
+            files = {n for n, spec in inputs.items() if spec.upload}
+            files |= {n for n, spec in inputs.items()
+                      if spec.options and known_files and set(map(str, spec.options)) <= known_files}
+            files |= set(file_inputs.get(class_type, ())) | set(node_meta.get("file_inputs", ()))
+            nodes[class_type] = NodeSpec(
+                class_type=class_type, inputs=inputs, file_inputs=frozenset(files),
+                duration_inputs=DURATION_INPUTS | frozenset(node_meta.get("duration_inputs", ())),
+                resolution_inputs=RESOLUTION_INPUTS | frozenset(node_meta.get("resolution_inputs", ())),
+                frame_inputs=FRAME_INPUTS | frozenset(node_meta.get("frame_inputs", ())),
+                meta=node_meta)
+        return cls(nodes)
+
+
+def _inputs(info: Mapping) -> Iterable[tuple[str, InputSpec]]:
+    for section in ("required", "optional"):
+        for name, spec in (info.get("input", {}).get(section) or {}).items():
+            yield name, _input_spec(name, spec)
+
+
+def _input_spec(name: str, spec: Any) -> InputSpec:
+    kind = spec[0] if isinstance(spec, (list, tuple)) and spec else spec
+    opts = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], Mapping) else {}
+    options = tuple(kind) if isinstance(kind, (list, tuple)) else opts.get("options")
+    upload = next((v for k, v in UPLOAD_FLAGS.items() if opts.get(k)), None)
+    if upload is None and opts.get("upload") in UPLOAD_FLAGS.values():
+        upload = opts["upload"]
+    return InputSpec(name=name, type="COMBO" if options is not None else str(kind), default=opts.get("default"),
+                     minimum=opts.get("min"), maximum=opts.get("max"),
+                     options=tuple(options) if options is not None else None, upload=upload)

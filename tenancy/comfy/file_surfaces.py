@@ -1,0 +1,145 @@
+"""Uploads, /view and /object_info file combos: each tenant sees its own folders as the roots."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from aiohttp import web
+from multidict import MultiDict
+
+from ..paths import (
+    FOLDERS,
+    PathRefused,
+    clean_name,
+    contained,
+    map_subfolder,
+    split_annotation,
+    tenant_root,
+    virtual_subfolder,
+)
+from ..records import Principal
+from ..refusal import Refusal
+from . import http, media
+
+MAX_LISTED = 5000
+
+
+async def upload(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    form = await request.post()
+    image = form.get("image")
+    if principal.is_admin or not hasattr(image, "file"):
+        return await handler(request)
+    tenant = principal.tenant
+    name = _refuse_path(lambda: clean_name(image.filename))
+    if "/" in name:
+        raise Refusal(400, "invalid_filename", "the uploaded file name may not contain folders")
+    media.check_upload(image.file, name, guard.settings.max_upload_mb)
+    fields = MultiDict(form)
+    fields["type"] = "input"
+    fields["subfolder"] = _refuse_path(lambda: map_subfolder(tenant, form.get("subfolder", "")))
+    _refuse_path(lambda: contained(guard.folders["input"], f"{fields['subfolder']}/{name}", tenant))
+    if "original_ref" in form:
+        fields["original_ref"] = json.dumps(await _own_ref(guard, tenant, form["original_ref"]))
+    http.replace_form(request, fields)
+    response = await handler(request)
+    answer = http.answer_json(response)
+    if isinstance(answer, dict) and "subfolder" in answer:
+        answer["subfolder"] = virtual_subfolder(tenant, answer["subfolder"]) or ""
+        return http.json_like(response, answer)
+    return response
+
+
+async def _own_ref(guard, tenant: str, raw: str) -> dict:
+    """The mask editor's `original_ref` must name one of the tenant's own files."""
+    try:
+        ref = json.loads(raw)
+        filename, folder = ref["filename"], ref.get("type", "input")
+    except (ValueError, KeyError, TypeError):
+        raise Refusal(400, "invalid_original_ref", "original_ref must be JSON with a filename") from None
+    real = await real_location(guard, tenant, folder, ref.get("subfolder", ""), filename)
+    return {"filename": real[2], "subfolder": real[1], "type": real[0]}
+
+
+async def real_location(guard, tenant: str | None, folder: str, subfolder: str, filename: str) -> tuple[str, str, str]:
+    """(folder, real subfolder, filename) of a file the caller names; refuses what is not theirs.
+
+    A tenant's names are relative to its own folders, except files the output index attributes to it
+    (previews in temp, outputs of nodes that ignore filename_prefix), which keep their real names."""
+    if folder not in FOLDERS:
+        raise Refusal(400, "invalid_type", f"type must be one of {', '.join(FOLDERS)}")
+    name = _refuse_path(lambda: clean_name(filename))
+    if not name:
+        raise Refusal(400, "missing_filename", "name the file with `filename`")
+    path = PurePosixPath(_refuse_path(lambda: clean_name(subfolder or ""))) / name
+    sub, name = ("" if str(path.parent) == "." else str(path.parent)), path.name
+    root = guard.folders[folder]
+    if tenant is None or await guard.store.output_owner(folder, sub, name) == tenant:
+        _refuse_path(lambda: contained(root, str(path)))
+        return folder, sub, name
+    if folder == "temp":
+        raise Refusal(404, "not_found", "no such preview among yours")
+    real_sub = f"{tenant_root(tenant)}/{sub}".rstrip("/")
+    _refuse_path(lambda: contained(root, f"{real_sub}/{name}", tenant))
+    return folder, real_sub, name
+
+
+async def view(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    query = request.rel_url.query
+    filename, annotated = split_annotation(query.get("filename", ""))
+    folder = annotated or query.get("type", "output") or "output"
+    location = await real_location(guard, principal.tenant, folder, query.get("subfolder", ""), filename)
+    rewritten = dict(query)
+    rewritten.update(type=location[0], subfolder=location[1], filename=location[2])
+    return await handler(request.clone(rel_url=request.rel_url.with_query(rewritten)))
+
+
+async def object_info(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    response = await handler(request)
+    answer = http.answer_json(response)
+    if principal.is_admin or not isinstance(answer, dict):
+        return response
+    from .prompt_surface import node_catalogue
+
+    catalogue = await node_catalogue(guard, request)
+    files = tenant_files(guard.folders["input"] / tenant_root(principal.tenant))
+    for class_type, info in answer.items():
+        spec = catalogue.get(class_type)
+        for name in spec.file_inputs if spec else ():
+            for section in ("required", "optional"):
+                entry = (info.get("input", {}).get(section) or {}).get(name)
+                if entry is not None:
+                    kind = spec.inputs[name].upload if name in spec.inputs else None
+                    _replace_options(entry, media.matching(files, kind))
+    return http.json_like(response, answer)
+
+
+def _replace_options(entry: list, names: list[str]) -> None:
+    if isinstance(entry[0], list):
+        entry[0] = names
+    elif len(entry) > 1 and isinstance(entry[1], dict) and "options" in entry[1]:
+        entry[1]["options"] = names
+
+
+def tenant_files(root: Path) -> list[str]:
+    """The tenant's input files by the names it uses (relative to its folder), newest last, bounded."""
+    found: list[str] = []
+    if not root.is_dir():
+        return found
+    for directory, subdirs, names in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        rel = os.path.relpath(directory, root)
+        for name in sorted(names):
+            if not name.startswith(".") and os.path.isfile(os.path.join(directory, name)):
+                found.append(name if rel == "." else f"{rel}/{name}")
+                if len(found) >= MAX_LISTED:
+                    return found
+    return found
+
+
+def _refuse_path(step):
+    try:
+        return step()
+    except PathRefused as exc:
+        raise Refusal(403, PathRefused.reason, str(exc)) from None

@@ -1,0 +1,159 @@
+"""The guard middleware: classify the route, identify the caller, authorize, then hand the request to the
+surface that confines it (or straight to ComfyUI when the route needs no confinement)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from ..audit import AuditLog
+from ..config import Config
+from ..identity import Authenticator, Refused, split_api_key, token_settings
+from ..records import ANONYMOUS, Principal
+from ..refusal import Refusal
+from ..routes import PUBLIC, allowed, normalise, route_class
+from ..store import Store, StoreUnavailable
+from ..throttle import Throttle
+from . import http
+
+log = logging.getLogger("tenancy")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Surface = Callable[[web.Request, Handler, Principal], Awaitable[web.StreamResponse]]
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PRINCIPAL_KEY = "tenancy.principal"
+
+
+class Guard:
+    def __init__(self, server, settings: Config, store: Store, folders: dict[str, Path]) -> None:
+        self.server = server
+        self.settings = settings
+        self.store = store
+        self.folders = folders  # input / output / temp roots
+        self.tokens = token_settings(settings)
+        self.auth = Authenticator(store, self.tokens)
+        self.audit = AuditLog(settings.path(settings.audit.path), settings.audit.max_bytes, settings.audit.backups)
+        rate = settings.auth.login_attempts_per_minute
+        self.login_by_ip, self.login_by_account = Throttle(rate), Throttle(rate)
+        self.surfaces: dict[tuple[str, str], Surface] = {}
+        self.subapp_prefixes: dict[int, str] = {}
+        self.owners: dict[str, str] = {}  # prompt_id -> tenant ("" for admins): a cache of the store
+        self.catalogue = None  # built on first need from ComfyUI's node definitions
+        self.running_tenant: str | None = None  # whose prompt the worker runs now (for log tags)
+
+    @property
+    def file_secret(self) -> bytes:
+        return b"files:" + self.tokens.signing_key
+
+    # -- the middleware ------------------------------------------------------------------------------------
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        pattern = self.route_pattern(request)
+        cls, _ = route_class(request.method, pattern, self.settings.routes)
+        try:
+            principal = await self.identify(request)
+        except Refused as exc:
+            if cls == PUBLIC:
+                principal = ANONYMOUS
+            else:
+                return self.refuse(request, ANONYMOUS, Refusal(401, exc.reason, str(exc)))
+        except StoreUnavailable as exc:
+            return self.refuse(request, ANONYMOUS, Refusal(503, "store_unavailable", str(exc), retry_after=5))
+        if not allowed(cls, principal.authenticated, principal.is_admin):
+            if not principal.authenticated:
+                if http.wants_html(request):
+                    raise web.HTTPFound("/tenancy/login")
+                return self.refuse(request, principal, Refusal(401, "unauthenticated",
+                                                               "log in or send `Authorization: Bearer <key>`"))
+            return self.refuse(request, principal, Refusal(403, "admin_only", "this route is for operators"))
+        problem = self.cross_site(request, principal)
+        if problem:
+            return self.refuse(request, principal, problem)
+        request[PRINCIPAL_KEY] = principal
+        surface = self.surfaces.get((request.method, normalise(pattern or "")))
+        try:
+            if surface is not None and principal.authenticated:
+                response = await surface(request, handler, principal)
+            else:
+                response = await handler(request)
+        except Refusal as refusal:
+            return self.refuse(request, principal, refusal)
+        except StoreUnavailable as exc:
+            return self.refuse(request, principal, Refusal(503, "store_unavailable", str(exc), retry_after=5))
+        if request.method not in SAFE_METHODS and cls != PUBLIC:
+            self.audit.record(tenant=principal.tenant, principal=principal.credential, ip=request.remote,
+                              route=f"{request.method} {request.path}", decision="allow",
+                              status=getattr(response, "status", None))
+        return response
+
+    def route_pattern(self, request: web.Request) -> str | None:
+        """The matched route's pattern (sub-app prefix included); None when nothing matched."""
+        info = request.match_info
+        if getattr(info, "http_exception", None) is not None or info.route is None:
+            return None
+        resource = info.route.resource
+        if resource is None:
+            return None
+        canonical = resource.canonical
+        if isinstance(resource, web.StaticResource):
+            canonical = canonical.rstrip("/") + "/*"
+        if len(info.apps) > 1 and not self.subapp_prefixes:
+            self.subapp_prefixes = {id(r._app): r.canonical for r in request.app.router.resources()
+                                    if isinstance(r, web.PrefixedSubAppResource)}
+        prefix = "".join(self.subapp_prefixes.get(id(app), "") for app in info.apps[1:])
+        return prefix + canonical
+
+    async def identify(self, request: web.Request) -> Principal:
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            credential = header[7:].strip()
+            if split_api_key(credential):
+                return await self.auth.from_api_key(credential)
+            return await self.auth.from_access_token(credential)
+        cookie = request.cookies.get(self.settings.auth.cookie_name)
+        if cookie:
+            return await self.auth.from_access_token(cookie, via="cookie")
+        return ANONYMOUS
+
+    def cross_site(self, request: web.Request, principal: Principal) -> Refusal | None:
+        """Cookies ride along on cross-site requests: state changes and websockets need our own origin."""
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if principal.via != "cookie" or (request.method in SAFE_METHODS and not upgrade):
+            return None
+        if http.same_origin(request):
+            return None
+        return Refusal(403, "cross_site_request", "cookie-authenticated requests must come from this site")
+
+    def refuse(self, request: web.Request, principal: Principal, refusal: Refusal) -> web.Response:
+        self.audit.record(tenant=principal.tenant, principal=principal.credential or None, ip=request.remote,
+                          route=f"{request.method} {request.path}", decision="refuse", reason=refusal.reason,
+                          status=refusal.status)
+        return http.refusal_response(refusal)
+
+    async def owner_of(self, prompt_id: str) -> str | None:
+        """Tenant of a prompt ("" for an admin's), None when unknown."""
+        if prompt_id in self.owners:
+            return self.owners[prompt_id]
+        owner = await self.store.prompt_owner(prompt_id)
+        if owner is not None:
+            self.owners[prompt_id] = owner
+        return owner
+
+    async def record_owner(self, prompt_id: str, tenant: str | None) -> None:
+        self.owners[prompt_id] = tenant or ""
+        await self.store.own_prompt(prompt_id, tenant, time.time())
+
+    def top_level_inputs(self) -> list[str]:
+        root = self.folders["input"]
+        return [p.name for p in root.iterdir() if p.is_file()] if root.is_dir() else []
+
+    def plan_of(self, principal: Principal):
+        if principal.plan is None:
+            return None
+        plans = self.settings.plans
+        if principal.plan not in plans:
+            raise Refusal(403, "unknown_plan", f"plan {principal.plan!r} is not configured")
+        return plans[principal.plan]

@@ -1,0 +1,76 @@
+"""POST /prompt: the workflow policy, the on-disk checks it cannot do as pure text, ownership, audit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import PurePosixPath
+
+from aiohttp import web
+
+from ..catalogue import Catalogue
+from ..paths import PathRefused, contained
+from ..records import Principal
+from ..refusal import Refusal, node_refusal
+from ..workflow import Outcome, apply_policy
+from . import http
+
+
+async def post_prompt(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    catalogue = await node_catalogue(guard, request)  # before the body is read: it clones the request
+    body = await http.json_body(request)
+    plan = None if principal.is_admin else guard.plan_of(principal)
+    outcome = apply_policy(body, principal, plan, catalogue, guard.settings.model_routing)
+    await check_files_on_disk(guard, principal, outcome)
+    http.replace_json_body(request, outcome.body)
+    # Ownership first: ComfyUI's worker may start the prompt before this handler returns.
+    await guard.record_owner(outcome.prompt_id, principal.tenant)
+    response = await handler(request)
+    answer = http.answer_json(response)
+    rewrites = [r.as_dict() for r in outcome.rewrites]
+    guard.audit.record(tenant=principal.tenant, principal=principal.credential, ip=request.remote,
+                       route="POST /prompt", decision="allow" if response.status == 200 else "comfy_rejected",
+                       prompt_id=outcome.prompt_id, rewrites=rewrites or None, status=response.status)
+    if isinstance(answer, dict):
+        answer["tenancy"] = {"rewrites": rewrites}
+        return http.json_like(response, answer)
+    return response
+
+
+async def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> None:
+    classes = {nid: node.get("class_type", "") for nid, node in outcome.body["prompt"].items()}
+    for node_id, name, ref in outcome.files:
+        try:
+            contained(guard.folders[ref.folder], ref.relative, None if ref.folder == "temp" else principal.tenant)
+        except PathRefused as exc:
+            raise node_refusal(403, PathRefused.reason, node_id, classes[node_id], name,
+                               f"{ref.relative!r} {exc}") from None
+        if ref.folder == "temp":
+            path = PurePosixPath(ref.relative)
+            subfolder = "" if str(path.parent) == "." else str(path.parent)
+            owner = await guard.store.output_owner("temp", subfolder, path.name)
+            if owner != principal.tenant:
+                raise node_refusal(403, PathRefused.reason, node_id, classes[node_id], name,
+                                   f"{ref.relative!r} is not one of your previews")
+
+
+async def node_catalogue(guard, request: web.Request) -> Catalogue:
+    """Built once from ComfyUI's own /object_info answer plus what node classes declare."""
+    if guard.catalogue is not None:
+        return guard.catalogue
+    object_info = await comfy_object_info(request)
+    comfy_nodes = sys.modules.get("nodes")
+    classes = getattr(comfy_nodes, "NODE_CLASS_MAPPINGS", {})
+    meta = {name: getattr(cls, "TENANCY_META", None) for name, cls in classes.items()}
+    guard.catalogue = Catalogue.build(object_info, {k: v for k, v in meta.items() if v},
+                                      guard.settings.file_inputs, guard.top_level_inputs())
+    return guard.catalogue
+
+
+async def comfy_object_info(request: web.Request) -> dict:
+    for resource in request.app.router.resources():
+        if resource.canonical == "/object_info":
+            for route in resource:
+                if route.method == "GET":
+                    response = await route.handler(request.clone(method="GET", rel_url="/object_info"))
+                    return http.answer_json(response) or {}
+    raise Refusal(500, "object_info_missing", "ComfyUI has no /object_info route")

@@ -1,0 +1,142 @@
+"""History, queue, interrupt and jobs: each tenant sees and touches only the prompts it queued."""
+
+from __future__ import annotations
+
+import copy
+
+from aiohttp import web
+
+from ..paths import virtual_subfolder
+from ..records import Principal
+from ..refusal import Refusal
+from . import http
+
+
+def owner_in(extra_data) -> str | None:
+    tenancy = extra_data.get("tenancy") if isinstance(extra_data, dict) else None
+    return tenancy.get("tenant") if isinstance(tenancy, dict) else None
+
+
+def virtual_outputs(outputs, tenant: str):
+    """Output file references with the tenant's own folder shown as the root."""
+    outputs = copy.deepcopy(outputs)
+    for items in (outputs or {}).values() if isinstance(outputs, dict) else ():
+        for refs in items.values() if isinstance(items, dict) else ():
+            for ref in refs if isinstance(refs, list) else ():
+                if isinstance(ref, dict) and isinstance(ref.get("subfolder"), str):
+                    virtual = virtual_subfolder(tenant, ref["subfolder"])
+                    if virtual is not None:
+                        ref["subfolder"] = virtual
+    return outputs
+
+
+def _own_history(answer: dict, tenant: str) -> dict:
+    own = {}
+    for prompt_id, entry in answer.items():
+        prompt = entry.get("prompt") if isinstance(entry, dict) else None
+        if isinstance(prompt, (list, tuple)) and len(prompt) > 3 and owner_in(prompt[3]) == tenant:
+            own[prompt_id] = dict(entry, outputs=virtual_outputs(entry.get("outputs"), tenant))
+    return own
+
+
+async def history(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    response = await handler(request)
+    answer = http.answer_json(response)
+    if principal.is_admin or not isinstance(answer, dict):
+        return response
+    return http.json_like(response, _own_history(answer, principal.tenant))
+
+
+async def queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    response = await handler(request)
+    answer = http.answer_json(response)
+    if principal.is_admin or not isinstance(answer, dict):
+        return response
+    for key in ("queue_running", "queue_pending"):
+        answer[key] = [item for item in answer.get(key, []) if len(item) > 3 and owner_in(item[3]) == principal.tenant]
+    return http.json_like(response, answer)
+
+
+def _queue_items(guard) -> tuple[list, list]:
+    running, pending = guard.server.prompt_queue.get_current_queue_volatile()
+    return running, pending
+
+
+async def edit_queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    own = {item[1] for item in _queue_items(guard)[1] if owner_in(item[3]) == principal.tenant}
+    return await _edit(guard, request, handler, principal, own)
+
+
+async def edit_history(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    entries = guard.server.prompt_queue.get_history()
+    own = {pid for pid, entry in entries.items() if owner_in(entry.get("prompt", (None,) * 4)[3]) == principal.tenant}
+    return await _edit(guard, request, handler, principal, own)
+
+
+async def _edit(guard, request: web.Request, handler, principal: Principal, own: set[str]) -> web.StreamResponse:
+    """`clear` becomes "delete all of mine"; `delete` may name only own prompts."""
+    if principal.is_admin:
+        return await handler(request)
+    body = await http.json_body(request)
+    if not isinstance(body, dict):
+        raise Refusal(400, "invalid_body", "expected {\"clear\": true} or {\"delete\": [prompt ids]}")
+    requested = body.get("delete", [])
+    if not isinstance(requested, list):
+        raise Refusal(400, "invalid_body", "`delete` must be a list of prompt ids")
+    foreign = [pid for pid in requested if pid not in own and await guard.owner_of(str(pid)) != principal.tenant]
+    if foreign:
+        raise Refusal(403, "not_owner", f"not your prompts: {', '.join(map(str, foreign[:5]))}")
+    ids = sorted(own) if body.get("clear") else [pid for pid in requested if pid in own]
+    if not ids:
+        return web.json_response({})
+    http.replace_json_body(request, {"delete": ids})
+    return await handler(request)
+
+
+async def interrupt(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    """Interrupts only the caller's own running prompt; the global form is the operators'."""
+    if principal.is_admin:
+        return await handler(request)
+    body = await http.json_body(request) if request.can_read_body else {}
+    prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+    running = [item[1] for item in _queue_items(guard)[0]]
+    if prompt_id is None:
+        mine = [pid for pid in running if await guard.owner_of(pid) == principal.tenant]
+        if not mine:
+            return web.json_response({})
+        prompt_id = mine[0]
+    elif await guard.owner_of(str(prompt_id)) != principal.tenant:
+        raise Refusal(403, "not_owner", "you can only interrupt your own prompts")
+    http.replace_json_body(request, {"prompt_id": prompt_id})
+    return await handler(request)
+
+
+async def job(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    """GET /api/jobs/{id} and its cancel route (newer ComfyUI): only the owner's."""
+    job_id = request.match_info.get("job_id", "")
+    if not principal.is_admin and await guard.owner_of(job_id) != principal.tenant:
+        raise Refusal(404, "not_found", "no such job among yours")
+    return await handler(request)
+
+
+async def jobs(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    response = await handler(request)
+    answer = http.answer_json(response)
+    if principal.is_admin or not isinstance(answer, dict) or not isinstance(answer.get("jobs"), list):
+        return response
+    answer["jobs"] = [j for j in answer["jobs"] if isinstance(j, dict)
+                      and await guard.owner_of(str(j.get("id", ""))) == principal.tenant]
+    if isinstance(answer.get("pagination"), dict):
+        answer["pagination"]["total"] = len(answer["jobs"])
+    return http.json_like(response, answer)
+
+
+async def cancel_jobs(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    if principal.is_admin:
+        return await handler(request)
+    body = await http.json_body(request)
+    ids = body.get("job_ids", []) if isinstance(body, dict) else []
+    foreign = [j for j in ids if await guard.owner_of(str(j)) != principal.tenant]
+    if foreign or not isinstance(ids, list):
+        raise Refusal(403, "not_owner", "you can only cancel your own jobs")
+    return await handler(request)

@@ -1,0 +1,233 @@
+"""The guard's own routes under /tenancy/: tokens, browser login, who am I, signed downloads, health."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from .. import identity, signed
+from ..identity import Refused
+from ..records import Principal
+from ..refusal import Refusal
+from ..routes import TABLE, route_class
+from . import http
+from .file_surfaces import real_location
+from .guard import PRINCIPAL_KEY, Guard
+from .queue_surfaces import owner_in
+
+LOGIN_PAGE = Path(__file__).resolve().parents[2] / "web" / "login.html"
+REFRESH_COOKIE = "tenancy_refresh"
+
+
+def add_routes(routes: web.RouteTableDef, guard: Guard) -> None:
+    api = TenancyApi(guard)
+    routes.get("/tenancy/health")(api.health)
+    routes.get("/tenancy/login")(api.login_page)
+    routes.post("/tenancy/login")(api.login)
+    routes.post("/tenancy/token")(api.token)
+    routes.post("/tenancy/refresh")(api.refresh)
+    routes.post("/tenancy/logout")(api.logout)
+    routes.get("/tenancy/me")(api.me)
+    routes.get("/tenancy/files/{token}")(api.file)
+    routes.get("/tenancy/outputs/{prompt_id}")(api.outputs)
+    routes.get("/tenancy/admin/routes")(api.route_report)
+
+
+class TenancyApi:
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+
+    async def health(self, request: web.Request) -> web.Response:
+        try:
+            await self.guard.store.ping()
+        except Exception:  # any store failure is "degraded"; details stay in the log
+            return web.json_response({"status": "degraded"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def login_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(LOGIN_PAGE, headers={"Cache-Control": "no-store"})
+
+    # -- credentials -> tokens ---------------------------------------------------------------------------
+    async def _check_credentials(self, request: web.Request, body: dict) -> tuple[str, str | None, str]:
+        """(subject, tenant, role) for an API key or a username + password, throttled per IP and account."""
+        account_key = str(body.get("username") or identity.split_api_key(str(body.get("api_key", ""))) or "")
+        for throttle, key in ((self.guard.login_by_ip, request.remote or "?"),
+                              (self.guard.login_by_account, account_key)):
+            wait = throttle.hit(key)
+            if wait:
+                raise Refusal(429, "too_many_attempts", "too many login attempts; wait and retry", retry_after=wait)
+        if body.get("api_key"):
+            try:
+                principal = await self.guard.auth.from_api_key(str(body["api_key"]))
+            except Refused as exc:
+                raise Refusal(401, exc.reason, str(exc)) from None
+            return principal.subject, principal.tenant, principal.role
+        account = await self.guard.store.get_account(str(body.get("username", "")))
+        if not identity.check_password(account.password_hash if account else None, str(body.get("password", ""))):
+            raise Refusal(401, "invalid_credentials", "wrong username or password")
+        if account.disabled:
+            raise Refusal(401, "account_disabled", "this account is disabled")
+        if account.tenant is not None:
+            tenant = await self.guard.store.get_tenant(account.tenant)
+            if tenant is None or not tenant.active:
+                raise Refusal(401, "tenant_disabled", f"tenant {account.tenant} is disabled")
+        return f"account:{account.username}", account.tenant, account.role
+
+    async def _issue(self, subject: str, tenant: str | None, role: str, family: str | None = None) -> dict:
+        settings = self.guard.tokens
+        access, claims = identity.mint_access(settings, subject, tenant, role)
+        refresh, record = identity.new_refresh(settings, subject, tenant, role, family)
+        await self.guard.store.put_refresh(record)
+        return {"access_token": access, "token_type": "Bearer", "expires_in": claims["exp"] - claims["iat"],
+                "refresh_token": refresh, "tenant": tenant, "role": role}
+
+    async def token(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        header = request.headers.get("Authorization", "")
+        if not body.get("api_key") and header.lower().startswith("bearer "):
+            body["api_key"] = header[7:].strip()
+        subject, tenant, role = await self._check_credentials(request, body)
+        return web.json_response(await self._issue(subject, tenant, role))
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        presented = body.get("refresh_token") or request.cookies.get(REFRESH_COOKIE, "")
+        outcome, record = await self.guard.store.use_refresh(identity.digest(str(presented)), time.time())
+        if outcome == "reused":
+            self.guard.audit.record(tenant=record.tenant, principal=record.subject, ip=request.remote,
+                                    route="POST /tenancy/refresh", decision="refuse", reason="refresh_reused")
+            raise Refusal(401, "refresh_reused", "this refresh token was already used; the session is revoked")
+        if outcome != "ok":
+            raise Refusal(401, "invalid_refresh_token", "unknown, expired or revoked refresh token")
+        await self._still_valid(record.subject, record.tenant)
+        issued = await self._issue(record.subject, record.tenant, record.role, record.family)
+        response = web.json_response(issued)
+        if REFRESH_COOKIE in request.cookies:
+            self._set_cookies(request, response, issued)
+        return response
+
+    async def _still_valid(self, subject: str, tenant_id: str | None) -> None:
+        kind, _, name = subject.partition(":")
+        if kind == "account":
+            account = await self.guard.store.get_account(name)
+            if account is None or account.disabled:
+                raise Refusal(401, "account_disabled", "this account no longer exists or is disabled")
+        elif kind == "key":
+            key = await self.guard.store.get_key(name)
+            if key is None or key.revoked:
+                raise Refusal(401, "key_revoked", "the API key behind this session has been revoked")
+        if tenant_id is not None:
+            tenant = await self.guard.store.get_tenant(tenant_id)
+            if tenant is None or not tenant.active:
+                raise Refusal(401, "tenant_disabled", f"tenant {tenant_id} is disabled")
+
+    # -- browser session -----------------------------------------------------------------------------------
+    async def login(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        subject, tenant, role = await self._check_credentials(request, body)
+        issued = await self._issue(subject, tenant, role)
+        response = web.json_response({"tenant": tenant, "role": role, "expires_in": issued["expires_in"]})
+        self._set_cookies(request, response, issued)
+        self.guard.audit.record(tenant=tenant, principal=subject, ip=request.remote, route="POST /tenancy/login",
+                                decision="allow")
+        return response
+
+    def _set_cookies(self, request: web.Request, response: web.Response, issued: dict) -> None:
+        auth = self.guard.settings.auth
+        secure = auth.cookie_secure == "always" or (auth.cookie_secure == "auto" and request.secure)
+        response.set_cookie(auth.cookie_name, issued["access_token"], max_age=issued["expires_in"], path="/",
+                            httponly=True, samesite="Lax", secure=secure)
+        response.set_cookie(REFRESH_COOKIE, issued["refresh_token"], max_age=auth.refresh_ttl_s,
+                            path="/tenancy/", httponly=True, samesite="Strict", secure=secure)
+
+    async def logout(self, request: web.Request) -> web.Response:
+        principal: Principal = request[PRINCIPAL_KEY]
+        if principal.via in ("jwt", "cookie") and principal.expires:
+            await self.guard.store.revoke_jti(principal.credential, principal.expires)
+        presented = request.cookies.get(REFRESH_COOKIE) or (await _body(request)).get("refresh_token")
+        if presented:
+            _, record = await self.guard.store.use_refresh(identity.digest(str(presented)), time.time())
+            if record is not None:
+                await self.guard.store.revoke_family(record.family)
+        response = web.json_response({"logged_out": True})
+        response.del_cookie(self.guard.settings.auth.cookie_name, path="/")
+        response.del_cookie(REFRESH_COOKIE, path="/tenancy/")
+        return response
+
+    async def me(self, request: web.Request) -> web.Response:
+        principal: Principal = request[PRINCIPAL_KEY]
+        plan = self.guard.plan_of(principal)
+        return web.json_response({
+            "tenant": principal.tenant, "plan": principal.plan, "role": principal.role,
+            "subject": principal.subject, "via": principal.via,
+            "limits": dataclasses.asdict(plan) if plan else None})
+
+    # -- downloads -----------------------------------------------------------------------------------------
+    async def file(self, request: web.Request) -> web.StreamResponse:
+        grant = signed.verify(self.guard.file_secret, request.match_info["token"])
+        if grant is None:
+            raise Refusal(403, "invalid_signature", "the download link is invalid or has expired")
+        folder, sub, name = await real_location(self.guard, None, grant.folder, grant.subfolder, grant.filename)
+        path = self.guard.folders[folder] / sub / name
+        if not path.is_file():
+            raise Refusal(404, "not_found", "the file no longer exists")
+        return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    async def outputs(self, request: web.Request) -> web.Response:
+        principal: Principal = request[PRINCIPAL_KEY]
+        prompt_id = request.match_info["prompt_id"]
+        entry = self.guard.server.prompt_queue.get_history(prompt_id=prompt_id).get(prompt_id)
+        owner = owner_in(entry["prompt"][3]) if entry else None
+        if entry is None or (not principal.is_admin and owner != principal.tenant):
+            raise Refusal(404, "not_found", "no such prompt among yours")
+        expires = int(time.time()) + self.guard.settings.signed_url_ttl_s
+        files = []
+        for node_id, items in (entry.get("outputs") or {}).items():
+            for kind, refs in items.items() if isinstance(items, dict) else ():
+                for ref in refs if isinstance(refs, list) else ():
+                    if isinstance(ref, dict) and "filename" in ref:
+                        grant = signed.FileGrant(owner, ref.get("type", "output"), ref.get("subfolder", ""),
+                                                 ref["filename"], expires)
+                        token = signed.sign(self.guard.file_secret, grant)
+                        files.append({"node": node_id, "kind": kind, "filename": ref["filename"],
+                                      "url": f"/tenancy/files/{token}", "expires": expires})
+        return web.json_response({"prompt_id": prompt_id, "files": files})
+
+    # -- operators -------------------------------------------------------------------------------------------
+    async def route_report(self, request: web.Request) -> web.Response:
+        """Every (method, pattern) of the live router with its class; `explicit` false means defaulted."""
+        report, seen = [], set()
+        for resource in request.app.router.resources():
+            for method, pattern in _resource_routes(resource, self.guard):
+                cls, explicit = route_class(method, pattern, self.guard.settings.routes)
+                if (method, pattern) not in seen:
+                    seen.add((method, pattern))
+                    report.append({"method": method, "pattern": pattern, "class": cls, "explicit": explicit})
+        return web.json_response({"routes": report, "table_size": len(TABLE)})
+
+
+def _resource_routes(resource, guard: Guard, prefix: str = ""):
+    app = getattr(resource, "_app", None)
+    if app is not None:  # a sub-application (e.g. /internal)
+        for inner in app.router.resources():
+            yield from _resource_routes(inner, guard, prefix + resource.canonical)
+        return
+    canonical = resource.canonical
+    if isinstance(resource, web.StaticResource):
+        yield "GET", prefix + canonical.rstrip("/") + "/*"
+        return
+    for route in resource:
+        if route.method != "HEAD":
+            yield route.method, prefix + canonical
+
+
+async def _body(request: web.Request) -> dict:
+    if request.content_type == "application/json":
+        body = await http.json_body(request)
+        return body if isinstance(body, dict) else {}
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return dict(await request.post())
+    return {}

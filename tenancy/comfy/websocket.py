@@ -1,0 +1,79 @@
+"""The websocket: sockets named per tenant, and every message about a prompt delivered to its owner only.
+
+ComfyUI sends everything through `PromptServer.send`; the guard wraps it once at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from aiohttp import web
+
+from ..records import Principal
+from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
+from .queue_surfaces import virtual_outputs
+
+FINISHED = ("execution_success", "execution_error", "execution_interrupted")
+
+
+async def connect(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    client_id = namespaced_client_id(principal, request.rel_url.query.get("clientId"))
+    return await handler(request.clone(rel_url=request.rel_url.update_query({"clientId": client_id})))
+
+
+def install_message_routing(guard) -> None:
+    server = guard.server
+    original = server.send
+
+    async def send(event, data, sid=None):
+        prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
+        if prompt_id is None and sid is None and not isinstance(data, dict):
+            prompt_id = getattr(server, "last_prompt_id", None)  # previews of the running prompt
+        if prompt_id is None:
+            return await original(event, data, sid)
+        owner = await guard.owner_of(prompt_id)
+        track_execution(guard, event, owner)
+        if event == "executed" and isinstance(data.get("output"), dict):
+            await index_outputs(guard, prompt_id, owner, data["output"])
+        namespace = (owner or ADMIN_NAMESPACE) + ":"
+        targets = [sid] if sid is not None else [s for s in list(server.sockets) if s.startswith(namespace)]
+        for target in targets:
+            if not str(target).startswith(namespace):
+                continue  # never to another tenant, whatever the message says
+            payload = data
+            if owner and event == "executed":
+                payload = dict(data, output=virtual_outputs(data["output"], owner))
+            await original(event, payload, target)
+
+    server.send = send
+
+
+async def index_outputs(guard, prompt_id: str, owner: str | None, output: dict) -> None:
+    for refs in output.values():
+        for ref in refs if isinstance(refs, list) else ():
+            if isinstance(ref, dict) and {"filename", "type"} <= ref.keys():
+                await guard.store.index_output(ref["type"], ref.get("subfolder", ""), ref["filename"],
+                                               owner or None, prompt_id)
+
+
+def track_execution(guard, event: str, owner: str | None) -> None:
+    if event == "execution_start":
+        guard.running_tenant = owner or None
+    elif event in FINISHED:
+        guard.running_tenant = None
+
+
+class TenantLogTag(logging.Filter):
+    """Prefixes `[Tenant: <id>]` to records the prompt worker emits while a tenant's prompt runs."""
+
+    def __init__(self, guard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        tenant = self.guard.running_tenant
+        if tenant and "prompt_worker" in threading.current_thread().name and not getattr(record, "_tenant", False):
+            record.msg = f"[Tenant: {tenant}] {record.msg}"
+            record._tenant = True
+        return True

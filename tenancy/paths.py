@@ -1,0 +1,130 @@
+"""Each tenant's virtual view of input/, output/ and temp/: names in both directions, and no way out.
+
+A tenant names files relative to its own folders; on disk they live under `<folder>/tenants/<tenant>/`.
+Names are checked as text first (no absolute paths, `..`, NUL or control characters, backslashes or
+%-encodings), then on disk with symlinks resolved, so nothing a tenant names can reach outside its folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+TENANTS_DIR = "tenants"
+FOLDERS = ("input", "output", "temp")
+ANNOTATIONS = {"[output]": "output", "[input]": "input", "[temp]": "temp"}
+UPLOAD_SCHEME = "upload://"
+MAX_NAME = 1024
+# Tokens ComfyUI substitutes in filename_prefix; they are not %-encodings.
+PREFIX_TOKENS = re.compile(r"%(width|height|year|month|day|hour|minute|second)%")
+PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+class PathRefused(ValueError):
+    reason = "path_outside_tenant"
+
+
+def clean_name(name: object, *, allow_tokens: bool = False) -> str:
+    """A normalised relative POSIX name that stays inside whatever folder it is joined to."""
+    if not isinstance(name, str):
+        raise PathRefused(f"expected a file name, got {type(name).__name__}")
+    if len(name) > MAX_NAME:
+        raise PathRefused("name too long")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise PathRefused("control character in name")
+    if "\\" in name:
+        raise PathRefused("backslash in name")
+    text = PREFIX_TOKENS.sub("", name) if allow_tokens else name
+    if PERCENT_ENCODED.search(text):
+        raise PathRefused("%-encoded characters in name")
+    if name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name):
+        raise PathRefused("absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise PathRefused("`..` in name")
+    return "/".join(parts)
+
+
+def tenant_root(tenant: str) -> str:
+    return f"{TENANTS_DIR}/{tenant}"
+
+
+def split_annotation(value: str) -> tuple[str, str | None]:
+    """ComfyUI's rule: a trailing `[output]`/`[input]`/`[temp]` picks the folder and drops one more char."""
+    for suffix, folder in ANNOTATIONS.items():
+        if value.endswith(suffix):
+            return value[: -len(suffix) - 1], folder
+    return value, None
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file a prompt input names, as ComfyUI will see it."""
+
+    folder: str  # input | output | temp
+    relative: str  # relative to the folder root on disk
+    comfy_value: str  # what the input is rewritten to
+
+
+def map_file_input(tenant: str, value: object) -> FileRef:
+    """A tenant's file-input value -> the real one. Temp files keep their names (their owner is checked
+    against the output index by the caller)."""
+    if not isinstance(value, str):
+        raise PathRefused(f"expected a file name, got {type(value).__name__}")
+    if value.startswith(UPLOAD_SCHEME):
+        owner, _, name = value[len(UPLOAD_SCHEME):].partition("/")
+        if owner != tenant:
+            raise PathRefused("upload:// URI of another tenant")
+        relative = f"{tenant_root(tenant)}/{_non_empty(clean_name(name))}"
+        return FileRef("input", relative, relative)
+    name, annotated = split_annotation(value)
+    name = _non_empty(clean_name(name))
+    if annotated == "temp":
+        return FileRef("temp", name, f"{name} [temp]")
+    folder = annotated or "input"
+    relative = f"{tenant_root(tenant)}/{name}"
+    return FileRef(folder, relative, f"{relative} [{folder}]" if annotated else relative)
+
+
+def map_output_prefix(tenant: str, prefix: object) -> str:
+    name = clean_name(prefix if prefix != "" else "ComfyUI", allow_tokens=True)
+    return f"{tenant_root(tenant)}/{_non_empty(name)}"
+
+
+def map_subfolder(tenant: str, subfolder: object) -> str:
+    """A tenant's upload or /view subfolder -> the real one."""
+    cleaned = clean_name(subfolder or "")
+    return f"{tenant_root(tenant)}/{cleaned}".rstrip("/")
+
+
+def virtual_subfolder(tenant: str, subfolder: str) -> str | None:
+    """A real subfolder -> the tenant's name for it, or None when it is not the tenant's."""
+    root = tenant_root(tenant)
+    if subfolder == root:
+        return ""
+    if subfolder.startswith(root + "/"):
+        return subfolder[len(root) + 1:]
+    return None
+
+
+def contained(folder_root: Path, relative: str, tenant: str | None = None) -> Path:
+    """The real path of `relative` under `folder_root`, refusing anything that resolves (symlinks
+    followed) outside `folder_root/tenants/<tenant>` (or outside `folder_root` when tenant is None)."""
+    base = Path(os.path.realpath(folder_root))
+    if tenant is not None:
+        base = Path(os.path.realpath(base / tenant_root(tenant)))
+    target = Path(os.path.realpath(Path(folder_root) / relative))
+    try:
+        if os.path.commonpath([base, target]) != str(base):
+            raise PathRefused("resolves outside the tenant's folder")
+    except ValueError:
+        raise PathRefused("resolves outside the tenant's folder") from None
+    return target
+
+
+def _non_empty(name: str) -> str:
+    if not name:
+        raise PathRefused("empty file name")
+    return name

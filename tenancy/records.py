@@ -1,0 +1,95 @@
+"""The guard's plain data: tenants, accounts, API keys, refresh tokens, and the principal of a request."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+ROLES = ("member", "tenant_admin", "admin")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    plan: str
+    status: str = "active"  # active | disabled
+    tags: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A person who logs in: a tenant member, a tenant admin, or a global admin (tenant None)."""
+
+    username: str
+    tenant: str | None
+    role: str
+    password_hash: str
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    tenant: str | None  # None: a global admin key
+    role: str
+    name: str
+    secret_hash: str
+    created: float
+    expires: float | None = None
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    token_hash: str
+    family: str
+    subject: str
+    tenant: str | None
+    role: str
+    expires: float
+    used: bool = False
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. `tenant` is None for global admins and anonymous callers."""
+
+    kind: str  # anonymous | tenant | admin
+    subject: str = ""  # account:<username> | key:<key_id>
+    tenant: str | None = None
+    role: str = ""
+    plan: str | None = None
+    tags: tuple[str, ...] = ()
+    credential: str = ""  # key id or jti, for the audit log
+    via: str = ""  # api_key | jwt | cookie
+    expires: float | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.kind != "anonymous"
+
+
+ANONYMOUS = Principal(kind="anonymous")
+
+
+def check_tenant_id(tenant_id: str) -> str:
+    if not TENANT_ID.match(tenant_id or ""):
+        raise ValueError(f"tenant id {tenant_id!r}: use 1-63 of a-z 0-9 _ - starting with a letter or digit")
+    return tenant_id
+
+
+def check_username(username: str) -> str:
+    if not USERNAME.match(username or ""):
+        raise ValueError(f"username {username!r}: use 1-128 of A-Z a-z 0-9 _ . @ -")
+    return username

@@ -1,0 +1,43 @@
+"""Seeds a test installation: two tenants on different plans, a member each, API keys, an operator key."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenancy import accounts, bootstrap
+from tenancy import config as config_module
+from tenancy.store import open_store
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    config_path: Path
+    keys: dict  # "a", "b", "admin" -> API key
+    users: dict  # "a", "b" -> username
+
+
+def seed(base: Path, plans: dict | None = None) -> Seeded:
+    folder = base / "user" / "tenancy"
+    config_path = folder / config_module.CONFIG_FILE
+    bootstrap.initialise(folder, config_path, models_dir=base / "models")
+    settings = config_module.load(config_path)
+
+    async def work():
+        store = open_store(settings.store, settings.path("."))
+        keys, users = {}, {}
+        for short, tenant, plan in (("a", "tenant-a", "basic"), ("b", "tenant-b", "premium")):
+            await accounts.add_tenant(store, tenant, plan, settings.plans)
+            keys[short], _ = await accounts.create_key(store, tenant, "tests")
+            users[short] = f"user-{short}"
+            await accounts.add_account(store, users[short], PASSWORD, tenant, "member")
+        keys["admin"], _ = await accounts.create_key(store, None, "tests")
+        await accounts.add_account(store, "operator", PASSWORD, None, "admin")
+        await store.close()
+        return keys, users
+
+    keys, users = asyncio.run(work())
+    return Seeded(config_path, keys, users)
