@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from . import bootstrap
 from .config import Config
-from .records import ANONYMOUS, ApiKey, Principal, RefreshToken, Tenant
+from .records import ANONYMOUS, TENANT_ID, ApiKey, Principal, RefreshToken, Tenant
 from .store import Store
 
 KEY_PREFIX = "ct_"
@@ -46,7 +46,7 @@ def new_api_key() -> tuple[str, str, str]:
 
 
 def split_api_key(key: str) -> tuple[str, str] | None:
-    if not key.startswith(KEY_PREFIX):
+    if not key.startswith(KEY_PREFIX) or not key.isascii():
         return None
     key_id, _, secret = key[len(KEY_PREFIX):].partition("_")
     return (key_id, secret) if key_id and secret else None
@@ -129,6 +129,8 @@ def mint_access(settings: TokenSettings, subject: str, tenant: str | None, role:
 def verify_access(settings: TokenSettings, token: str) -> dict:
     """The claims of a valid access token (ours, or the external provider's mapped to ours);
     raises Refused otherwise."""
+    if not token.isascii():
+        raise Refused("invalid_token", "malformed token")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -183,8 +185,11 @@ class ExternalVerifier:
             raise Refused("invalid_token", str(exc)) from None
         role = claims.get(ext.role_claim, "member")
         tenant = claims.get(ext.tenant_claim)
-        if role != "admin" and not tenant:
-            raise Refused("invalid_token", f"the token has no `{ext.tenant_claim}` claim")
+        # The provider vouches for tenant members; operators are made here, never by a claim.
+        if role not in ("member", "tenant_admin"):
+            raise Refused("invalid_token", f"role {role!r} cannot come from the identity provider")
+        if not isinstance(tenant, str) or not TENANT_ID.match(tenant):
+            raise Refused("invalid_token", f"the token has no valid `{ext.tenant_claim}` claim")
         return {**claims, "sub": f"external:{claims['sub']}", "tenant": tenant, "role": role}
 
 
@@ -225,12 +230,23 @@ class Authenticator:
         claims = verify_access(self.settings, token)
         if await self.store.jti_revoked(claims["jti"]):
             raise Refused("token_revoked", "this session has ended; log in again")
-        if claims["sub"].startswith("key:"):
-            key = await self.store.get_key(claims["sub"][4:])
-            if key is None or key.revoked:
-                raise Refused("key_revoked", "the API key behind this token has been revoked")
+        await self.check_subject(claims["sub"])
         return await self._principal(claims["sub"], claims.get("tenant"), claims.get("role", "member"), claims["jti"],
                                      via, claims["exp"])
+
+    async def check_subject(self, subject: str, now: float | None = None) -> None:
+        """The key or account a token was issued for must still be usable."""
+        kind, _, name = subject.partition(":")
+        if kind == "key":
+            key = await self.store.get_key(name)
+            if key is None or key.revoked:
+                raise Refused("key_revoked", "the API key behind this token has been revoked")
+            if key.expires is not None and key.expires < (time.time() if now is None else now):
+                raise Refused("key_expired", "the API key behind this token has expired")
+        elif kind == "account":
+            account = await self.store.get_account(name)
+            if account is None or account.disabled:
+                raise Refused("account_disabled", "this account no longer exists or is disabled")
 
     async def _principal(self, subject: str, tenant_id: str | None, role: str, credential: str, via: str,
                          expires: float | None) -> Principal:

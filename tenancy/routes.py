@@ -116,7 +116,7 @@ def route_class(method: str, pattern: str | None, overrides: Mapping[str, str] |
         for spec in (f"{method} {key}", f"* {key}"):
             if spec in overrides:
                 return overrides[spec], True
-    for candidate in ((method, key), ("*", key)):
+    for candidate in ((method, key), ("*", key), (method, _static_folder(key))):
         if candidate in TABLE:
             return TABLE[candidate], True
     if key.startswith("/tenancy/admin/"):
@@ -124,6 +124,14 @@ def route_class(method: str, pattern: str | None, overrides: Mapping[str, str] |
     if key.startswith(ADMIN_PREFIXES):
         return ADMIN, True
     return ADMIN, False
+
+
+def _static_folder(key: str) -> str:
+    """`/extensions/<plugin>/*` -> `/extensions/*`: a static folder is classified by its first segment."""
+    if not key.endswith("/*"):
+        return key
+    first = key.strip("/").split("/", 1)[0]
+    return f"/{first}/*" if first != "*" else "/*"
 
 
 def allowed(cls: str, authenticated: bool, is_admin: bool) -> bool:

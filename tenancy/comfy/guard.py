@@ -39,10 +39,8 @@ class Guard:
         rate = settings.auth.login_attempts_per_minute
         self.login_by_ip, self.login_by_account = Throttle(rate), Throttle(rate)
         self.surfaces: dict[tuple[str, str], Surface] = {}
-        self.subapp_prefixes: dict[int, str] = {}
         self.owners: dict[str, str] = {}  # prompt_id -> tenant ("" for admins): a cache of the store
         self.catalogue = None  # built on first need from ComfyUI's node definitions
-        self.running_tenant: str | None = None  # whose prompt the worker runs now (for log tags)
 
     @property
     def file_secret(self) -> bytes:
@@ -90,7 +88,7 @@ class Guard:
         return response
 
     def route_pattern(self, request: web.Request) -> str | None:
-        """The matched route's pattern (sub-app prefix included); None when nothing matched."""
+        """The matched route's pattern; None when nothing matched."""
         info = request.match_info
         if getattr(info, "http_exception", None) is not None or info.route is None:
             return None
@@ -100,11 +98,7 @@ class Guard:
         canonical = resource.canonical
         if isinstance(resource, web.StaticResource):
             canonical = canonical.rstrip("/") + "/*"
-        if len(info.apps) > 1 and not self.subapp_prefixes:
-            self.subapp_prefixes = {id(r._app): r.canonical for r in request.app.router.resources()
-                                    if isinstance(r, web.PrefixedSubAppResource)}
-        prefix = "".join(self.subapp_prefixes.get(id(app), "") for app in info.apps[1:])
-        return prefix + canonical
+        return canonical  # sub-application routes carry their prefix already
 
     async def identify(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")

@@ -18,16 +18,21 @@ def owner_in(extra_data) -> str | None:
 
 
 def virtual_outputs(outputs, tenant: str):
-    """Output file references with the tenant's own folder shown as the root."""
-    outputs = copy.deepcopy(outputs)
-    for items in (outputs or {}).values() if isinstance(outputs, dict) else ():
-        for refs in items.values() if isinstance(items, dict) else ():
-            for ref in refs if isinstance(refs, list) else ():
-                if isinstance(ref, dict) and isinstance(ref.get("subfolder"), str):
-                    virtual = virtual_subfolder(tenant, ref["subfolder"])
-                    if virtual is not None:
-                        ref["subfolder"] = virtual
-    return outputs
+    """History outputs (node -> kind -> file refs) with the tenant's own folder shown as the root."""
+    return {node: virtual_refs(items, tenant) for node, items in outputs.items()} if isinstance(outputs, dict) \
+        else outputs
+
+
+def virtual_refs(output, tenant: str):
+    """One node's output (kind -> file refs), with the tenant's own folder shown as the root."""
+    output = copy.deepcopy(output)
+    for refs in output.values() if isinstance(output, dict) else ():
+        for ref in refs if isinstance(refs, list) else ():
+            if isinstance(ref, dict) and isinstance(ref.get("subfolder"), str):
+                virtual = virtual_subfolder(tenant, ref["subfolder"])
+                if virtual is not None:
+                    ref["subfolder"] = virtual
+    return output
 
 
 def _own_history(answer: dict, tenant: str) -> dict:

@@ -94,8 +94,10 @@ class TenancyApi:
 
     async def refresh(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        presented = body.get("refresh_token") or request.cookies.get(REFRESH_COOKIE, "")
-        outcome, record = await self.guard.store.use_refresh(identity.digest(str(presented)), time.time())
+        presented = str(body.get("refresh_token") or request.cookies.get(REFRESH_COOKIE, ""))
+        if not presented.isascii():
+            raise Refusal(401, "invalid_refresh_token", "malformed refresh token")
+        outcome, record = await self.guard.store.use_refresh(identity.digest(presented), time.time())
         if outcome == "reused":
             self.guard.audit.record(tenant=record.tenant, principal=record.subject, ip=request.remote,
                                     route="POST /tenancy/refresh", decision="refuse", reason="refresh_reused")
@@ -110,15 +112,10 @@ class TenancyApi:
         return response
 
     async def _still_valid(self, subject: str, tenant_id: str | None) -> None:
-        kind, _, name = subject.partition(":")
-        if kind == "account":
-            account = await self.guard.store.get_account(name)
-            if account is None or account.disabled:
-                raise Refusal(401, "account_disabled", "this account no longer exists or is disabled")
-        elif kind == "key":
-            key = await self.guard.store.get_key(name)
-            if key is None or key.revoked:
-                raise Refusal(401, "key_revoked", "the API key behind this session has been revoked")
+        try:
+            await self.guard.auth.check_subject(subject)
+        except Refused as exc:
+            raise Refusal(401, exc.reason, str(exc)) from None
         if tenant_id is not None:
             tenant = await self.guard.store.get_tenant(tenant_id)
             if tenant is None or not tenant.active:
@@ -147,9 +144,9 @@ class TenancyApi:
         principal: Principal = request[PRINCIPAL_KEY]
         if principal.via in ("jwt", "cookie") and principal.expires:
             await self.guard.store.revoke_jti(principal.credential, principal.expires)
-        presented = request.cookies.get(REFRESH_COOKIE) or (await _body(request)).get("refresh_token")
-        if presented:
-            _, record = await self.guard.store.use_refresh(identity.digest(str(presented)), time.time())
+        presented = str(request.cookies.get(REFRESH_COOKIE) or (await _body(request)).get("refresh_token") or "")
+        if presented and presented.isascii():
+            _, record = await self.guard.store.use_refresh(identity.digest(presented), time.time())
             if record is not None:
                 await self.guard.store.revoke_family(record.family)
         response = web.json_response({"logged_out": True})
@@ -209,19 +206,19 @@ class TenancyApi:
         return web.json_response({"routes": report, "table_size": len(TABLE)})
 
 
-def _resource_routes(resource, guard: Guard, prefix: str = ""):
+def _resource_routes(resource, guard: Guard):
     app = getattr(resource, "_app", None)
-    if app is not None:  # a sub-application (e.g. /internal)
+    if app is not None:  # a sub-application (e.g. /internal): its routes carry the prefix already
         for inner in app.router.resources():
-            yield from _resource_routes(inner, guard, prefix + resource.canonical)
+            yield from _resource_routes(inner, guard)
         return
     canonical = resource.canonical
     if isinstance(resource, web.StaticResource):
-        yield "GET", prefix + canonical.rstrip("/") + "/*"
+        yield "GET", canonical.rstrip("/") + "/*"
         return
     for route in resource:
         if route.method != "HEAD":
-            yield route.method, prefix + canonical
+            yield route.method, canonical
 
 
 async def _body(request: web.Request) -> dict:

@@ -12,9 +12,7 @@ from aiohttp import web
 
 from ..records import Principal
 from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
-from .queue_surfaces import virtual_outputs
-
-FINISHED = ("execution_success", "execution_error", "execution_interrupted")
+from .queue_surfaces import virtual_refs
 
 
 async def connect(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -33,7 +31,6 @@ def install_message_routing(guard) -> None:
         if prompt_id is None:
             return await original(event, data, sid)
         owner = await guard.owner_of(prompt_id)
-        track_execution(guard, event, owner)
         if event == "executed" and isinstance(data.get("output"), dict):
             await index_outputs(guard, prompt_id, owner, data["output"])
         namespace = (owner or ADMIN_NAMESPACE) + ":"
@@ -43,7 +40,7 @@ def install_message_routing(guard) -> None:
                 continue  # never to another tenant, whatever the message says
             payload = data
             if owner and event == "executed":
-                payload = dict(data, output=virtual_outputs(data["output"], owner))
+                payload = dict(data, output=virtual_refs(data["output"], owner))
             await original(event, payload, target)
 
     server.send = send
@@ -57,22 +54,15 @@ async def index_outputs(guard, prompt_id: str, owner: str | None, output: dict) 
                                                owner or None, prompt_id)
 
 
-def track_execution(guard, event: str, owner: str | None) -> None:
-    if event == "execution_start":
-        guard.running_tenant = owner or None
-    elif event in FINISHED:
-        guard.running_tenant = None
-
-
 class TenantLogTag(logging.Filter):
-    """Prefixes `[Tenant: <id>]` to records the prompt worker emits while a tenant's prompt runs."""
+    """Prefixes `[Tenant: <id>]` to records the prompt worker emits while it works on a tenant's prompt."""
 
     def __init__(self, guard) -> None:
         super().__init__()
         self.guard = guard
 
     def filter(self, record: logging.LogRecord) -> bool:
-        tenant = self.guard.running_tenant
+        tenant = self.guard.owners.get(getattr(self.guard.server, "last_prompt_id", None) or "")
         if tenant and "prompt_worker" in threading.current_thread().name and not getattr(record, "_tenant", False):
             record.msg = f"[Tenant: {tenant}] {record.msg}"
             record._tenant = True

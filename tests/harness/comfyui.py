@@ -16,6 +16,7 @@ from tenancy.comfy.home import PLUGIN_LINK_NAME, PLUGIN_ROOT, ComfyHome, locate
 from .ports import free_port
 
 START_TIMEOUT_S = 180
+TEST_NODES = Path(__file__).resolve().parents[1] / "comfy_test_nodes"
 
 
 class ComfyUI:
@@ -35,9 +36,10 @@ class ComfyUI:
 
     def start(self) -> ComfyUI:
         (self.base / "custom_nodes").mkdir(parents=True, exist_ok=True)
-        link = self.base / "custom_nodes" / PLUGIN_LINK_NAME
-        if not link.exists():
-            link.symlink_to(PLUGIN_ROOT, target_is_directory=True)
+        for name, target in ((PLUGIN_LINK_NAME, PLUGIN_ROOT), (TEST_NODES.name, TEST_NODES)):
+            link = self.base / "custom_nodes" / name
+            if not link.exists():
+                link.symlink_to(target, target_is_directory=True)
         env = dict(os.environ, **self.env)
         if self.config:
             env["TENANCY_CONFIG"] = str(self.config)

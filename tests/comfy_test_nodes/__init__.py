@@ -1,0 +1,56 @@
+"""Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, and a slow node."""
+
+import time
+
+
+class TenancyTestParams:
+    """Echoes plan-restricted parameters so tests can see what reached the node."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "steps": ("INT", {"default": 20, "min": 1, "max": 200}),
+            "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 30.0}),
+            "duration": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 600.0}),
+            "width": ("INT", {"default": 512, "min": 64, "max": 8192}),
+            "model_name": ("STRING", {"default": "base.safetensors"}),
+        }}
+
+    def run(self, steps, cfg, duration, width, model_name):
+        text = f"steps={steps} cfg={cfg} duration={duration} width={width} model={model_name}"
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+class TenancyTestSleep:
+    """Sleeps in small steps, honouring ComfyUI's interrupt flag."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3600.0}),
+                             "tag": ("STRING", {"default": ""})}}
+
+    @classmethod
+    def IS_CHANGED(cls, seconds, tag):
+        return time.time()
+
+    def run(self, seconds, tag):
+        import comfy.model_management
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            time.sleep(0.05)
+        return {"ui": {"text": [f"slept {seconds}"]}, "result": (tag,)}
+
+
+NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep}
