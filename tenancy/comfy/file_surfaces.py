@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from aiohttp import web
 from multidict import MultiDict
 
+from .. import tenant_data
 from ..paths import (
     FOLDERS,
     PathRefused,
@@ -104,14 +105,20 @@ async def object_info(guard, request: web.Request, handler, principal: Principal
 
     catalogue = await node_catalogue(guard, request)
     files = tenant_files(guard.folders["input"] / tenant_root(principal.tenant))
+    tenancy_dir = Path(guard.settings.base_dir)
     for class_type, info in answer.items():
         spec = catalogue.get(class_type)
-        for name in spec.file_inputs if spec else ():
+        if spec is None:
+            continue
+        lists = {name: media.matching(files, spec.inputs[name].upload if name in spec.inputs else None)
+                 for name in spec.file_inputs}
+        lists.update({name: tenant_data.list_items(tenancy_dir, principal.tenant, kind)
+                      for name, kind in spec.meta.get("tenant_lists", {}).items()})
+        for name, names in lists.items():
             for section in ("required", "optional"):
                 entry = (info.get("input", {}).get(section) or {}).get(name)
                 if entry is not None:
-                    kind = spec.inputs[name].upload if name in spec.inputs else None
-                    _replace_options(entry, media.matching(files, kind))
+                    _replace_options(entry, names)
     return http.json_like(response, answer)
 
 

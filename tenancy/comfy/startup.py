@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import bootstrap
 from .. import config as config_module
 from ..store import StoreUnavailable, open_store
-from . import file_surfaces, http, prompt_surface, queue_surfaces, tenancy_routes, user_surfaces, websocket
+from . import context, file_surfaces, http, prompt_surface, queue_surfaces, tenancy_routes, user_surfaces, websocket
 from .admins import ensure_operator_key
 from .guard import Guard
 
@@ -55,6 +55,7 @@ def install(server) -> Guard | None:
         _refuse_to_serve(server, exc)
         return None
     _enable_per_tenant_user_data()
+    context.attach(guard)
     register_surfaces(guard)
     tenancy_routes.add_routes(server.routes, guard)
     server.app.middlewares.insert(0, guard.middleware)

@@ -1,0 +1,128 @@
+"""Sonic UNet (SVD + masked audio IP-adapter) against upstream forwards (fixture `unet`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nodes.sonic.attention import face_mask_weights
+from nodes.sonic.checkpoint import load_weights
+from nodes.sonic.config import read_config
+from nodes.sonic.unet import SonicUNet, UNetConfig
+
+CASES = ("square", "wide")
+
+
+@pytest.fixture(scope="module")
+def fixture(parity):
+    return parity("unet")
+
+
+@pytest.fixture(scope="module")
+def data(fixture):
+    return fixture.arrays("io.npz")
+
+
+@pytest.fixture(scope="module")
+def unet(fixture):
+    unet = SonicUNet(read_config(UNetConfig, fixture.path / "config.json"))
+    return load_weights(unet, load_file(fixture.path / "unet.safetensors")).eval()
+
+
+def inputs(data, case: str) -> dict[str, torch.Tensor]:
+    def get(name: str) -> torch.Tensor:
+        return torch.from_numpy(data[f"{case}.in.{name}"])
+
+    return {
+        "sample": get("sample"),
+        "timestep": get("timestep"),
+        "image_tokens": get("clip_tokens"),
+        "audio_tokens": get("audio_tokens"),
+        "added_time_ids": get("added_time_ids"),
+        "face_mask": get("face_mask"),
+    }
+
+
+def test_checkpoint_keys_include_audio_adapter_on_spatial_and_temporal_attn2(unet, fixture):
+    keys = set(load_file(fixture.path / "unet.safetensors"))
+    assert keys == set(unet.state_dict())
+    ip_keys = {k for k in keys if ".processor.to_k_ip.0." in k}
+    assert any("temporal_transformer_blocks" in k for k in ip_keys)
+    assert any(".transformer_blocks." in k for k in ip_keys)
+
+
+@pytest.mark.parametrize("case", CASES)
+@torch.inference_mode()
+def test_unet_matches_upstream_with_face_mask(unet, data, fixture, case):
+    scale = fixture.json("config.json")["ip_adapter"]["scale"][0]
+    out = unet(**inputs(data, case), audio_scale=scale)
+    np.testing.assert_allclose(out.numpy(), data[f"{case}.out.sample"], **fixture.tolerance())
+
+
+@torch.inference_mode()
+def test_unet_without_mask_lets_audio_act_everywhere(unet, data, fixture):
+    scale = fixture.json("config.json")["ip_adapter"]["scale"][0]
+    args = inputs(data, "square") | {"face_mask": None}
+    out = unet(**args, audio_scale=scale)
+    np.testing.assert_allclose(out.numpy(), data["square.out.sample_without_mask"], **fixture.tolerance())
+
+
+@torch.inference_mode()
+def test_unet_block_outputs_match_upstream_intermediates(unet, data, fixture):
+    captured: dict[str, torch.Tensor] = {}
+    names = {
+        "conv_in": unet.conv_in,
+        "time_embedding": unet.time_embedding,
+        "add_embedding": unet.add_embedding,
+        "mid_block": unet.mid_block,
+    }
+    names |= {f"down_blocks.{i}": block for i, block in enumerate(unet.down_blocks)}
+    names |= {f"up_blocks.{i}": block for i, block in enumerate(unet.up_blocks)}
+
+    def keep(name):
+        def hook(_module, _args, output):
+            captured[name] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    handles = [module.register_forward_hook(keep(name)) for name, module in names.items()]
+    try:
+        unet(**inputs(data, "square"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    prefix = "square.intermediate."
+    stored = [key for key in data if key.startswith(prefix)]
+    assert stored
+    for key in stored:
+        np.testing.assert_allclose(captured[key[len(prefix) :]].numpy(), data[key], **fixture.tolerance(), err_msg=key)
+
+
+def test_face_mask_downsample_matches_upstream_for_every_query_count(data):
+    stored = [key for key in data if key.startswith("mask_downsample.")]
+    assert stored
+    for key in stored:
+        case, queries = key.removeprefix("mask_downsample.").rsplit("_q", 1)
+        mask = torch.from_numpy(data[f"{case}.in.face_mask"])
+        np.testing.assert_array_equal(face_mask_weights(mask, int(queries))[:, 0].numpy(), data[key], err_msg=key)
+
+
+@torch.inference_mode()
+def test_repeated_calls_with_the_same_token_tensors_give_the_same_output(unet, data):
+    # Upstream unsqueezes the caller's IP-token list in place on first use; ours never touches its inputs.
+    args = inputs(data, "square")
+    tokens_before = args["audio_tokens"].clone()
+    first = unet(**args)
+    second = unet(**args)
+    assert torch.equal(first, second)
+    assert torch.equal(args["audio_tokens"], tokens_before)
+
+
+@torch.inference_mode()
+def test_audio_scale_zero_removes_the_audio_branch(unet, data):
+    args = inputs(data, "square")
+    silent = unet(**args, audio_scale=0.0)
+    other_audio = unet(**(args | {"audio_tokens": torch.randn_like(args["audio_tokens"])}), audio_scale=0.0)
+    assert torch.equal(silent, other_audio)
