@@ -19,8 +19,10 @@ def _running_prompt_server():
 
 
 if _running_prompt_server() is not None:
+    from .nodes.model_folders import register as _register_model_folders
     from .tenancy.comfy.startup import install
 
+    _register_model_folders()
     install(_running_prompt_server())
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

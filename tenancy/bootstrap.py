@@ -30,10 +30,11 @@ def initialise(tenancy_dir: Path, config_path: Path | None = None, store: str | 
         config_path.write_text(config_module.default_text(store), encoding="utf-8")
         done.append(f"wrote default config {config_path}")
     settings = config_module.load(config_path)
-    secret = settings.path(settings.auth.jwt_secret_file)
-    if not secret.exists():
-        write_secret(secret)
-        done.append(f"generated JWT secret {secret} (0600)")
+    for what, name in (("JWT secret", settings.auth.jwt_secret_file), ("master secret", settings.master_secret_file)):
+        secret = settings.path(name)
+        if not secret.exists():
+            write_secret(secret)
+            done.append(f"generated {what} {secret} (0600)")
     return done
 
 

@@ -113,6 +113,7 @@ class Config:
                          "sqlite:///FILE (relative to this file) or redis://HOST:PORT/DB for several instances")
     on_store_error: str = setting("deny", "when the store is unreachable: deny (503) or allow (uncharged)",
                                   choices=("deny", "allow"))
+    master_secret_file: str = setting("master.secret", "key material for data encrypted at rest (voices), 0600")
     max_upload_mb: float = setting(50.0, "largest upload a tenant may send", minimum=0.001)
     signed_url_ttl_s: int = setting(900, "lifetime of signed download URLs", minimum=10, maximum=86400)
     auth: Auth = setting(None, "how callers prove who they are")
