@@ -1,5 +1,6 @@
 # Development commands. `make run` and `make test` set everything up first.
-PY := .venv/bin/python
+VENV ?= .venv
+PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8188
 PYTEST_ARGS ?=
@@ -20,4 +21,4 @@ test: setup system
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	.venv/bin/ruff check .
+	$(VENV)/bin/ruff check .

@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
-venv="$root/.venv"
+venv="${VENV:-$root/.venv}"
 cache="$root/.cache"
 comfy_default="$cache/comfyui-0.3.75"
 comfy="${COMFYUI_DIR:-$comfy_default}"

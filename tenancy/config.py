@@ -49,6 +49,7 @@ DEFAULT_FORBIDDEN = ["inference_steps", "steps", "guidance_scale", "cfg", "dynam
 @dataclass(frozen=True)
 class Plan:
     daily_seconds: float = setting(150.0, "seconds of generated media per day; -1 means unlimited", minimum=-1)
+    timezone: str = setting("UTC", "time zone of the day boundary for daily_seconds (IANA name)")
     weight: float = setting(1.0, "share of the GPU under contention (fair queueing weight)", minimum=0.01)
     max_concurrent: int = setting(2, "queued + running prompts at once", minimum=1)
     max_execution_s: float = setting(300.0, "a prompt running longer is interrupted (timeout)", minimum=1)
@@ -119,6 +120,20 @@ class Config:
     auth: Auth = setting(None, "how callers prove who they are")
     audit: Audit = setting(None, "who did what")
     plans: dict = setting(DEFAULT_PLANS, "plan name -> limits (fields as in `Plan`)")
+    admin_weight: float = setting(8.0, "operators' fair-queueing weight", minimum=0.01)
+    hold_timeout_s: float = setting(3600.0, "a quota hold older than this plus the plan's max_execution_s is "
+                                            "settled by the reaper (crash, lost event)", minimum=60)
+    charge_failed: str = setting("refund", "failed, cancelled and interrupted prompts: refund, or charge "
+                                           "the elapsed compute seconds", choices=("refund", "elapsed"))
+    speaking_rate: dict = setting({"cjk": 4.5, "latin": 14.0}, "characters per second used to estimate speech")
+    estimates: dict = setting({}, "node class -> estimate rule for packs that declare none "
+                                  "(seconds_input | text_input | frames_input + fps_input | seconds)")
+    ip_requests_per_minute: float = setting(60.0, "unauthenticated and login/token requests per IP",
+                                            minimum=0.1)
+    metrics_allow: list = setting(["127.0.0.1", "::1"], "IPs that may scrape /tenancy/metrics without a key")
+    metrics_top_tenants: int = setting(20, "tenant label values kept in metrics; the rest are `other`",
+                                       minimum=1)
+    instance: str = setting("", "this ComfyUI's name among several sharing a store (default: host:port)")
     routes: dict = setting({}, "route overrides: 'METHOD /path' -> public | tenant | admin")
     file_inputs: dict = setting({"SONIC_PreData": ["image", "audio"]},
                                 "node class -> inputs that name input files (for packs that do not flag them)")
@@ -179,6 +194,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         plans_raw = values.get("plans", _copy(DEFAULT_PLANS))
         values["plans"] = {name: _build(Plan, body, f"plans.{name}.") for name, body in plans_raw.items()}
         _check_routes(values.get("routes", {}))
+    if cls is Plan:
+        _check_timezone(values.get("timezone", "UTC"), prefix)
     return cls(**values)
 
 
@@ -189,6 +206,16 @@ def _check_routes(routes: Mapping) -> None:
             raise ConfigError(f"routes.{key}", "expected 'METHOD /path'", "write e.g. 'GET /my_plugin/list'")
         if cls not in ("public", "tenant", "admin"):
             raise ConfigError(f"routes.{key}", f"unknown class {cls!r}", "use public, tenant or admin")
+
+
+def _check_timezone(name: str, prefix: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{prefix}timezone", f"unknown time zone {name!r}",
+                          "use an IANA name such as UTC or Europe/Berlin") from None
 
 
 def _optional(hint: Any) -> bool:

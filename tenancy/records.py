@@ -93,3 +93,62 @@ def check_username(username: str) -> str:
     if not USERNAME.match(username or ""):
         raise ValueError(f"username {username!r}: use 1-128 of A-Z a-z 0-9 _ . @ -")
     return username
+
+
+@dataclass(frozen=True)
+class ReserveRequest:
+    tenant: str
+    prompt_id: str
+    seconds: float  # estimated seconds of media the prompt will produce
+    limit: float  # the plan's daily seconds; negative means unlimited
+    max_active: int  # queued + running prompts the tenant may have
+    day: str  # YYYY-MM-DD in the plan's time zone: the day charged, even if settled after midnight
+    deadline: float  # when the reaper may settle the hold (crash, lost event)
+    instance: str  # which ComfyUI holds it (its own holds are reaped when it restarts)
+    now: float | None = None  # None: the store's clock
+
+
+@dataclass(frozen=True)
+class QuotaDecision:
+    allowed: bool
+    reason: str  # ok | quota_exceeded | concurrency_limit
+    used: float
+    held: float
+    limit: float
+    active: int
+    replay: bool = False  # the same prompt_id was reserved before: this is that decision
+
+    @property
+    def remaining(self) -> float:
+        return -1.0 if self.limit < 0 else max(0.0, self.limit - self.used - self.held)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    tenant: str
+    prompt_id: str
+    seconds: float
+    day: str
+    deadline: float
+    instance: str
+    state: str = "held"  # held | settled
+    actual: float = 0.0
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: float
+    held: float
+    active: int
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    time: float
+    tenant: str
+    prompt_id: str
+    kind: str  # reserve | settle
+    seconds: float  # reserve: the estimate held; settle: the seconds charged
+    day: str
+    outcome: str = ""  # settle: success | failed | cancelled | interrupted | timeout | reaped

@@ -30,6 +30,7 @@ TABLE: dict[tuple[str, str], str] = {
     ("POST", "/tenancy/token"): PUBLIC,
     ("POST", "/tenancy/refresh"): PUBLIC,
     ("GET", "/tenancy/files/{token}"): PUBLIC,
+    ("GET", "/tenancy/metrics"): PUBLIC,  # its handler admits operators and the configured scraper IPs
     ("POST", "/tenancy/logout"): TENANT,
     ("GET", "/tenancy/me"): TENANT,
     ("GET", "/tenancy/outputs/{prompt_id}"): TENANT,

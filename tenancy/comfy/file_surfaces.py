@@ -33,6 +33,7 @@ async def upload(guard, request: web.Request, handler, principal: Principal) -> 
     if principal.is_admin or not hasattr(image, "file"):
         return await handler(request)
     tenant = principal.tenant
+    await guard.rate_limit(f"upload:{tenant}", guard.plan_of(principal).uploads_per_minute)
     name = _refuse_path(lambda: clean_name(image.filename))
     if "/" in name:
         raise Refusal(400, "invalid_filename", "the uploaded file name may not contain folders")

@@ -13,17 +13,18 @@ from aiohttp import web
 from ..audit import AuditLog
 from ..config import Config
 from ..identity import Authenticator, Refused, split_api_key, token_settings
+from ..metrics import Metrics, TimedStore
 from ..records import ANONYMOUS, Principal
 from ..refusal import Refusal
 from ..routes import PUBLIC, allowed, normalise, route_class
 from ..store import Store, StoreUnavailable
-from ..throttle import Throttle
 from . import http
 
 log = logging.getLogger("tenancy")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Surface = Callable[[web.Request, Handler, Principal], Awaitable[web.StreamResponse]]
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CREDENTIAL_ROUTES = ("/tenancy/login", "/tenancy/token", "/tenancy/refresh", "/api/tenancy/")
 PRINCIPAL_KEY = "tenancy.principal"
 
 
@@ -31,13 +32,16 @@ class Guard:
     def __init__(self, server, settings: Config, store: Store, folders: dict[str, Path]) -> None:
         self.server = server
         self.settings = settings
-        self.store = store
+        self.metrics = Metrics(settings.metrics_top_tenants)
+        self.store = TimedStore(store, self.metrics)
         self.folders = folders  # input / output / temp roots
         self.tokens = token_settings(settings)
-        self.auth = Authenticator(store, self.tokens)
+        self.auth = Authenticator(self.store, self.tokens)
         self.audit = AuditLog(settings.path(settings.audit.path), settings.audit.max_bytes, settings.audit.backups)
-        rate = settings.auth.login_attempts_per_minute
-        self.login_by_ip, self.login_by_account = Throttle(rate), Throttle(rate)
+        self.outcomes: dict[str, str] = {}  # prompt_id -> outcome the guard decided (timeout)
+        from .accounting import Accounting
+
+        self.accounting = Accounting(self)
         self.surfaces: dict[tuple[str, str], Surface] = {}
         self.owners: dict[str, str] = {}  # prompt_id -> tenant ("" for admins): a cache of the store
         self.catalogue = None  # built on first need from ComfyUI's node definitions
@@ -51,21 +55,32 @@ class Guard:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         pattern = self.route_pattern(request)
         cls, _ = route_class(request.method, pattern, self.settings.routes)
+        response = await self._guarded(request, handler, pattern, cls)
+        self.metrics.requests.labels(cls, str(response.status),
+                                     self.metrics.tenant_label(request.get(PRINCIPAL_KEY, ANONYMOUS).tenant)).inc()
+        return response
+
+    async def _guarded(self, request: web.Request, handler: Handler, pattern: str | None,
+                       cls: str) -> web.StreamResponse:
         try:
+            if cls == PUBLIC and request.method == "POST" and (pattern or "").startswith(CREDENTIAL_ROUTES):
+                await self.limit_ip(request)
             principal = await self.identify(request)
         except Refused as exc:
             if cls == PUBLIC:
                 principal = ANONYMOUS
             else:
-                return self.refuse(request, ANONYMOUS, Refusal(401, exc.reason, str(exc)))
+                return await self._unauthenticated(request, Refusal(401, exc.reason, str(exc)))
+        except Refusal as refusal:
+            return self.refuse(request, ANONYMOUS, refusal)
         except StoreUnavailable as exc:
             return self.refuse(request, ANONYMOUS, Refusal(503, "store_unavailable", str(exc), retry_after=5))
         if not allowed(cls, principal.authenticated, principal.is_admin):
             if not principal.authenticated:
                 if http.wants_html(request):
                     raise web.HTTPFound("/tenancy/login")
-                return self.refuse(request, principal, Refusal(401, "unauthenticated",
-                                                               "log in or send `Authorization: Bearer <key>`"))
+                return await self._unauthenticated(request, Refusal(401, "unauthenticated",
+                                                                    "log in or send `Authorization: Bearer <key>`"))
             return self.refuse(request, principal, Refusal(403, "admin_only", "this route is for operators"))
         problem = self.cross_site(request, principal)
         if problem:
@@ -86,6 +101,25 @@ class Guard:
                               route=f"{request.method} {request.path}", decision="allow",
                               status=getattr(response, "status", None))
         return response
+
+    async def _unauthenticated(self, request: web.Request, refusal: Refusal) -> web.Response:
+        """Unauthenticated callers and bad credentials count against the caller's IP."""
+        try:
+            await self.limit_ip(request)
+        except Refusal as throttled:
+            refusal = throttled
+        except StoreUnavailable:
+            pass
+        return self.refuse(request, ANONYMOUS, refusal)
+
+    async def limit_ip(self, request: web.Request) -> None:
+        await self.rate_limit(f"ip:{request.remote}", self.settings.ip_requests_per_minute)
+
+    async def rate_limit(self, key: str, per_minute: float, burst: int = 5) -> None:
+        """GCRA in the store (shared by every instance); a Refusal with the exact Retry-After when over."""
+        wait = await self.store.rate_limit(f"rl:{key}", 60.0 / per_minute, burst)
+        if wait > 0:
+            raise Refusal(429, "rate_limited", f"too many requests; retry in {wait:.1f} s", retry_after=wait)
 
     def route_pattern(self, request: web.Request) -> str | None:
         """The matched route's pattern; None when nothing matched."""

@@ -62,3 +62,19 @@ def _decode_media(handle: BinaryIO, video: bool) -> None:
     except (av.error.FFmpegError, StopIteration, OSError, ValueError) as exc:
         raise Refusal(415, "not_media", f"the file does not decode as {'video' if video else 'audio'} ({exc})") \
             from None
+
+
+def duration_seconds(path) -> float | None:
+    """Length of an audio or video file (None for anything else), read from its container."""
+    if extension(str(path)) not in AUDIO | VIDEO:
+        return None
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration is not None:
+                return container.duration / av.time_base
+            stream = (container.streams.audio or container.streams.video)[0]
+            return float(stream.duration * stream.time_base) if stream.duration else None
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None

@@ -17,14 +17,19 @@ from . import http
 
 async def post_prompt(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
     catalogue = await node_catalogue(guard, request)  # before the body is read: it clones the request
-    body = await http.json_body(request)
     plan = None if principal.is_admin else guard.plan_of(principal)
+    if plan is not None:
+        await guard.rate_limit(f"prompt:{principal.tenant}", plan.prompts_per_minute)
+    body = await http.json_body(request)
     outcome = apply_policy(body, principal, plan, catalogue, guard.settings.model_routing)
     await check_files_on_disk(guard, principal, outcome)
-    http.replace_json_body(request, outcome.body)
-    # Ownership first: ComfyUI's worker may start the prompt before this handler returns.
+    # Ownership and the hold first: ComfyUI's worker may start the prompt before this handler returns.
     await guard.record_owner(outcome.prompt_id, principal.tenant)
+    await guard.accounting.admit(principal, outcome.prompt_id, outcome.body, catalogue)
+    http.replace_json_body(request, outcome.body)
     response = await handler(request)
+    if response.status != 200:
+        await guard.accounting.released(outcome.prompt_id, "rejected")
     answer = http.answer_json(response)
     rewrites = [r.as_dict() for r in outcome.rewrites]
     guard.audit.record(tenant=principal.tenant, principal=principal.credential, ip=request.remote,

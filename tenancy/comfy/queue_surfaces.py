@@ -35,21 +35,28 @@ def virtual_refs(output, tenant: str):
     return output
 
 
-def _own_history(answer: dict, tenant: str) -> dict:
+def _own_history(answer: dict, tenant: str | None, outcomes: dict) -> dict:
+    """The caller's entries (an operator's: all), outputs by the caller's names, the guard's outcome added."""
     own = {}
     for prompt_id, entry in answer.items():
         prompt = entry.get("prompt") if isinstance(entry, dict) else None
-        if isinstance(prompt, (list, tuple)) and len(prompt) > 3 and owner_in(prompt[3]) == tenant:
-            own[prompt_id] = dict(entry, outputs=virtual_outputs(entry.get("outputs"), tenant))
+        if not isinstance(prompt, (list, tuple)) or len(prompt) < 4:
+            continue
+        if tenant is not None and owner_in(prompt[3]) != tenant:
+            continue
+        entry = dict(entry, outputs=virtual_outputs(entry.get("outputs"), tenant)) if tenant else dict(entry)
+        if prompt_id in outcomes:
+            entry["status"] = dict(entry.get("status") or {}, tenancy_outcome=outcomes[prompt_id])
+        own[prompt_id] = entry
     return own
 
 
 async def history(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
     response = await handler(request)
     answer = http.answer_json(response)
-    if principal.is_admin or not isinstance(answer, dict):
+    if not isinstance(answer, dict):
         return response
-    return http.json_like(response, _own_history(answer, principal.tenant))
+    return http.json_like(response, _own_history(answer, principal.tenant, guard.outcomes))
 
 
 async def queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -68,8 +75,14 @@ def _queue_items(guard) -> tuple[list, list]:
 
 
 async def edit_queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    own = {item[1] for item in _queue_items(guard)[1] if owner_in(item[3]) == principal.tenant}
-    return await _edit(guard, request, handler, principal, own)
+    """Deleting queued prompts; their quota holds are refunded."""
+    pending = _queue_items(guard)[1]
+    own = {item[1] for item in pending if principal.is_admin or owner_in(item[3]) == principal.tenant}
+    response = await _edit(guard, request, handler, principal, own)
+    running, still_pending = _queue_items(guard)
+    for prompt_id in {item[1] for item in pending} - {item[1] for item in running + still_pending}:
+        await guard.accounting.released(prompt_id, "cancelled")
+    return response
 
 
 async def edit_history(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:

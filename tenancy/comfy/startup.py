@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -63,9 +64,14 @@ def install(server) -> Guard | None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(websocket.TenantLogTag(guard))
     server.app.on_startup.append(lambda app: ensure_operator_key(guard))
+    server.app.on_startup.append(lambda app: _start_reaper(app, guard))
     log.info("[tenancy] guard installed (config %s, store %s, %d plans)", path, store.description,
              len(settings.plans))
     return guard
+
+
+async def _start_reaper(app: web.Application, guard: Guard) -> None:
+    app["tenancy.reaper"] = asyncio.get_running_loop().create_task(guard.accounting.reaper())
 
 
 def register_surfaces(guard: Guard) -> None:

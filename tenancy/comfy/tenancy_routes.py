@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .. import identity, signed
+from ..admission import quota_day
 from ..identity import Refused
 from ..records import Principal
 from ..refusal import Refusal
@@ -34,6 +35,7 @@ def add_routes(routes: web.RouteTableDef, guard: Guard) -> None:
     routes.get("/tenancy/files/{token}")(api.file)
     routes.get("/tenancy/outputs/{prompt_id}")(api.outputs)
     routes.get("/tenancy/admin/routes")(api.route_report)
+    routes.get("/tenancy/metrics")(api.metrics)
 
 
 class TenancyApi:
@@ -53,19 +55,17 @@ class TenancyApi:
     # -- credentials -> tokens ---------------------------------------------------------------------------
     async def _check_credentials(self, request: web.Request, body: dict) -> tuple[str, str | None, str]:
         """(subject, tenant, role) for an API key or a username + password, throttled per IP and account."""
-        account_key = str(body.get("username") or identity.split_api_key(str(body.get("api_key", ""))) or "")
-        for throttle, key in ((self.guard.login_by_ip, request.remote or "?"),
-                              (self.guard.login_by_account, account_key)):
-            wait = throttle.hit(key)
-            if wait:
-                raise Refusal(429, "too_many_attempts", "too many login attempts; wait and retry", retry_after=wait)
+        parts = identity.split_api_key(str(body.get("api_key", "")))
+        account = str(body.get("username") or (parts[0] if parts else ""))
+        # Per IP these routes are limited by the middleware (ip_requests_per_minute); per account, strictly.
+        await self.guard.rate_limit(f"login-account:{account}", self.guard.settings.auth.login_attempts_per_minute)
         if body.get("api_key"):
             try:
                 principal = await self.guard.auth.from_api_key(str(body["api_key"]))
             except Refused as exc:
                 raise Refusal(401, exc.reason, str(exc)) from None
             return principal.subject, principal.tenant, principal.role
-        account = await self.guard.store.get_account(str(body.get("username", "")))
+        account = await self.guard.store.get_account(account)
         if not identity.check_password(account.password_hash if account else None, str(body.get("password", ""))):
             raise Refusal(401, "invalid_credentials", "wrong username or password")
         if account.disabled:
@@ -157,10 +157,36 @@ class TenancyApi:
     async def me(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL_KEY]
         plan = self.guard.plan_of(principal)
+        usage = None
+        if plan is not None:
+            today = quota_day(time.time(), plan.timezone)
+            current = await self.guard.store.usage(principal.tenant, today)
+            remaining = -1 if plan.daily_seconds < 0 else max(0.0, plan.daily_seconds - current.used - current.held)
+            usage = {"day": today, "used_seconds": current.used, "held_seconds": current.held,
+                     "remaining_seconds": remaining, "daily_seconds": plan.daily_seconds, "active": current.active}
         return web.json_response({
             "tenant": principal.tenant, "plan": principal.plan, "role": principal.role,
-            "subject": principal.subject, "via": principal.via,
+            "subject": principal.subject, "via": principal.via, "usage": usage,
             "limits": dataclasses.asdict(plan) if plan else None})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        principal: Principal = request[PRINCIPAL_KEY]
+        if not principal.is_admin and request.remote not in self.guard.settings.metrics_allow:
+            raise Refusal(403, "admin_only", "metrics are for operators and the configured scrapers")
+        await self._sample_quotas()
+        return web.Response(body=self.guard.metrics.exposition(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def _sample_quotas(self) -> None:
+        now = time.time()
+        for tenant in await self.guard.store.list_tenants():
+            plan = self.guard.settings.plans.get(tenant.plan)
+            if plan is None:
+                continue
+            usage = await self.guard.store.usage(tenant.id, quota_day(now, plan.timezone))
+            label = self.guard.metrics.tenant_label(tenant.id)
+            self.guard.metrics.quota_used.labels(label).set(usage.used)
+            self.guard.metrics.quota_held.labels(label).set(usage.held)
 
     # -- downloads -----------------------------------------------------------------------------------------
     async def file(self, request: web.Request) -> web.StreamResponse:

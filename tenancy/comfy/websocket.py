@@ -31,6 +31,8 @@ def install_message_routing(guard) -> None:
         if prompt_id is None:
             return await original(event, data, sid)
         owner = await guard.owner_of(prompt_id)
+        if isinstance(data, dict):
+            guard.accounting.on_event(event, data)
         if event == "executed" and isinstance(data.get("output"), dict):
             await index_outputs(guard, prompt_id, owner, data["output"])
         namespace = (owner or ADMIN_NAMESPACE) + ":"

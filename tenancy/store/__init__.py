@@ -18,7 +18,9 @@ def open_store(url: str, base_dir: Path) -> Store:
 
         return SqliteStore(sqlite_path(url, base_dir))
     if scheme in ("redis", "rediss"):
-        raise ValueError("the Redis store is not available yet in this version: use sqlite:///FILE")
+        from .redis import RedisStore
+
+        return RedisStore(url)
     raise ValueError(f"unknown store scheme {scheme!r}: use sqlite:///FILE or redis://HOST:PORT/DB")
 
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..records import Account, ApiKey, RefreshToken, Tenant
+from ..records import (
+    Account,
+    ApiKey,
+    LedgerEntry,
+    QuotaDecision,
+    RefreshToken,
+    Reservation,
+    ReserveRequest,
+    Tenant,
+    Usage,
+)
 
 
 class StoreUnavailable(RuntimeError):
@@ -57,3 +67,24 @@ class Store(Protocol):
     async def index_output(self, folder: str, subfolder: str, filename: str, tenant: str | None,
                            prompt_id: str) -> None: ...
     async def output_owner(self, folder: str, subfolder: str, filename: str) -> str | None: ...
+
+    # admission: quotas (reserve, then settle exactly once), the ledger, rate limits
+    async def reserve(self, request: ReserveRequest) -> QuotaDecision:
+        """Atomic and idempotent on prompt_id: refuses when the tenant has max_active prompts held, or when
+        used + held + seconds would exceed a non-negative limit; otherwise holds the seconds."""
+
+    async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
+                     now: float | None = None) -> Reservation | None:
+        """Release the hold and charge `actual` seconds to the reservation's day, exactly once.
+        Returns the settled reservation, or None when there is no hold (unknown or already settled)."""
+
+    async def holds(self, tenant: str | None = None) -> list[Reservation]: ...
+    async def expired_holds(self, now: float | None = None) -> list[Reservation]: ...
+    async def instance_holds(self, instance: str) -> list[Reservation]: ...
+    async def usage(self, tenant: str, day: str) -> Usage: ...
+    async def ledger(self, tenant: str | None = None, since: float | None = None) -> list[LedgerEntry]: ...
+
+    async def rate_limit(self, key: str, interval_s: float, burst: int, now: float | None = None) -> float:
+        """GCRA: one request per `interval_s` with bursts of `burst`. Returns 0 when allowed, else the exact
+        number of seconds until the next request would be. `now` defaults to the store's own clock
+        (Redis: TIME, so every instance shares one clock); tests pass it explicitly."""

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..records import Account, ApiKey, RefreshToken, Tenant
+from ..records import (
+    Account,
+    ApiKey,
+    LedgerEntry,
+    QuotaDecision,
+    RefreshToken,
+    Reservation,
+    ReserveRequest,
+    Tenant,
+    Usage,
+)
 from .protocol import Conflict, StoreUnavailable
 
 SCHEMA = """
@@ -27,6 +39,16 @@ CREATE TABLE IF NOT EXISTS revoked_families (family TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS revoked_jti (jti TEXT PRIMARY KEY, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, tenant TEXT, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS prompts_by_tenant ON prompts (tenant);
+CREATE TABLE IF NOT EXISTS reservations (prompt_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, seconds REAL NOT NULL,
+    day TEXT NOT NULL, deadline REAL NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL, actual REAL NOT NULL,
+    outcome TEXT NOT NULL, allowed INTEGER NOT NULL, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS reservations_held ON reservations (state, tenant);
+CREATE TABLE IF NOT EXISTS usage (tenant TEXT NOT NULL, day TEXT NOT NULL, used REAL NOT NULL DEFAULT 0,
+    held REAL NOT NULL DEFAULT 0, PRIMARY KEY (tenant, day));
+CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, tenant TEXT NOT NULL,
+    prompt_id TEXT NOT NULL, kind TEXT NOT NULL, seconds REAL NOT NULL, day TEXT NOT NULL, outcome TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_by_tenant ON ledger (tenant, time);
+CREATE TABLE IF NOT EXISTS rate (key TEXT PRIMARY KEY, tat REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS outputs (folder TEXT NOT NULL, subfolder TEXT NOT NULL, filename TEXT NOT NULL,
     tenant TEXT, prompt_id TEXT NOT NULL, PRIMARY KEY (folder, subfolder, filename));
 """
@@ -55,6 +77,17 @@ class SqliteStore:
 
     def _one(self, sql: str, args: tuple = ()) -> tuple | None:
         return self._run(sql, args).fetchone()
+
+    @contextmanager
+    def _transaction(self):
+        """One writer at a time across processes: BEGIN IMMEDIATE takes the write lock up front."""
+        self._run("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self._run("COMMIT")
 
     async def ping(self) -> None:
         self._one("SELECT 1")
@@ -118,8 +151,7 @@ class SqliteStore:
                   (token.token_hash, token.family, token.subject, token.tenant, token.role, token.expires))
 
     async def use_refresh(self, token_hash: str, now: float) -> tuple[str, RefreshToken | None]:
-        self._run("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             row = self._one("SELECT token_hash, family, subject, tenant, role, expires, used FROM refresh_tokens "
                             "WHERE token_hash = ?", (token_hash,))
             if row is None:
@@ -135,10 +167,6 @@ class SqliteStore:
                 else:
                     self._run("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (token_hash,))
                     outcome = ("ok", token)
-            self._run("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return outcome
 
     async def revoke_family(self, family: str) -> None:
@@ -173,7 +201,104 @@ class SqliteStore:
         return None if row is None else (row[0] or "")
 
 
+    # admission -----------------------------------------------------------------------------------------
+    async def reserve(self, request: ReserveRequest) -> QuotaDecision:
+        r = request
+        now = time.time() if r.now is None else r.now
+        with self._transaction():
+            previous = self._one("SELECT allowed, reason FROM reservations WHERE prompt_id = ?", (r.prompt_id,))
+            used, held = self._one("SELECT COALESCE(SUM(used), 0), COALESCE(SUM(held), 0) FROM usage "
+                                   "WHERE tenant = ? AND day = ?", (r.tenant, r.day))
+            active = self._one("SELECT COUNT(*) FROM reservations WHERE tenant = ? AND state = 'held'",
+                               (r.tenant,))[0]
+            if previous is not None:
+                return QuotaDecision(bool(previous[0]), previous[1], used, held, r.limit, active, replay=True)
+            if active >= r.max_active:
+                reason = "concurrency_limit"
+            elif r.limit >= 0 and used + held + r.seconds > r.limit:
+                reason = "quota_exceeded"
+            else:
+                reason = "ok"
+            allowed = reason == "ok"
+            self._run("INSERT INTO reservations (prompt_id, tenant, seconds, day, deadline, instance, state, actual, "
+                      "outcome, allowed, reason) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?)",
+                      (r.prompt_id, r.tenant, r.seconds, r.day, r.deadline, r.instance,
+                       "held" if allowed else "refused", int(allowed), reason))
+            if allowed:
+                self._run("INSERT INTO usage (tenant, day, used, held) VALUES (?, ?, 0, ?) "
+                          "ON CONFLICT (tenant, day) DO UPDATE SET held = held + excluded.held",
+                          (r.tenant, r.day, r.seconds))
+                self._ledger(now, r.tenant, r.prompt_id, "reserve", r.seconds, r.day, "")
+                held, active = held + r.seconds, active + 1
+        return QuotaDecision(allowed, reason, used, held, r.limit, active)
+
+    async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
+                     now: float | None = None) -> Reservation | None:
+        now = time.time() if now is None else now
+        with self._transaction():
+            row = self._one(f"SELECT {_RES_COLUMNS} FROM reservations WHERE prompt_id = ? AND tenant = ? "
+                            "AND state = 'held'", (prompt_id, tenant))
+            if row is None:
+                return None
+            held = _reservation(row)
+            self._run("UPDATE reservations SET state = 'settled', actual = ?, outcome = ? WHERE prompt_id = ?",
+                      (actual, outcome, prompt_id))
+            self._run("UPDATE usage SET held = MAX(0, held - ?), used = used + ? WHERE tenant = ? AND day = ?",
+                      (held.seconds, actual, tenant, held.day))
+            self._ledger(now, tenant, prompt_id, "settle", actual, held.day, outcome)
+        return Reservation(held.tenant, prompt_id, held.seconds, held.day, held.deadline, held.instance, "settled",
+                           actual, outcome)
+
+    def _ledger(self, now: float, tenant: str, prompt_id: str, kind: str, seconds: float, day: str,
+                outcome: str) -> None:
+        self._run("INSERT INTO ledger (time, tenant, prompt_id, kind, seconds, day, outcome) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, tenant, prompt_id, kind, seconds, day, outcome))
+
+    async def holds(self, tenant: str | None = None) -> list[Reservation]:
+        sql = f"SELECT {_RES_COLUMNS} FROM reservations WHERE state = 'held'"
+        rows = self._run(sql + " AND tenant = ?", (tenant,)) if tenant else self._run(sql)
+        return [_reservation(r) for r in rows]
+
+    async def expired_holds(self, now: float | None = None) -> list[Reservation]:
+        now = time.time() if now is None else now
+        return [_reservation(r) for r in self._run(
+            f"SELECT {_RES_COLUMNS} FROM reservations WHERE state = 'held' AND deadline < ?", (now,))]
+
+    async def instance_holds(self, instance: str) -> list[Reservation]:
+        return [_reservation(r) for r in self._run(
+            f"SELECT {_RES_COLUMNS} FROM reservations WHERE state = 'held' AND instance = ?", (instance,))]
+
+    async def usage(self, tenant: str, day: str) -> Usage:
+        used, held = self._one("SELECT COALESCE(SUM(used), 0), COALESCE(SUM(held), 0) FROM usage "
+                               "WHERE tenant = ? AND day = ?", (tenant, day))
+        active = self._one("SELECT COUNT(*) FROM reservations WHERE tenant = ? AND state = 'held'", (tenant,))[0]
+        return Usage(used, held, active)
+
+    async def ledger(self, tenant: str | None = None, since: float | None = None) -> list[LedgerEntry]:
+        sql = "SELECT time, tenant, prompt_id, kind, seconds, day, outcome FROM ledger WHERE time >= ?"
+        args: tuple = (since or 0.0,)
+        if tenant:
+            sql, args = sql + " AND tenant = ?", (*args, tenant)
+        return [LedgerEntry(*row) for row in self._run(sql + " ORDER BY id", args)]
+
+    async def rate_limit(self, key: str, interval_s: float, burst: int, now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        tolerance = interval_s * max(burst - 1, 0)
+        with self._transaction():
+            row = self._one("SELECT tat FROM rate WHERE key = ?", (key,))
+            tat = max(row[0] if row else now, now)
+            if tat - now > tolerance:
+                return tat - now - tolerance
+            self._run("INSERT OR REPLACE INTO rate (key, tat) VALUES (?, ?)", (key, tat + interval_s))
+        return 0.0
+
+
+_RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome"
 _KEY_COLUMNS = "key_id, tenant, role, name, secret_hash, created, expires, revoked"
+
+
+def _reservation(row: tuple) -> Reservation:
+    return Reservation(*row)
 
 
 def _tenant(row: tuple) -> Tenant:

@@ -23,20 +23,21 @@ class ComfyUI:
     """Start with `start()`, stop by PID with `stop()`; the log lands in `<base>/comfyui.log`."""
 
     def __init__(self, base: Path, config: Path | None = None, env: dict | None = None,
-                 extra_args: tuple[str, ...] = (), port: int | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), port: int | None = None, with_plugin: bool = True) -> None:
         self.base = Path(base)
         self.config = config
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or {}
         self.extra_args = extra_args
+        self.plugins = ((PLUGIN_LINK_NAME, PLUGIN_ROOT), ("comfy_test_nodes", TEST_NODES)) if with_plugin else ()
         self.home: ComfyHome = locate(None, self.base)
         self.log_path = self.base / "comfyui.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ComfyUI:
         (self.base / "custom_nodes").mkdir(parents=True, exist_ok=True)
-        for name, target in ((PLUGIN_LINK_NAME, PLUGIN_ROOT), (TEST_NODES.name, TEST_NODES)):
+        for name, target in self.plugins:
             link = self.base / "custom_nodes" / name
             if not link.exists():
                 link.symlink_to(target, target_is_directory=True)

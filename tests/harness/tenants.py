@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from tenancy import accounts, bootstrap
 from tenancy import config as config_module
 from tenancy.store import open_store
@@ -20,10 +22,17 @@ class Seeded:
     users: dict  # "a", "b" -> username
 
 
-def seed(base: Path, plans: dict | None = None) -> Seeded:
+# One test client makes many requests from 127.0.0.1; per-IP limits get their own tests.
+TEST_SETTINGS = {"ip_requests_per_minute": 1_000_000}
+
+
+def seed(base: Path, settings_overrides: dict | None = None) -> Seeded:
     folder = base / "user" / "tenancy"
     config_path = folder / config_module.CONFIG_FILE
     bootstrap.initialise(folder, config_path, models_dir=base / "models")
+    raw = yaml.safe_load(config_path.read_text())
+    raw.update(TEST_SETTINGS, **(settings_overrides or {}))
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     settings = config_module.load(config_path)
 
     async def work():

@@ -1,0 +1,109 @@
+"""Admission decisions as pure functions: how many seconds a prompt will produce, which day it is charged
+to, and the queue number that shares the GPU fairly between tenants (weighted fair queueing)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .catalogue import Catalogue
+
+# Characters per second of speech, by script: CJK is read per character, everything else per letter.
+DEFAULT_SPEAKING_RATE = {"cjk": 4.5, "latin": 14.0}
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+def quota_day(now: float, timezone: str) -> str:
+    """The calendar day (YYYY-MM-DD) a reservation made at `now` is charged to."""
+    return dt.datetime.fromtimestamp(now, ZoneInfo(timezone)).strftime("%Y-%m-%d")
+
+
+def speech_seconds(text: str, rates: Mapping[str, float] = DEFAULT_SPEAKING_RATE) -> float:
+    cjk = len(CJK.findall(text))
+    letters = len(LETTER.findall(text)) - cjk
+    return cjk / rates["cjk"] + max(letters, 0) / rates["latin"]
+
+
+@dataclass(frozen=True)
+class EstimateInputs:
+    """What the estimate may consult besides the graph: the real length of a file a node loads."""
+
+    file_seconds: Callable[[str, str], float | None] = lambda node_id, input_name: None
+    speaking_rate: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SPEAKING_RATE))
+    node_table: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def estimate_seconds(prompt: Mapping[str, Any], catalogue: Catalogue, inputs: EstimateInputs) -> float:
+    """Seconds of media the prompt will produce, from each node's declared estimate rule:
+    `seconds_input` (capped by the real length of the audio behind `audio_link`), `text_input` (speech at a
+    per-script rate), `frames_input` + `fps_input`/`fps`. The config's node table adds rules for other packs."""
+    total = 0.0
+    for node_id, node in prompt.items():
+        if not isinstance(node, Mapping):
+            continue
+        class_type = node.get("class_type", "")
+        spec = catalogue.get(class_type)
+        rule = inputs.node_table.get(class_type) or (spec.meta.get("estimate") if spec else None)
+        if rule:
+            total += _node_seconds(prompt, str(node_id), node.get("inputs") or {}, rule, inputs)
+    return round(total, 3)
+
+
+def _node_seconds(prompt: Mapping, node_id: str, values: Mapping, rule: Mapping, inputs: EstimateInputs) -> float:
+    if "seconds_input" in rule:
+        seconds = _number(values.get(rule["seconds_input"]))
+        link = values.get(rule.get("audio_link", ""))
+        if isinstance(link, list) and len(link) == 2:
+            source = _file_source(prompt, str(link[0]))
+            real = inputs.file_seconds(*source) if source else None
+            if real is not None:
+                seconds = min(seconds, real) if seconds > 0 else real
+        return max(seconds, 0.0)
+    if "text_input" in rule:
+        text = values.get(rule["text_input"])
+        return speech_seconds(text, inputs.speaking_rate) if isinstance(text, str) else 0.0
+    if "frames_input" in rule:
+        frames = _number(values.get(rule["frames_input"]))
+        fps = _number(values.get(rule["fps_input"])) if "fps_input" in rule else float(rule.get("fps", 0))
+        return frames / fps if fps > 0 else 0.0
+    return float(rule.get("seconds", 0.0))
+
+
+def _file_source(prompt: Mapping, node_id: str) -> tuple[str, str] | None:
+    """(node id, input name) of the file-loading node an AUDIO link comes from (LoadAudio's `audio`)."""
+    node = prompt.get(node_id)
+    if not isinstance(node, Mapping):
+        return None
+    for name, value in (node.get("inputs") or {}).items():
+        if isinstance(value, str):
+            return node_id, name
+    return None
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+class FairQueue:
+    """Weighted fair queueing over ComfyUI's single queue: a prompt's number is its virtual finish time,
+    max(virtual now, the tenant's last finish) + cost / weight. Lower numbers run first, so a tenant's burst
+    only delays its own later prompts, and a weight-4 plan gets four turns for every turn of a weight-1 plan.
+    Virtual time advances to the number of each prompt that starts running."""
+
+    def __init__(self) -> None:
+        self.virtual_now = 0.0
+        self.last_finish: dict[str, float] = {}
+
+    def number(self, tenant: str, cost: float, weight: float) -> float:
+        start = max(self.virtual_now, self.last_finish.get(tenant, 0.0))
+        finish = start + max(cost, 1.0) / max(weight, 1e-6)
+        self.last_finish[tenant] = finish
+        return finish
+
+    def started(self, number: float) -> None:
+        self.virtual_now = max(self.virtual_now, number)

@@ -1,0 +1,225 @@
+"""Admission and settlement around ComfyUI's queue: reserve seconds before a prompt is queued, give it a
+fair queue number, interrupt it at its plan's deadline, and settle exactly what it produced.
+
+Decisions come from the pure core (`tenancy.admission`) and the store; this module only wires them to
+ComfyUI's request path and execution events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from ..admission import EstimateInputs, FairQueue, estimate_seconds, quota_day
+from ..records import Principal, ReserveRequest
+from ..refusal import Refusal
+from ..store import StoreUnavailable
+from . import media
+
+log = logging.getLogger("tenancy")
+REAP_EVERY_S = 60.0
+MEDIA_FOLDERS = ("output",)
+
+
+@dataclass
+class Running:
+    tenant: str | None
+    plan: str | None
+    admitted: float
+    started: float | None = None
+    timed_out: bool = False
+    watchdog: asyncio.TimerHandle | None = None
+    files: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class Accounting:
+    def __init__(self, guard) -> None:
+        self.guard = guard
+        self.fair = FairQueue()
+        self.numbers: dict[str, float] = {}
+        self.prompts: dict[str, Running] = {}
+        self.instance = guard.settings.instance or f"{socket.gethostname()}:{_comfy_port()}"
+
+    # -- before the queue ----------------------------------------------------------------------------------
+    async def admit(self, principal: Principal, prompt_id: str, body: dict, catalogue) -> None:
+        """Reserve the prompt's estimated seconds and set its queue number; raise a Refusal when it may not run."""
+        settings = self.guard.settings
+        self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
+        if principal.is_admin:
+            if not body.get("front"):
+                body["number"] = self._number("_admin", 1.0, settings.admin_weight, prompt_id)
+            return
+        plan = self.guard.plan_of(principal)
+        inputs = EstimateInputs(file_seconds=self._file_seconds(body["prompt"]), speaking_rate=settings.speaking_rate,
+                                node_table=settings.estimates)
+        seconds = estimate_seconds(body["prompt"], catalogue, inputs)
+        now = time.time()
+        request = ReserveRequest(tenant=principal.tenant, prompt_id=prompt_id, seconds=seconds,
+                                 limit=plan.daily_seconds, max_active=plan.max_concurrent,
+                                 day=quota_day(now, plan.timezone),
+                                 deadline=now + settings.hold_timeout_s + plan.max_execution_s, instance=self.instance)
+        try:
+            decision = await self.guard.store.reserve(request)
+        except StoreUnavailable as exc:
+            if settings.on_store_error == "deny":
+                raise Refusal(503, "store_unavailable", f"cannot account for this prompt: {exc}", retry_after=5) \
+                    from None
+            self.guard.metrics.uncharged.inc()
+            self.guard.audit.record(tenant=principal.tenant, prompt_id=prompt_id, decision="allow_uncharged",
+                                    reason="store_unavailable")
+        else:
+            self.guard.metrics.admission.labels(decision.reason).inc()
+            if not decision.allowed:
+                self.prompts.pop(prompt_id, None)
+                raise self._refusal(decision, seconds)
+        body["number"] = self._number(principal.tenant, seconds, plan.weight, prompt_id)
+
+    def _number(self, tenant: str, cost: float, weight: float, prompt_id: str) -> float:
+        number = self.fair.number(tenant, cost, weight)
+        self.numbers[prompt_id] = number
+        return number
+
+    @staticmethod
+    def _refusal(decision, seconds: float) -> Refusal:
+        if decision.reason == "concurrency_limit":
+            return Refusal(429, "concurrency_limit", f"you already have {decision.active} prompts queued or running; "
+                           "wait for one to finish", retry_after=5, extra={"active": decision.active})
+        return Refusal(429, "quota_exceeded",
+                       f"this prompt needs about {seconds:g} s of media and {decision.remaining:g} s are left today",
+                       extra={"remaining_seconds": decision.remaining, "needed_seconds": seconds,
+                              "used_seconds": decision.used, "held_seconds": decision.held,
+                              "daily_seconds": decision.limit})
+
+    def _file_seconds(self, prompt: dict):
+        folders = self.guard.folders
+
+        def seconds(node_id: str, input_name: str) -> float | None:
+            value = prompt.get(node_id, {}).get("inputs", {}).get(input_name)
+            if not isinstance(value, str):
+                return None
+            name, _, folder = value.rpartition(" [")
+            folder = folder.rstrip("]") if name else "input"
+            path = folders.get(folder, folders["input"]) / (name or value)
+            return media.duration_seconds(path) if path.is_file() else None
+
+        return seconds
+
+    async def released(self, prompt_id: str, outcome: str) -> None:
+        """ComfyUI refused or dropped a queued prompt: its hold is refunded."""
+        await self._settle(prompt_id, 0.0, outcome)
+
+    # -- execution events ---------------------------------------------------------------------------------
+    def on_event(self, event: str, data: dict) -> None:
+        prompt_id = data.get("prompt_id")
+        running = self.prompts.get(prompt_id)
+        if running is None:
+            return
+        if event == "execution_start":
+            self._started(prompt_id, running)
+        elif event == "executed":
+            for folder, subfolder, filename in _file_refs(data.get("output")):
+                if folder in MEDIA_FOLDERS:
+                    running.files.append((folder, subfolder, filename))
+        elif event in ("execution_success", "execution_error", "execution_interrupted"):
+            if running.watchdog:
+                running.watchdog.cancel()
+            asyncio.get_running_loop().create_task(self._finished(prompt_id, running, event))
+
+    def _started(self, prompt_id: str, running: Running) -> None:
+        running.started = time.time()
+        self.fair.started(self.numbers.pop(prompt_id, self.fair.virtual_now))
+        self.guard.metrics.queue_wait.labels(running.plan or "admin").observe(running.started - running.admitted)
+        plan = self.guard.settings.plans.get(running.plan) if running.plan else None
+        if plan is not None:
+            running.watchdog = asyncio.get_running_loop().call_later(plan.max_execution_s, self._deadline, prompt_id)
+
+    def _deadline(self, prompt_id: str) -> None:
+        """Interrupt exactly this prompt, if it is still the one running."""
+        running = self.prompts.get(prompt_id)
+        queue = self.guard.server.prompt_queue
+        if running is None or prompt_id not in [item[1] for item in queue.get_current_queue_volatile()[0]]:
+            return
+        running.timed_out = True
+        self.guard.metrics.timeouts.labels(running.plan or "admin").inc()
+        log.warning("[tenancy] prompt %s of %s ran past its plan's max_execution_s: interrupting it", prompt_id,
+                    running.tenant)
+        if hasattr(queue, "interrupt_if_running"):
+            queue.interrupt_if_running(prompt_id)
+        else:
+            sys.modules["nodes"].interrupt_processing()
+
+    async def _finished(self, prompt_id: str, running: Running, event: str) -> None:
+        elapsed = time.time() - (running.started or time.time())
+        self.guard.metrics.execution.labels(running.plan or "admin").observe(elapsed)
+        if event == "execution_success":
+            outcome = "success"
+            paths = [self.guard.folders[f] / s / n for f, s, n in running.files]
+            actual = sum(await asyncio.to_thread(lambda: [media.duration_seconds(p) or 0.0 for p in paths]))
+        else:
+            outcome = "timeout" if running.timed_out else "failed" if event == "execution_error" else "interrupted"
+            actual = elapsed if self.guard.settings.charge_failed == "elapsed" else 0.0
+        if running.timed_out:
+            self.guard.outcomes[prompt_id] = "timeout"
+            self.guard.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
+                                    reason="max_execution_s")
+        await self._settle(prompt_id, actual, outcome)
+
+    async def _settle(self, prompt_id: str, actual: float, outcome: str) -> None:
+        running = self.prompts.pop(prompt_id, None)
+        self.numbers.pop(prompt_id, None)
+        tenant = running.tenant if running else await self.guard.owner_of(prompt_id)
+        if not tenant:
+            return
+        try:
+            settled = await self.guard.store.settle(tenant, prompt_id, round(actual, 3), outcome)
+        except StoreUnavailable as exc:
+            log.error("[tenancy] could not settle %s (%s); the reaper will", prompt_id, exc)
+            return
+        if settled is not None:
+            self.guard.audit.record(tenant=tenant, prompt_id=prompt_id, decision="settle", outcome=outcome,
+                                    seconds=settled.actual, held=settled.seconds)
+
+    # -- the reaper -----------------------------------------------------------------------------------------
+    async def reap(self, own_instance: bool = False) -> int:
+        """Settle holds nobody will settle: this instance's after a restart, and any past its deadline."""
+        store = self.guard.store
+        holds = await store.instance_holds(self.instance) if own_instance else await store.expired_holds()
+        reaped = 0
+        for hold in holds:
+            if hold.prompt_id in self.prompts:
+                continue  # alive here: its own events will settle it
+            if await store.settle(hold.tenant, hold.prompt_id, 0.0, "reaped") is not None:
+                reaped += 1
+                self.guard.audit.record(tenant=hold.tenant, prompt_id=hold.prompt_id, decision="settle",
+                                        outcome="reaped", held=hold.seconds)
+        return reaped
+
+    async def reaper(self) -> None:
+        try:
+            await self.reap(own_instance=True)
+        except StoreUnavailable as exc:
+            log.error("[tenancy] reaper: %s", exc)
+        while True:
+            await asyncio.sleep(REAP_EVERY_S)
+            try:
+                await self.reap()
+            except StoreUnavailable as exc:
+                log.error("[tenancy] reaper: %s", exc)
+
+
+def _file_refs(output) -> list[tuple[str, str, str]]:
+    refs = []
+    for items in output.values() if isinstance(output, dict) else ():
+        for ref in items if isinstance(items, list) else ():
+            if isinstance(ref, dict) and "filename" in ref:
+                refs.append((ref.get("type", "output"), ref.get("subfolder", ""), ref["filename"]))
+    return refs
+
+
+def _comfy_port() -> int:
+    args = getattr(sys.modules.get("comfy.cli_args"), "args", None)
+    return getattr(args, "port", 8188)
+

@@ -1,0 +1,88 @@
+"""Prometheus metrics of the guard, in a registry of its own; tenant labels bounded to the busiest N."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+OTHER = "other"
+SECONDS_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class Metrics:
+    def __init__(self, top_tenants: int) -> None:
+        self.registry = CollectorRegistry()
+        self.top_tenants = top_tenants
+        self.seen: Tally[str] = Tally()
+        r = self.registry
+        self.requests = Counter("tenancy_requests_total", "Requests by route class, status and tenant",
+                                ["route_class", "status", "tenant"], registry=r)
+        self.admission = Counter("tenancy_admission_decisions_total", "Admission decisions by reason", ["reason"],
+                                 registry=r)
+        self.uncharged = Counter("tenancy_uncharged_prompts_total",
+                                 "Prompts let through uncharged because the store was unreachable", registry=r)
+        self.quota_used = Gauge("tenancy_quota_used_seconds", "Seconds used today", ["tenant"], registry=r)
+        self.quota_held = Gauge("tenancy_quota_held_seconds", "Seconds held by queued/running prompts", ["tenant"],
+                                registry=r)
+        self.queue_wait = Histogram("tenancy_queue_wait_seconds", "Admission to start of execution", ["plan"],
+                                    buckets=SECONDS_BUCKETS, registry=r)
+        self.execution = Histogram("tenancy_execution_seconds", "Execution time", ["plan"], buckets=SECONDS_BUCKETS,
+                                   registry=r)
+        self.timeouts = Counter("tenancy_timeouts_total", "Prompts interrupted at their plan's deadline", ["plan"],
+                                registry=r)
+        self.store_latency = Histogram("tenancy_store_seconds", "Store call latency", ["backend"],
+                                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+                                       registry=r)
+        self.store_errors = Counter("tenancy_store_errors_total", "Store calls that failed", registry=r)
+        self.gpu_memory = Gauge("tenancy_gpu_memory_bytes", "GPU memory allocated by torch", ["device"], registry=r)
+
+    def tenant_label(self, tenant: str | None) -> str:
+        """The tenant as a label value: one of the busiest `top_tenants`, else `other`."""
+        if not tenant:
+            return "-"
+        self.seen[tenant] += 1
+        if len(self.seen) <= self.top_tenants:
+            return tenant
+        top = {name for name, _ in self.seen.most_common(self.top_tenants)}
+        return tenant if tenant in top else OTHER
+
+    def exposition(self) -> bytes:
+        self._sample_gpu()
+        return generate_latest(self.registry)
+
+    def _sample_gpu(self) -> None:
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is None or not torch.cuda.is_available():
+            return
+        for index in range(torch.cuda.device_count()):
+            self.gpu_memory.labels(str(index)).set(torch.cuda.memory_allocated(index))
+
+
+class TimedStore:
+    """The store, with every call's latency and failures recorded."""
+
+    def __init__(self, store, metrics: Metrics) -> None:
+        self._store = store
+        self._latency = metrics.store_latency.labels(type(store).__name__.removesuffix("Store").lower())
+        self._errors = metrics.store_errors
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._store, name)
+        if not callable(attribute) or name.startswith("_"):
+            return attribute
+
+        async def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return await attribute(*args, **kwargs)
+            except Exception:
+                self._errors.inc()
+                raise
+            finally:
+                self._latency.observe(time.perf_counter() - start)
+
+        return timed

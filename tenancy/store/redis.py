@@ -1,0 +1,424 @@
+"""The shared store: Redis (redis-py asyncio), so several ComfyUI instances share identity, ownership and quotas.
+
+Every admission decision (reserve, settle, GCRA rate limit) and the refresh-token rotation is one Lua script
+from `lua/`, loaded once with SCRIPT LOAD and called by EVALSHA (loaded again after NOSCRIPT, e.g. when the
+server restarted); time comes from Redis `TIME` unless the caller passes `now`, so all instances share a clock.
+
+Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always share a slot):
+
+    tn:{acme}:res:<prompt_id>   hash   one reservation: seconds, day, deadline, instance, state, decision
+    tn:{acme}:used / :held      hash   seconds used / held per day (field YYYY-MM-DD, a %.17g string)
+    tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
+    tn:{acme}:ledger            stream every reserve and settle, exactly as charged
+    tn:{acme}:prompts           set    prompt ids the tenant queued
+    tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
+    tn:rate:<key>               string a GCRA limit's theoretical arrival time, expiring when it no longer matters
+    tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's)
+    tn:output:<[folder, sub, name]>  string  JSON [tenant, prompt_id] of an output file
+    tn:jti:<jti>                string a revoked access token, kept until the token expires (at least a minute)
+    tn:{id}:tenants / :accounts / :keys   hash   JSON records by id (HSETNX creates, so a duplicate is a Conflict)
+    tn:{id}:keys:revoked        set    revoked API key ids
+    tn:{id}:refresh:<hash>      hash   a refresh token: data, family, expires, used (kept 7 days past expiry)
+    tn:{id}:families:revoked    set    revoked refresh-token families
+
+Redis Cluster: a script can only touch keys of one slot, so the global index `tn:admission` is not written by
+the scripts: `reserve` adds the tenant in the same round trip, in a pipeline command sent *before* its script.
+A crash between them can leave a tenant listed with nothing held (harmless), never a hold the reaper cannot
+find. The reaper (`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys
+share the `{id}` slot (small, rarely written). Idempotency is per tenant and prompt id (the reservation lives
+in the tenant's slot).
+
+Persistence: run Redis with `appendonly yes` and `appendfsync everysec`. A crash of the Redis host can then
+lose up to about one second of acknowledged writes (two during an AOF rewrite with no-appendfsync-on-rewrite):
+a reserve lost that way frees its hold (the prompt may run uncharged), a lost settle leaves the hold held
+until the reaper settles it at its deadline, and the ledger stream loses the same entries as the counters, so
+ledger sums still equal usage. Replication is asynchronous, so a failover can lose the same. Treat the ledger
+export as the billing record and reconcile it against ComfyUI's history when a Redis host crashed.
+A plain `kill` or restart of redis-server loses nothing (the AOF is flushed on shutdown).
+
+Connection errors and timeouts raise StoreUnavailable; the pool reconnects by itself on the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from urllib.parse import urlparse
+
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..records import (
+    Account,
+    ApiKey,
+    LedgerEntry,
+    QuotaDecision,
+    RefreshToken,
+    Reservation,
+    ReserveRequest,
+    Tenant,
+    Usage,
+)
+from .protocol import Conflict, StoreUnavailable
+
+try:
+    from asyncio import timeout as _deadline
+except ImportError:  # Python 3.10: redis-py depends on async-timeout there
+    from async_timeout import timeout as _deadline
+
+LUA = Path(__file__).with_name("lua")
+ADMISSION = "tn:admission"
+REFRESH_KEPT_S = 7 * 86400  # a used refresh token is still recognised (reuse revokes its family) this long
+JTI_MIN_TTL_S = 60  # clock skew between an instance's token check and Redis expiry
+LEDGER_PAGE = 1000
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
+
+
+class _Script:
+    """One Lua file, known by its SHA1; loaded on the first NOSCRIPT, then always called by EVALSHA."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = (LUA / f"{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+
+RESERVE, SETTLE, GCRA, USE_REFRESH = (_Script(n) for n in ("reserve", "settle", "gcra", "use_refresh"))
+
+
+class _Calls:
+    """Bounds every call by the store's timeout and turns connection failures into StoreUnavailable."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.deadline = None
+
+    async def __aenter__(self) -> None:
+        self.deadline = _deadline(self.store.timeout)
+        await self.deadline.__aenter__()
+
+    async def __aexit__(self, kind, exc, tb) -> bool:
+        try:
+            await self.deadline.__aexit__(kind, exc, tb)
+        except asyncio.TimeoutError as timed_out:
+            exc = timed_out
+        if exc is None:
+            return False
+        if isinstance(exc, UNAVAILABLE) or (isinstance(exc, ResponseError) and str(exc).startswith("MISCONF")):
+            raise StoreUnavailable(f"{self.store.description}: {type(exc).__name__}: {exc}") from exc
+        return False
+
+
+class RedisStore:
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        parts = urlparse(url)
+        self.description = f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}/" \
+                           f"{parts.path.strip('/') or '0'}"
+        self.timeout = timeout
+        # socket_timeout stays None: the per-call deadline of _Calls bounds reads and writes more cheaply than
+        # redis-py's own (a task per write); one immediate retry replaces a connection the server closed.
+        self.redis = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=None, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1), health_check_interval=0)
+
+    def _calls(self) -> _Calls:
+        return _Calls(self)
+
+    async def ping(self) -> None:
+        async with self._calls():
+            await self.redis.ping()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def _script(self, script: _Script, keys: list[str], args: list, before: tuple = ()):
+        """EVALSHA, loading the script on NOSCRIPT. `before`: commands sent ahead of it in the same round trip."""
+        async with self._calls():
+            for _attempt in range(2):
+                if before:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for command in before:
+                        pipe.execute_command(*command)
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    results = await pipe.execute(raise_on_error=False)
+                    for result in results[:-1]:
+                        if isinstance(result, Exception):
+                            raise result
+                    result = results[-1]
+                    if not isinstance(result, Exception):
+                        return result
+                    if not isinstance(result, NoScriptError):
+                        raise result
+                else:
+                    try:
+                        return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+                    except NoScriptError:
+                        pass
+                await self.redis.script_load(script.source)
+            raise NoScriptError(f"{script.name}.lua is not loaded after SCRIPT LOAD")
+
+    # tenants and accounts ------------------------------------------------------------------------
+    async def _put_record(self, key: str, field: str, record: object, create: bool) -> None:
+        data = json.dumps(asdict(record))
+        async with self._calls():
+            if create:
+                if not await self.redis.hsetnx(key, field, data):
+                    raise Conflict(f"{key} {field!r} exists")
+            else:
+                await self.redis.hset(key, field, data)
+
+    async def _get_record(self, key: str, field: str) -> dict | None:
+        async with self._calls():
+            raw = await self.redis.hget(key, field)
+        return None if raw is None else json.loads(raw)
+
+    async def _all_records(self, key: str) -> list[dict]:
+        async with self._calls():
+            raw = await self.redis.hgetall(key)
+        return [json.loads(value) for _, value in sorted(raw.items())]
+
+    async def put_tenant(self, tenant: Tenant, *, create: bool) -> None:
+        await self._put_record("tn:{id}:tenants", tenant.id, tenant, create)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        data = await self._get_record("tn:{id}:tenants", tenant_id)
+        return None if data is None else _tenant(data)
+
+    async def list_tenants(self) -> list[Tenant]:
+        return [_tenant(data) for data in await self._all_records("tn:{id}:tenants")]
+
+    async def put_account(self, account: Account, *, create: bool) -> None:
+        await self._put_record("tn:{id}:accounts", account.username, account, create)
+
+    async def get_account(self, username: str) -> Account | None:
+        data = await self._get_record("tn:{id}:accounts", username)
+        return None if data is None else Account(**data)
+
+    async def list_accounts(self, tenant: str | None = None) -> list[Account]:
+        accounts = [Account(**data) for data in await self._all_records("tn:{id}:accounts")]
+        return [a for a in accounts if a.tenant == tenant] if tenant else accounts
+
+    # API keys ------------------------------------------------------------------------------------
+    async def put_key(self, key: ApiKey) -> None:
+        await self._put_record("tn:{id}:keys", key.key_id, key, create=True)
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        async with self._calls():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hget("tn:{id}:keys", key_id)
+            pipe.sismember("tn:{id}:keys:revoked", key_id)
+            raw, revoked = await pipe.execute()
+        return None if raw is None else _key(json.loads(raw), bool(revoked))
+
+    async def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        async with self._calls():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall("tn:{id}:keys")
+            pipe.smembers("tn:{id}:keys:revoked")
+            raw, revoked = await pipe.execute()
+        keys = [_key(json.loads(value), key_id in revoked) for key_id, value in raw.items()]
+        keys = [k for k in keys if k.tenant == tenant] if tenant else keys
+        return sorted(keys, key=lambda k: k.created)
+
+    async def revoke_key(self, key_id: str) -> bool:
+        # keys are never deleted, so checking first and then marking cannot race with a removal
+        async with self._calls():
+            if not await self.redis.hexists("tn:{id}:keys", key_id):
+                return False
+            await self.redis.sadd("tn:{id}:keys:revoked", key_id)
+        return True
+
+    # refresh tokens --------------------------------------------------------------------------------
+    async def put_refresh(self, token: RefreshToken) -> None:
+        key = f"tn:{{id}}:refresh:{token.token_hash}"
+        kept = max(math.ceil(token.expires - time.time()), 0) + REFRESH_KEPT_S
+        async with self._calls():
+            if not await self.redis.hsetnx(key, "data", json.dumps(asdict(token))):
+                raise Conflict(f"refresh token {token.token_hash[:8]}… exists")
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(key, mapping={"family": token.family, "expires": repr(float(token.expires))})
+            pipe.expire(key, kept)
+            await pipe.execute()
+
+    async def use_refresh(self, token_hash: str, now: float) -> tuple[str, RefreshToken | None]:
+        reply = await self._script(USE_REFRESH, [f"tn:{{id}}:refresh:{token_hash}", "tn:{id}:families:revoked"],
+                                   [repr(float(now))])
+        if reply[0] == "invalid":
+            return "invalid", None
+        data = json.loads(reply[1])
+        data["used"] = reply[0] == "reused"
+        return reply[0], RefreshToken(**data)
+
+    async def revoke_family(self, family: str) -> None:
+        async with self._calls():
+            await self.redis.sadd("tn:{id}:families:revoked", family)
+
+    async def revoke_jti(self, jti: str, expires: float) -> None:
+        ttl = max(math.ceil(expires - time.time()), JTI_MIN_TTL_S)
+        async with self._calls():
+            await self.redis.set(f"tn:jti:{jti}", repr(float(expires)), ex=ttl, nx=True)
+
+    async def jti_revoked(self, jti: str) -> bool:
+        async with self._calls():
+            return bool(await self.redis.exists(f"tn:jti:{jti}"))
+
+    # ownership -------------------------------------------------------------------------------------
+    async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
+        async with self._calls():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(f"tn:prompt:{prompt_id}", tenant or "", get=True)
+            if tenant:
+                pipe.sadd(_tenant_key(tenant, "prompts"), prompt_id)
+            previous = (await pipe.execute())[0]
+            if previous and previous != tenant:
+                await self.redis.srem(_tenant_key(previous, "prompts"), prompt_id)
+
+    async def prompt_owner(self, prompt_id: str) -> str | None:
+        async with self._calls():
+            return await self.redis.get(f"tn:prompt:{prompt_id}")
+
+    async def owned_prompts(self, tenant: str) -> set[str]:
+        async with self._calls():
+            return set(await self.redis.smembers(_tenant_key(tenant, "prompts")))
+
+    async def index_output(self, folder: str, subfolder: str, filename: str, tenant: str | None,
+                           prompt_id: str) -> None:
+        async with self._calls():
+            await self.redis.set(_output_key(folder, subfolder, filename), json.dumps([tenant, prompt_id]))
+
+    async def output_owner(self, folder: str, subfolder: str, filename: str) -> str | None:
+        async with self._calls():
+            raw = await self.redis.get(_output_key(folder, subfolder, filename))
+        return None if raw is None else (json.loads(raw)[0] or "")
+
+    # admission -----------------------------------------------------------------------------------------
+    async def reserve(self, request: ReserveRequest) -> QuotaDecision:
+        r = request
+        reply = await self._script(
+            RESERVE, _admission_keys(r.tenant, r.prompt_id),
+            [r.tenant, r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
+             repr(float(r.deadline)), r.instance, _now(r.now)],
+            before=(("SADD", ADMISSION, r.tenant),))
+        allowed, reason, used, held, active, replay = reply
+        return QuotaDecision(bool(allowed), reason, float(used), float(held), r.limit, active, replay=bool(replay))
+
+    async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
+                     now: float | None = None) -> Reservation | None:
+        reply = await self._script(SETTLE, _admission_keys(tenant, prompt_id),
+                                   [prompt_id, repr(float(actual)), outcome, _now(now)])
+        if reply is None:
+            return None
+        seconds, day, deadline, instance = reply
+        return Reservation(tenant, prompt_id, float(seconds), day, float(deadline), instance, "settled", actual,
+                           outcome)
+
+    async def _held(self, tenants: list[str], before: float | None = None) -> list[Reservation]:
+        """Held reservations of these tenants, those with a deadline before `before` when given."""
+        async with self._calls():
+            pipe = self.redis.pipeline(transaction=False)
+            for tenant in tenants:
+                if before is None:
+                    pipe.zrange(_tenant_key(tenant, "active"), 0, -1)
+                else:
+                    pipe.zrangebyscore(_tenant_key(tenant, "active"), "-inf", f"({before!r}")
+            ids = await pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            for tenant, prompt_ids in zip(tenants, ids, strict=True):
+                for prompt_id in prompt_ids:
+                    pipe.hgetall(_tenant_key(tenant, f"res:{prompt_id}"))
+            rows = await pipe.execute()
+        return [_reservation(row) for row in rows if row.get("state") == "held"]
+
+    async def _admission_tenants(self) -> list[str]:
+        async with self._calls():
+            return sorted(await self.redis.smembers(ADMISSION))
+
+    async def holds(self, tenant: str | None = None) -> list[Reservation]:
+        return await self._held([tenant] if tenant else await self._admission_tenants())
+
+    async def expired_holds(self, now: float | None = None) -> list[Reservation]:
+        if now is None:
+            async with self._calls():
+                seconds, micros = await self.redis.time()
+            now = seconds + micros / 1_000_000
+        return await self._held(await self._admission_tenants(), before=now)
+
+    async def instance_holds(self, instance: str) -> list[Reservation]:
+        return [r for r in await self.holds() if r.instance == instance]
+
+    async def usage(self, tenant: str, day: str) -> Usage:
+        async with self._calls():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hget(_tenant_key(tenant, "used"), day)
+            pipe.hget(_tenant_key(tenant, "held"), day)
+            pipe.zcard(_tenant_key(tenant, "active"))
+            used, held, active = await pipe.execute()
+        return Usage(float(used or 0), float(held or 0), active)
+
+    async def ledger(self, tenant: str | None = None, since: float | None = None) -> list[LedgerEntry]:
+        since = since or 0.0
+        entries: list[tuple[tuple[int, int], LedgerEntry]] = []
+        for name in [tenant] if tenant else await self._admission_tenants():
+            entries += [e for e in await self._stream(name) if e[1].time >= since]
+        # one stream per tenant: merging by entry id (server milliseconds, sequence) gives the global order
+        return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
+
+    async def _stream(self, tenant: str) -> list[tuple[tuple[int, int], LedgerEntry]]:
+        key, start, out = _tenant_key(tenant, "ledger"), "-", []
+        while True:
+            async with self._calls():
+                page = await self.redis.xrange(key, start, "+", count=LEDGER_PAGE)
+            for entry_id, f in page:
+                ms, seq = entry_id.split("-")
+                out.append(((int(ms), int(seq)), LedgerEntry(float(f["time"]), tenant, f["prompt_id"], f["kind"],
+                                                             float(f["seconds"]), f["day"], f["outcome"])))
+            if len(page) < LEDGER_PAGE:
+                return out
+            start = f"({page[-1][0]}"
+
+    async def rate_limit(self, key: str, interval_s: float, burst: int, now: float | None = None) -> float:
+        reply = await self._script(GCRA, [f"tn:rate:{key}"], [repr(float(interval_s)), int(burst), _now(now)])
+        return float(reply)
+
+
+def _tenant_key(tenant: str, name: str) -> str:
+    return f"tn:{{{tenant}}}:{name}"
+
+
+def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
+    """The keys reserve.lua and settle.lua touch, all in the tenant's slot."""
+    return [_tenant_key(tenant, f"res:{prompt_id}"), *(_tenant_key(tenant, n) for n in
+                                                        ("used", "held", "active", "ledger"))]
+
+
+def _output_key(folder: str, subfolder: str, filename: str) -> str:
+    return "tn:output:" + json.dumps([folder, subfolder, filename])
+
+
+def _now(now: float | None) -> str:
+    return "" if now is None else repr(float(now))
+
+
+def _reservation(row: dict) -> Reservation:
+    return Reservation(row["tenant"], row["prompt_id"], float(row["seconds"]), row["day"], float(row["deadline"]),
+                       row["instance"], row["state"], float(row["actual"]), row["outcome"])
+
+
+def _tenant(data: dict) -> Tenant:
+    return Tenant(id=data["id"], plan=data["plan"], status=data["status"], tags=tuple(data["tags"]))
+
+
+def _key(data: dict, revoked: bool) -> ApiKey:
+    return ApiKey(**{**data, "revoked": data["revoked"] or revoked})
+
+
+__all__ = ["RedisStore"]
