@@ -32,8 +32,8 @@ def clean_name(name: object, *, allow_tokens: bool = False) -> str:
         raise PathRefused(f"expected a file name, got {type(name).__name__}")
     if len(name) > MAX_NAME:
         raise PathRefused("name too long")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise PathRefused("control character in name")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raise PathRefused("control character or lone surrogate in name")
     if "\\" in name:
         raise PathRefused("backslash in name")
     text = PREFIX_TOKENS.sub("", name) if allow_tokens else name
@@ -77,11 +77,13 @@ def map_file_input(tenant: str, value: object) -> FileRef:
         owner, _, name = value[len(UPLOAD_SCHEME):].partition("/")
         if owner != tenant:
             raise PathRefused("upload:// URI of another tenant")
-        relative = f"{tenant_root(tenant)}/{_non_empty(clean_name(name))}"
+        relative = f"{tenant_root(tenant)}/{_plain(name)}"
         return FileRef("input", relative, relative)
     name, annotated = split_annotation(value)
-    name = _non_empty(clean_name(name))
+    name = _plain(name)
     if annotated == "temp":
+        if name == TENANTS_DIR or name.startswith(f"{TENANTS_DIR}/"):
+            raise PathRefused("previews are not in tenant folders")
         return FileRef("temp", name, f"{name} [temp]")
     folder = annotated or "input"
     relative = f"{tenant_root(tenant)}/{name}"
@@ -122,6 +124,14 @@ def contained(folder_root: Path, relative: str, tenant: str | None = None) -> Pa
     except ValueError:
         raise PathRefused("resolves outside the tenant's folder") from None
     return target
+
+
+def _plain(name: str) -> str:
+    """A cleaned, non-empty name that ComfyUI will not read a second annotation from."""
+    cleaned = _non_empty(clean_name(name))
+    if split_annotation(cleaned)[1] is not None:
+        raise PathRefused("a folder annotation inside the name")
+    return cleaned
 
 
 def _non_empty(name: str) -> str:

@@ -102,7 +102,7 @@ def normalise(pattern: str) -> str:
     return _PLACEHOLDER_REGEX.sub(r"{\1}", pattern)
 
 
-_PLACEHOLDER_REGEX = re.compile(r"\{([^}:]+):[^}]*\}")
+_PLACEHOLDER_REGEX = re.compile(r"\{([^{}:]+):(?:[^{}]|\{[^{}]*\})*\}")
 
 
 def route_class(method: str, pattern: str | None, overrides: Mapping[str, str] | None = None) -> tuple[str, bool]:
@@ -111,12 +111,12 @@ def route_class(method: str, pattern: str | None, overrides: Mapping[str, str] |
         return ADMIN, False
     key = normalise(pattern)
     method = method.upper()
-    if method == "HEAD":
-        method = "GET"
     if overrides:
-        for spec in (f"{method} {key}", f"* {key}"):
+        for spec in (f"{method} {key}", f"GET {key}" if method == "HEAD" else "", f"* {key}"):
             if spec in overrides:
                 return overrides[spec], True
+    if method == "HEAD":
+        method = "GET"
     for candidate in ((method, key), ("*", key), (method, _static_folder(key))):
         if candidate in TABLE:
             return TABLE[candidate], True
@@ -125,6 +125,15 @@ def route_class(method: str, pattern: str | None, overrides: Mapping[str, str] |
     if key.startswith(ADMIN_PREFIXES):
         return ADMIN, True
     return ADMIN, False
+
+
+def normalise_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Config overrides keyed like the table: `GET /api/x` and `GET /x` are one route."""
+    result = {}
+    for spec, cls in overrides.items():
+        method, _, pattern = spec.partition(" ")
+        result[f"{method.upper()} {normalise(pattern.strip())}"] = cls
+    return result
 
 
 def _static_folder(key: str) -> str:

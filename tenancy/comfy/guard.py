@@ -16,7 +16,7 @@ from ..identity import Authenticator, Refused, split_api_key, token_settings
 from ..metrics import Metrics, TimedStore
 from ..records import ANONYMOUS, Principal
 from ..refusal import Refusal
-from ..routes import PUBLIC, allowed, normalise, route_class
+from ..routes import PUBLIC, allowed, normalise, normalise_overrides, route_class
 from ..store import Store, StoreUnavailable
 from . import http
 
@@ -32,6 +32,7 @@ class Guard:
     def __init__(self, server, settings: Config, store: Store, folders: dict[str, Path]) -> None:
         self.server = server
         self.settings = settings
+        self.route_overrides = normalise_overrides(settings.routes)
         self.metrics = Metrics(settings.metrics_top_tenants)
         self.store = TimedStore(store, self.metrics)
         self.folders = folders  # input / output / temp roots
@@ -54,7 +55,7 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         pattern = self.route_pattern(request)
-        cls, _ = route_class(request.method, pattern, self.settings.routes)
+        cls, _ = route_class(request.method, pattern, self.route_overrides)
         response = await self._guarded(request, handler, pattern, cls)
         self.metrics.requests.labels(cls, str(response.status),
                                      self.metrics.tenant_label(request.get(PRINCIPAL_KEY, ANONYMOUS).tenant)).inc()

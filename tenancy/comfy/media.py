@@ -54,7 +54,7 @@ def _decode_media(handle: BinaryIO, video: bool) -> None:
     import av
 
     try:
-        with av.open(handle) as container:
+        with av.open(handle, mode="r") as container:
             streams = container.streams.video if video else container.streams.audio
             if not streams:
                 raise Refusal(415, "not_media", f"the file has no {'video' if video else 'audio'} stream")

@@ -225,7 +225,7 @@ class TenancyApi:
         report, seen = [], set()
         for resource in request.app.router.resources():
             for method, pattern in _resource_routes(resource, self.guard):
-                cls, explicit = route_class(method, pattern, self.guard.settings.routes)
+                cls, explicit = route_class(method, pattern, self.guard.route_overrides)
                 if (method, pattern) not in seen:
                     seen.add((method, pattern))
                     report.append({"method": method, "pattern": pattern, "class": cls, "explicit": explicit})

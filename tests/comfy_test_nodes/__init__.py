@@ -10,6 +10,7 @@ class TenancyTestParams:
     RETURN_TYPES = ("STRING",)
     FUNCTION = "run"
     OUTPUT_NODE = True
+    TENANCY_META = {"estimate": {"seconds_input": "duration"}}  # as if it rendered `duration` seconds of video
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -24,6 +24,15 @@ class Seeded:
 
 # One test client makes many requests from 127.0.0.1; per-IP limits get their own tests.
 TEST_SETTINGS = {"ip_requests_per_minute": 1_000_000}
+# Plans the admission tests need, next to the shipped ones (basic for tenant a, premium for tenant b).
+TEST_PLANS = {
+    "timeboxed": {"max_execution_s": 5, "max_concurrent": 4},
+    "capped": {"max_concurrent": 2, "daily_seconds": 30},
+    "light": {"weight": 1, "max_concurrent": 50, "daily_seconds": -1, "prompts_per_minute": 100000},
+    "heavy": {"weight": 4, "max_concurrent": 50, "daily_seconds": -1, "prompts_per_minute": 100000},
+}
+TENANTS = (("a", "tenant-a", "basic"), ("b", "tenant-b", "premium"), ("timeboxed", "tenant-t", "timeboxed"),
+           ("capped", "tenant-c", "capped"), ("light", "tenant-light", "light"), ("heavy", "tenant-heavy", "heavy"))
 
 
 def seed(base: Path, settings_overrides: dict | None = None) -> Seeded:
@@ -32,13 +41,14 @@ def seed(base: Path, settings_overrides: dict | None = None) -> Seeded:
     bootstrap.initialise(folder, config_path, models_dir=base / "models")
     raw = yaml.safe_load(config_path.read_text())
     raw.update(TEST_SETTINGS, **(settings_overrides or {}))
+    raw["plans"] = {**raw["plans"], **TEST_PLANS}
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     settings = config_module.load(config_path)
 
     async def work():
         store = open_store(settings.store, settings.path("."))
         keys, users = {}, {}
-        for short, tenant, plan in (("a", "tenant-a", "basic"), ("b", "tenant-b", "premium")):
+        for short, tenant, plan in TENANTS:
             await accounts.add_tenant(store, tenant, plan, settings.plans)
             keys[short], _ = await accounts.create_key(store, tenant, "tests")
             users[short] = f"user-{short}"
