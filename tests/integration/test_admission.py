@@ -132,3 +132,18 @@ def test_metrics_expose_requests_decisions_and_quotas(operator):
 
 def test_health_is_public_and_terse(anonymous):
     assert anonymous.get("/tenancy/health").json() == {"status": "ok"}
+
+
+def test_usage_export_sums_to_what_tenants_see(comfyui, tenant_b):
+    import csv
+    import io
+    import subprocess
+    import sys
+
+    test_settle_charges_the_seconds_a_prompt_really_produced(comfyui, tenant_b)
+    exported = subprocess.run([sys.executable, "-m", "tenancy", "usage", "--base-dir", str(comfyui.base), "--csv",
+                               "--tenant", "tenant-b"], capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    settled = sum(float(r["seconds"]) for r in rows if r["kind"] == "settle")
+    assert settled == pytest.approx(tenant_b.get("/tenancy/me").json()["usage"]["used_seconds"], abs=0.01)
+    assert any(r["outcome"] == "success" and float(r["seconds"]) > 8 for r in rows)
