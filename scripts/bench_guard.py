@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bare = ComfyUI(Path(tmp) / "bare", with_plugin=False)
         guarded_base = Path(tmp) / "guarded"
-        key = seed(guarded_base).keys["b"]
+        key = seed(guarded_base).keys["heavy"]  # a plan whose rate limits the benchmark does not hit
         guarded = ComfyUI(guarded_base, env={"TENANCY_REQUIRE_GUARD": "1"})
         for server in (bare, guarded):
             (server.base / "custom_nodes").mkdir(parents=True, exist_ok=True)

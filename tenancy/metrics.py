@@ -85,4 +85,5 @@ class TimedStore:
             finally:
                 self._latency.observe(time.perf_counter() - start)
 
+        setattr(self, name, timed)  # built once per method, then found without __getattr__
         return timed
