@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness.client import ComfyClient  # noqa: E402
-from tests.harness.comfyui import ComfyUI  # noqa: E402
-from tests.harness.tenants import seed  # noqa: E402
+from tests.harness.client import ComfyClient
+from tests.harness.comfyui import ComfyUI
+from tests.harness.tenants import seed
 
 PORTRAIT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "media" / "portrait_astronaut_256.png"
 TRIVIAL = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
