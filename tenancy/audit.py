@@ -1,33 +1,57 @@
-"""Who did what: one JSON line per decision in a rotating file; credentials are never written."""
+"""Who did what: one JSON line per decision in a rotating file; credentials are never written.
+
+The request path only serialises the entry and queues it; a background thread writes and rotates the file.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import logging.handlers
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 SECRET_WORDS = ("password", "token", "secret", "authorization", "api_key", "cookie", "key")
+_STOP = None
 
 
 class AuditLog:
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.logger = logging.getLogger(f"tenancy.audit.{path}")
-        self.logger.propagate = False
-        self.logger.setLevel(logging.INFO)
-        if not self.logger.handlers:
-            handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                                           encoding="utf-8")
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            self.logger.addHandler(handler)
         self.path = path
+        self.lines: queue.SimpleQueue = queue.SimpleQueue()
+        self.file = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                                         encoding="utf-8")
+        self.writer = threading.Thread(target=self._write, name="tenancy-audit", daemon=True)
+        self.writer.start()
+        atexit.register(self.close)
 
     def record(self, **entry: Any) -> None:
         entry = {"time": round(time.time(), 3), **{k: redact(k, v) for k, v in entry.items() if v is not None}}
-        self.logger.info(json.dumps(entry, default=str, separators=(",", ":")))
+        self.lines.put(json.dumps(entry, default=str, separators=(",", ":")))
+
+    def flush(self) -> None:
+        """Wait until everything recorded so far is on disk."""
+        done = threading.Event()
+        self.lines.put(done)
+        done.wait(10)
+
+    def close(self) -> None:
+        if self.writer.is_alive():
+            self.lines.put(_STOP)
+            self.writer.join(10)
+
+    def _write(self) -> None:
+        while (line := self.lines.get()) is not _STOP:
+            if isinstance(line, threading.Event):
+                line.set()
+                continue
+            self.file.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+        self.file.close()
 
 
 def redact(key: str, value: Any) -> Any:

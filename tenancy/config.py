@@ -82,6 +82,15 @@ class ExternalIdentity:
     audience: str = setting("", "the `aud` our tokens must carry")
     tenant_claim: str = setting("tenant", "claim that names the tenant")
     role_claim: str = setting("role", "claim that names the role (member, tenant_admin)")
+    discovery_url: str = setting("", "OpenID Connect discovery document (.../.well-known/openid-configuration); "
+                                     "with client_id it adds 'sign in with <provider>' to the login page")
+    client_id: str = setting("", "this ComfyUI's client id at the provider (authorization code + PKCE)")
+    client_secret_file: str = setting("", "file holding the client secret, relative to this file; empty for a "
+                                          "public client")
+    display_name: str = setting("", "provider name on the login button (default: the issuer's host)")
+    scopes: list = setting(["openid", "profile", "email"], "scopes requested at sign-in")
+    redirect_url: str = setting("", "callback URL registered at the provider (default: this server's "
+                                    "/tenancy/oidc/callback as the browser reached it)")
 
 
 @dataclass(frozen=True)

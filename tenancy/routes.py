@@ -35,6 +35,18 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/tenancy/me"): TENANT,
     ("GET", "/tenancy/outputs/{prompt_id}"): TENANT,
     ("*", "/tenancy/admin/{tail}"): ADMIN,
+    ("GET", "/tenancy/admin"): ADMIN,
+    ("GET", "/tenancy/login/options"): PUBLIC,
+    ("GET", "/tenancy/oidc/start"): PUBLIC,
+    ("GET", "/tenancy/oidc/callback"): PUBLIC,
+    ("GET", "/tenancy/queue"): TENANT,
+    # A tenant_admin manages its own tenant's members and keys; the handlers check the role and the tenant.
+    ("GET", "/tenancy/admin/tenants/{tenant_id}/members"): TENANT,
+    ("POST", "/tenancy/admin/tenants/{tenant_id}/members"): TENANT,
+    ("PATCH", "/tenancy/admin/tenants/{tenant_id}/members/{username}"): TENANT,
+    ("GET", "/tenancy/admin/tenants/{tenant_id}/keys"): TENANT,
+    ("POST", "/tenancy/admin/tenants/{tenant_id}/keys"): TENANT,
+    ("DELETE", "/tenancy/admin/keys/{key_id}"): TENANT,
     # ComfyUI, confined per tenant by the guard.
     ("GET", "/ws"): TENANT,
     ("GET", "/prompt"): TENANT,

@@ -76,6 +76,8 @@ class Guard:
             return self.refuse(request, ANONYMOUS, refusal)
         except StoreUnavailable as exc:
             return self.refuse(request, ANONYMOUS, Refusal(503, "store_unavailable", str(exc), retry_after=5))
+        if not principal.authenticated and pattern and normalise(pattern) == "/" and http.wants_html(request):
+            raise web.HTTPFound("/tenancy/login")  # a browser without a session: the login page, not the editor
         if not allowed(cls, principal.authenticated, principal.is_admin):
             if not principal.authenticated:
                 if http.wants_html(request):

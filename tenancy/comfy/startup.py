@@ -12,7 +12,18 @@ from aiohttp import web
 from .. import bootstrap
 from .. import config as config_module
 from ..store import StoreUnavailable, open_store
-from . import context, file_surfaces, http, prompt_surface, queue_surfaces, tenancy_routes, user_surfaces, websocket
+from . import (
+    admin_api,
+    context,
+    file_surfaces,
+    http,
+    oidc,
+    prompt_surface,
+    queue_surfaces,
+    tenancy_routes,
+    user_surfaces,
+    websocket,
+)
 from .admins import ensure_operator_key
 from .guard import Guard
 
@@ -59,6 +70,8 @@ def install(server) -> Guard | None:
     context.attach(guard)
     register_surfaces(guard)
     tenancy_routes.add_routes(server.routes, guard)
+    admin_api.add_routes(server.routes, guard)
+    oidc.add_routes(server.routes, guard)
     server.app.middlewares.insert(0, guard.middleware)
     websocket.install_message_routing(guard)
     for handler in logging.getLogger().handlers:

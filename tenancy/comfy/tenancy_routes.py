@@ -166,7 +166,7 @@ class TenancyApi:
                      "remaining_seconds": remaining, "daily_seconds": plan.daily_seconds, "active": current.active}
         return web.json_response({
             "tenant": principal.tenant, "plan": principal.plan, "role": principal.role,
-            "subject": principal.subject, "via": principal.via, "usage": usage,
+            "subject": principal.subject, "via": principal.via, "usage": usage, "session_expires": principal.expires,
             "limits": dataclasses.asdict(plan) if plan else None})
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -10,7 +10,6 @@ Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always
     tn:{acme}:used / :held      hash   seconds used / held per day (field YYYY-MM-DD, a %.17g string)
     tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
     tn:{acme}:ledger            stream every reserve and settle, exactly as charged
-    tn:{acme}:prompts           set    prompt ids the tenant queued
     tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
     tn:rate:<key>               string a GCRA limit's theoretical arrival time, expiring when it no longer matters
     tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's)
@@ -42,6 +41,7 @@ Connection errors and timeouts raise StoreUnavailable; the pool reconnects by it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -95,15 +95,23 @@ class _Script:
 RESERVE, SETTLE, GCRA, USE_REFRESH = (_Script(n) for n in ("reserve", "settle", "gcra", "use_refresh"))
 
 
+def _failure(description: str, exc: BaseException) -> BaseException:
+    """StoreUnavailable for a connection failure, a timeout or a server that refuses writes; else exc itself."""
+    if isinstance(exc, UNAVAILABLE) or (isinstance(exc, ResponseError) and str(exc).startswith("MISCONF")):
+        unavailable = StoreUnavailable(f"{description}: {type(exc).__name__}: {exc}")
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
 class _Calls:
-    """Bounds every call by the store's timeout and turns connection failures into StoreUnavailable."""
+    """Bounds a call by the store's timeout and turns connection failures into StoreUnavailable."""
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self.deadline = None
+        self.deadline = _deadline(store.timeout)
 
     async def __aenter__(self) -> None:
-        self.deadline = _deadline(self.store.timeout)
         await self.deadline.__aenter__()
 
     async def __aexit__(self, kind, exc, tb) -> bool:
@@ -113,9 +121,89 @@ class _Calls:
             exc = timed_out
         if exc is None:
             return False
-        if isinstance(exc, UNAVAILABLE) or (isinstance(exc, ResponseError) and str(exc).startswith("MISCONF")):
-            raise StoreUnavailable(f"{self.store.description}: {type(exc).__name__}: {exc}") from exc
-        return False
+        failure = _failure(self.store.description, exc)
+        if failure is exc:
+            return False
+        raise failure
+
+
+class _Lane:
+    """The connection that carries every decision. Scripts called while a round trip is in flight go out
+    together in the next one (auto-pipelining): concurrent callers share round trips, and a caller that gives
+    up (cancelled) never leaves the connection half-read, because a worker task does the reading."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.connection = None
+        self.waiting: list[tuple[list[tuple], asyncio.Future]] = []
+        self.worker: asyncio.Task | None = None
+
+    async def call(self, commands: list[tuple]) -> list:
+        """Send the commands back to back; their replies in order, an error reply as a ResponseError value."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((commands, future))
+        if self.worker is None:
+            self.worker = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list = []
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                try:
+                    async with _deadline(self.store.timeout):
+                        await self._round_trip(batch)
+                except Exception as exc:  # this batch fails; the next one reconnects
+                    self._fail(batch, _failure(self.store.description, exc))
+                    await self._disconnect()
+        except asyncio.CancelledError:  # the store is closing
+            self._fail(batch + self.waiting, StoreUnavailable(f"{self.store.description}: closed"))
+            await self._disconnect()
+            raise
+        finally:
+            self.worker = None
+
+    async def _disconnect(self) -> None:
+        if self.connection is not None:
+            await self.connection.disconnect(nowait=True)
+
+    @staticmethod
+    def _fail(batch: list, error: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
+
+    async def _round_trip(self, batch: list) -> None:
+        if self.connection is None:
+            self.connection = await self.store.redis.connection_pool.get_connection()
+        connection = self.connection
+        commands = [command for commands, _ in batch for command in commands]
+        packed = connection.pack_commands(commands)
+        for attempt in (1, 2):
+            try:
+                await connection.send_packed_command(packed, check_health=False)
+                replies = [await _reply(connection)]
+                break
+            except RedisConnectionError:
+                # the server closed this connection since the last call (restart, idle timeout): send once more
+                await connection.disconnect(nowait=True)
+                if attempt == 2:
+                    raise
+        for _ in commands[1:]:
+            replies.append(await _reply(connection))
+        at = 0
+        for sent, future in batch:
+            if not future.done():
+                future.set_result(replies[at:at + len(sent)])
+            at += len(sent)
+
+
+async def _reply(connection) -> object:
+    try:
+        return await connection.read_response()
+    except ResponseError as error:  # an error reply: the connection is still in step
+        return error
 
 
 class RedisStore:
@@ -124,11 +212,13 @@ class RedisStore:
         self.description = f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}/" \
                            f"{parts.path.strip('/') or '0'}"
         self.timeout = timeout
-        # socket_timeout stays None: the per-call deadline of _Calls bounds reads and writes more cheaply than
-        # redis-py's own (a task per write); one immediate retry replaces a connection the server closed.
+        # socket_timeout stays None: a deadline per call (per round trip for decisions) bounds reads and writes
+        # more cheaply than redis-py's own (a task per write); one immediate retry replaces a connection the
+        # server closed.
         self.redis = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=None, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1), health_check_interval=0)
+        self.lane = _Lane(self)
 
     def _calls(self) -> _Calls:
         return _Calls(self)
@@ -138,33 +228,27 @@ class RedisStore:
             await self.redis.ping()
 
     async def close(self) -> None:
+        worker = self.lane.worker
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
         await self.redis.aclose()
 
     async def _script(self, script: _Script, keys: list[str], args: list, before: tuple = ()):
         """EVALSHA, loading the script on NOSCRIPT. `before`: commands sent ahead of it in the same round trip."""
-        async with self._calls():
-            for _attempt in range(2):
-                if before:
-                    pipe = self.redis.pipeline(transaction=False)
-                    for command in before:
-                        pipe.execute_command(*command)
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                    results = await pipe.execute(raise_on_error=False)
-                    for result in results[:-1]:
-                        if isinstance(result, Exception):
-                            raise result
-                    result = results[-1]
-                    if not isinstance(result, Exception):
-                        return result
-                    if not isinstance(result, NoScriptError):
-                        raise result
-                else:
-                    try:
-                        return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
-                    except NoScriptError:
-                        pass
-                await self.redis.script_load(script.source)
-            raise NoScriptError(f"{script.name}.lua is not loaded after SCRIPT LOAD")
+        commands = [*before, ("EVALSHA", script.sha, len(keys), *keys, *args)]
+        for _attempt in range(2):
+            replies = await self.lane.call(commands)
+            for reply in replies:
+                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                    raise _failure(self.description, reply)
+            if not isinstance(replies[-1], NoScriptError):
+                return replies[-1]
+            (loaded,) = await self.lane.call([("SCRIPT", "LOAD", script.source)])
+            if isinstance(loaded, Exception):
+                raise _failure(self.description, loaded)
+        raise NoScriptError(f"{script.name}.lua is not loaded after SCRIPT LOAD")
 
     # tenants and accounts ------------------------------------------------------------------------
     async def _put_record(self, key: str, field: str, record: object, create: bool) -> None:
@@ -274,21 +358,11 @@ class RedisStore:
     # ownership -------------------------------------------------------------------------------------
     async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
         async with self._calls():
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(f"tn:prompt:{prompt_id}", tenant or "", get=True)
-            if tenant:
-                pipe.sadd(_tenant_key(tenant, "prompts"), prompt_id)
-            previous = (await pipe.execute())[0]
-            if previous and previous != tenant:
-                await self.redis.srem(_tenant_key(previous, "prompts"), prompt_id)
+            await self.redis.set(f"tn:prompt:{prompt_id}", tenant or "")
 
     async def prompt_owner(self, prompt_id: str) -> str | None:
         async with self._calls():
             return await self.redis.get(f"tn:prompt:{prompt_id}")
-
-    async def owned_prompts(self, tenant: str) -> set[str]:
-        async with self._calls():
-            return set(await self.redis.smembers(_tenant_key(tenant, "prompts")))
 
     async def index_output(self, folder: str, subfolder: str, filename: str, tenant: str | None,
                            prompt_id: str) -> None:
@@ -330,13 +404,14 @@ class RedisStore:
                     pipe.zrange(_tenant_key(tenant, "active"), 0, -1)
                 else:
                     pipe.zrangebyscore(_tenant_key(tenant, "active"), "-inf", f"({before!r}")
-            ids = await pipe.execute()
+            held = [(tenant, prompt_id) for tenant, prompt_ids in zip(tenants, await pipe.execute(), strict=True)
+                    for prompt_id in prompt_ids]
             pipe = self.redis.pipeline(transaction=False)
-            for tenant, prompt_ids in zip(tenants, ids, strict=True):
-                for prompt_id in prompt_ids:
-                    pipe.hgetall(_tenant_key(tenant, f"res:{prompt_id}"))
+            for tenant, prompt_id in held:
+                pipe.hgetall(_tenant_key(tenant, f"res:{prompt_id}"))
             rows = await pipe.execute()
-        return [_reservation(row) for row in rows if row.get("state") == "held"]
+        return [_reservation(tenant, prompt_id, row) for (tenant, prompt_id), row in zip(held, rows, strict=True)
+                if row.get("state") == "held"]
 
     async def _admission_tenants(self) -> list[str]:
         async with self._calls():
@@ -408,9 +483,9 @@ def _now(now: float | None) -> str:
     return "" if now is None else repr(float(now))
 
 
-def _reservation(row: dict) -> Reservation:
-    return Reservation(row["tenant"], row["prompt_id"], float(row["seconds"]), row["day"], float(row["deadline"]),
-                       row["instance"], row["state"], float(row["actual"]), row["outcome"])
+def _reservation(tenant: str, prompt_id: str, row: dict) -> Reservation:
+    return Reservation(tenant, prompt_id, float(row["seconds"]), row["day"], float(row["deadline"]), row["instance"],
+                       row["state"], float(row.get("actual", 0.0)), row.get("outcome", ""))
 
 
 def _tenant(data: dict) -> Tenant:

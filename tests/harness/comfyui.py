@@ -65,6 +65,16 @@ class ComfyUI:
         self.stop()
         raise RuntimeError(f"ComfyUI did not answer within {START_TIMEOUT_S}s:\n{self.log_tail()}")
 
+    def audit_text(self, containing: str = "", timeout: float = 5.0) -> str:
+        """The audit log, once it contains `containing` (it is written by a background thread)."""
+        path = self.base / "user" / "tenancy" / "audit.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = path.read_text() if path.exists() else ""
+            if containing in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.05)
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

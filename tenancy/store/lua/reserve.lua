@@ -1,7 +1,7 @@
 -- Reserve quota seconds for one prompt, atomically and idempotently on its prompt id.
 -- KEYS: 1 reservation hash, 2 used seconds by day, 3 held seconds by day, 4 held prompts (zset by deadline),
 --       5 ledger stream (all share the tenant's {hash tag})
--- ARGV: 1 tenant, 2 prompt id, 3 seconds, 4 limit (negative: unlimited), 5 max active, 6 day, 7 deadline,
+-- ARGV: 1 tenant (unused: the keys carry it), 2 prompt id, 3 seconds, 4 limit (negative: unlimited), 5 max active, 6 day, 7 deadline,
 --       8 instance, 9 now ('' for the server's TIME)
 -- Returns {allowed 0|1, reason, used, held, active, replay 0|1}; seconds as %.17g strings so no bits are lost.
 local function exact(x) return string.format('%.17g', x) end
@@ -10,9 +10,9 @@ local day = ARGV[6]
 local used = tonumber(redis.call('HGET', KEYS[2], day) or '0')
 local held = tonumber(redis.call('HGET', KEYS[3], day) or '0')
 local active = redis.call('ZCARD', KEYS[4])
-local previous = redis.call('HMGET', KEYS[1], 'allowed', 'reason')
-if previous[1] then
-  return {tonumber(previous[1]), previous[2], exact(used), exact(held), active, 1}
+local previous = redis.call('HGET', KEYS[1], 'reason')
+if previous then
+  return {previous == 'ok' and 1 or 0, previous, exact(used), exact(held), active, 1}
 end
 
 local seconds, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -23,10 +23,9 @@ elseif limit >= 0 and used + held + seconds > limit then
   reason = 'quota_exceeded'
 end
 local allowed = reason == 'ok'
--- refusals are stored too, so a retried reserve replays the same refusal
-redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'prompt_id', ARGV[2], 'seconds', ARGV[3], 'day', day,
-  'deadline', ARGV[7], 'instance', ARGV[8], 'state', allowed and 'held' or 'refused', 'actual', '0',
-  'outcome', '', 'allowed', allowed and '1' or '0', 'reason', reason)
+-- refusals are stored too, so a retried reserve replays the same refusal; settle adds actual and outcome
+redis.call('HSET', KEYS[1], 'seconds', ARGV[3], 'day', day, 'deadline', ARGV[7], 'instance', ARGV[8],
+  'state', allowed and 'held' or 'refused', 'reason', reason)
 if not allowed then
   return {0, reason, exact(used), exact(held), active, 0}
 end
