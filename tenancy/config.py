@@ -142,6 +142,7 @@ class Config:
     metrics_allow: list = setting(["127.0.0.1", "::1"], "IPs that may scrape /tenancy/metrics without a key")
     metrics_top_tenants: int = setting(20, "tenant label values kept in metrics; the rest are `other`",
                                        minimum=1)
+    warmup: dict = setting({}, "models preloaded at start: family (sonic, glm_tts) -> loader options")
     instance: str = setting("", "this ComfyUI's name among several sharing a store (default: host:port)")
     routes: dict = setting({}, "route overrides: 'METHOD /path' -> public | tenant | admin")
     file_inputs: dict = setting({"SONIC_PreData": ["image", "audio"]},

@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from . import bootstrap
 from .config import Config
-from .records import ANONYMOUS, TENANT_ID, ApiKey, Principal, RefreshToken, Tenant
+from .records import TENANT_ID, ApiKey, Principal, RefreshToken, Tenant
 from .store import Store
 
 KEY_PREFIX = "ct_"
@@ -265,10 +265,6 @@ def tenant_principal(tenant: Tenant, subject: str, role: str, credential: str, v
                      expires: float | None = None) -> Principal:
     return Principal(kind="tenant", subject=subject, tenant=tenant.id, role=role, plan=tenant.plan, tags=tenant.tags,
                      credential=credential, via=via, expires=expires)
-
-
-def anonymous() -> Principal:
-    return ANONYMOUS
 
 
 def key_record(tenant: str | None, role: str, name: str, expires: float | None = None) -> tuple[str, ApiKey]:

@@ -206,6 +206,7 @@ class Accounting:
             await asyncio.sleep(REAP_EVERY_S)
             try:
                 await self.reap()
+                await self.guard.store.prune()
             except StoreUnavailable as exc:
                 log.error("[tenancy] reaper: %s", exc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from pathlib import Path
 
 from aiohttp import web
@@ -44,7 +45,7 @@ def config_path() -> Path:
     return Path(folder_paths.get_user_directory()) / "tenancy" / config_module.CONFIG_FILE
 
 
-def install(server) -> Guard | None:
+def install(server, warmups: dict | None = None) -> Guard | None:
     """Load the config and put the guard in front of every route; fail closed when that is impossible."""
     import folder_paths
 
@@ -78,9 +79,28 @@ def install(server) -> Guard | None:
         handler.addFilter(websocket.TenantLogTag(guard))
     server.app.on_startup.append(lambda app: ensure_operator_key(guard))
     server.app.on_startup.append(lambda app: _start_reaper(app, guard))
+    if settings.warmup:
+        server.app.on_startup.append(lambda app: _start_warmup(settings.warmup, warmups or {}))
     log.info("[tenancy] guard installed (config %s, store %s, %d plans)", path, store.description,
              len(settings.plans))
     return guard
+
+
+async def _start_warmup(wanted: dict, warmups: dict) -> None:
+    """Preload the configured models in the background, so the first tenant does not wait for them."""
+
+    def run() -> None:
+        for name, options in wanted.items():
+            if name not in warmups:
+                log.error("[tenancy] warmup: no warm-up for %r (known: %s)", name, ", ".join(sorted(warmups)))
+                continue
+            try:
+                warmups[name](**(options or {}))
+                log.info("[tenancy] warmup: %s ready", name)
+            except Exception:  # a failed preload must not stop the server; the first prompt will load instead
+                log.exception("[tenancy] warmup of %s failed", name)
+
+    threading.Thread(target=run, name="tenancy-warmup", daemon=True).start()
 
 
 async def _start_reaper(app: web.Application, guard: Guard) -> None:

@@ -34,6 +34,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def prune(self, now: float | None = None) -> None:
+        """Drop what has expired (rate-limit state, revoked tokens, week-old settled records); Redis
+        expires its keys by itself."""
+
     # tenants and accounts
     async def put_tenant(self, tenant: Tenant, *, create: bool) -> None: ...
     async def get_tenant(self, tenant_id: str) -> Tenant | None: ...

@@ -6,8 +6,9 @@ server restarted); time comes from Redis `TIME` unless the caller passes `now`, 
 
 Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always share a slot):
 
-    tn:{acme}:res:<prompt_id>   hash   one reservation: seconds, day, deadline, instance, state, decision
-    tn:{acme}:used / :held      hash   seconds used / held per day (field YYYY-MM-DD, a %.17g string)
+    tn:{acme}:res:<prompt_id>   hash   one reservation: seconds, day, deadline, instance, state, reason
+                                       (refusals too, for replay), actual and outcome once settled
+    tn:{acme}:usage             hash   seconds used / held per day (fields <YYYY-MM-DD>:used / :held, %.17g)
     tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
     tn:{acme}:ledger            stream every reserve and settle, exactly as charged
     tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
@@ -25,17 +26,23 @@ the scripts: `reserve` adds the tenant in the same round trip, in a pipeline com
 A crash between them can leave a tenant listed with nothing held (harmless), never a hold the reaper cannot
 find. The reaper (`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys
 share the `{id}` slot (small, rarely written). Idempotency is per tenant and prompt id (the reservation lives
-in the tenant's slot).
+in the tenant's slot). The client here is a plain (non-cluster) redis-py client; the layout is what a cluster
+client needs. Like the SQLite store, reservations, usage, the ledger and ownership are kept indefinitely.
 
 Persistence: run Redis with `appendonly yes` and `appendfsync everysec`. A crash of the Redis host can then
-lose up to about one second of acknowledged writes (two during an AOF rewrite with no-appendfsync-on-rewrite):
+lose up to about one second of acknowledged writes (more during an AOF rewrite with no-appendfsync-on-rewrite):
 a reserve lost that way frees its hold (the prompt may run uncharged), a lost settle leaves the hold held
-until the reaper settles it at its deadline, and the ledger stream loses the same entries as the counters, so
-ledger sums still equal usage. Replication is asynchronous, so a failover can lose the same. Treat the ledger
-export as the billing record and reconcile it against ComfyUI's history when a Redis host crashed.
+until the reaper settles it at its deadline (as reaped, not with the actual seconds). A script's writes reach
+the AOF as one MULTI/EXEC block, so the ledger stream loses exactly the entries whose counter updates were
+lost, and ledger sums still equal usage.
+Replication is asynchronous, so a failover can lose the same. Treat the ledger export as the billing record
+and reconcile it against ComfyUI's history when a Redis host crashed.
 A plain `kill` or restart of redis-server loses nothing (the AOF is flushed on shutdown).
 
-Connection errors and timeouts raise StoreUnavailable; the pool reconnects by itself on the next call.
+Decisions travel on one connection per store (`_Lane`): scripts called while a round trip is in flight are
+sent together in the next one, so concurrent requests share round trips. Everything else uses the pool.
+Connection errors and timeouts (`timeout`, per call or per round trip) raise StoreUnavailable; the next call
+reconnects, so the store recovers by itself when Redis is back.
 """
 
 from __future__ import annotations
@@ -98,9 +105,7 @@ RESERVE, SETTLE, GCRA, USE_REFRESH = (_Script(n) for n in ("reserve", "settle", 
 def _failure(description: str, exc: BaseException) -> BaseException:
     """StoreUnavailable for a connection failure, a timeout or a server that refuses writes; else exc itself."""
     if isinstance(exc, UNAVAILABLE) or (isinstance(exc, ResponseError) and str(exc).startswith("MISCONF")):
-        unavailable = StoreUnavailable(f"{description}: {type(exc).__name__}: {exc}")
-        unavailable.__cause__ = exc
-        return unavailable
+        return StoreUnavailable(f"{description}: {type(exc).__name__}: {exc}")
     return exc
 
 
@@ -124,27 +129,36 @@ class _Calls:
         failure = _failure(self.store.description, exc)
         if failure is exc:
             return False
-        raise failure
+        raise failure from exc
 
 
 class _Lane:
-    """The connection that carries every decision. Scripts called while a round trip is in flight go out
-    together in the next one (auto-pipelining): concurrent callers share round trips, and a caller that gives
-    up (cancelled) never leaves the connection half-read, because a worker task does the reading."""
+    """The connection that carries every decision. A caller that finds it idle does its round trip inline (no
+    task, no future: the sequential case costs one round trip); callers arriving meanwhile queue up and go out
+    together in the next round trip, which a worker task sends and reads (auto-pipelining). A queued caller that
+    gives up never leaves the connection half-read: the worker reads its reply and drops it."""
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.connection = None
+        self.busy = False
         self.waiting: list[tuple[list[tuple], asyncio.Future]] = []
         self.worker: asyncio.Task | None = None
 
     async def call(self, commands: list[tuple]) -> list:
         """Send the commands back to back; their replies in order, an error reply as a ResponseError value."""
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append((commands, future))
-        if self.worker is None:
-            self.worker = asyncio.create_task(self._drain())
-        return await future
+        if self.busy:
+            future = asyncio.get_running_loop().create_future()
+            self.waiting.append((commands, future))
+            return await future
+        self.busy = True
+        try:
+            return await self._exchange(commands)
+        finally:
+            if self.waiting:
+                self.worker = asyncio.create_task(self._drain())
+            else:
+                self.busy = False
 
     async def _drain(self) -> None:
         batch: list = []
@@ -152,21 +166,21 @@ class _Lane:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
                 try:
-                    async with _deadline(self.store.timeout):
-                        await self._round_trip(batch)
+                    replies = await self._exchange([command for commands, _ in batch for command in commands])
                 except Exception as exc:  # this batch fails; the next one reconnects
-                    self._fail(batch, _failure(self.store.description, exc))
-                    await self._disconnect()
+                    self._fail(batch, exc)
+                    continue
+                at = 0
+                for sent, future in batch:
+                    if not future.done():
+                        future.set_result(replies[at:at + len(sent)])
+                    at += len(sent)
         except asyncio.CancelledError:  # the store is closing
             self._fail(batch + self.waiting, StoreUnavailable(f"{self.store.description}: closed"))
-            await self._disconnect()
+            self.waiting = []
             raise
         finally:
-            self.worker = None
-
-    async def _disconnect(self) -> None:
-        if self.connection is not None:
-            await self.connection.disconnect(nowait=True)
+            self.worker, self.busy = None, False
 
     @staticmethod
     def _fail(batch: list, error: BaseException) -> None:
@@ -174,12 +188,23 @@ class _Lane:
             if not future.done():
                 future.set_exception(error)
 
-    async def _round_trip(self, batch: list) -> None:
+    async def _exchange(self, commands: list[tuple]) -> list:
+        try:
+            async with _deadline(self.store.timeout):
+                return await self._send_and_read(commands)
+        except BaseException as exc:
+            if self.connection is not None:  # a reply may be half-read: start afresh
+                await self.connection.disconnect(nowait=True)
+            failure = _failure(self.store.description, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    async def _send_and_read(self, commands: list[tuple]) -> list:
         if self.connection is None:
             self.connection = await self.store.redis.connection_pool.get_connection()
         connection = self.connection
-        commands = [command for commands, _ in batch for command in commands]
-        packed = connection.pack_commands(commands)
+        packed = _resp(commands)
         for attempt in (1, 2):
             try:
                 await connection.send_packed_command(packed, check_health=False)
@@ -192,11 +217,18 @@ class _Lane:
                     raise
         for _ in commands[1:]:
             replies.append(await _reply(connection))
-        at = 0
-        for sent, future in batch:
-            if not future.done():
-                future.set_result(replies[at:at + len(sent)])
-            at += len(sent)
+        return replies
+
+
+def _resp(commands: list[tuple]) -> bytes:
+    """Commands (of str and int arguments) in RESP, the wire format: redis-py's general packer costs more."""
+    out = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            data = str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 async def _reply(connection) -> object:
@@ -227,6 +259,9 @@ class RedisStore:
         async with self._calls():
             await self.redis.ping()
 
+    async def prune(self, now: float | None = None) -> None:
+        """Nothing to do: every Redis key that can go stale carries its own expiry."""
+
     async def close(self) -> None:
         worker = self.lane.worker
         if worker is not None:
@@ -242,12 +277,12 @@ class RedisStore:
             replies = await self.lane.call(commands)
             for reply in replies:
                 if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
-                    raise _failure(self.description, reply)
+                    raise _failure(self.description, reply) from None
             if not isinstance(replies[-1], NoScriptError):
                 return replies[-1]
             (loaded,) = await self.lane.call([("SCRIPT", "LOAD", script.source)])
             if isinstance(loaded, Exception):
-                raise _failure(self.description, loaded)
+                raise _failure(self.description, loaded) from None
         raise NoScriptError(f"{script.name}.lua is not loaded after SCRIPT LOAD")
 
     # tenants and accounts ------------------------------------------------------------------------
@@ -311,7 +346,7 @@ class RedisStore:
             raw, revoked = await pipe.execute()
         keys = [_key(json.loads(value), key_id in revoked) for key_id, value in raw.items()]
         keys = [k for k in keys if k.tenant == tenant] if tenant else keys
-        return sorted(keys, key=lambda k: k.created)
+        return sorted(keys, key=lambda k: (k.created, k.key_id))
 
     async def revoke_key(self, key_id: str) -> bool:
         # keys are never deleted, so checking first and then marking cannot race with a removal
@@ -379,7 +414,7 @@ class RedisStore:
         r = request
         reply = await self._script(
             RESERVE, _admission_keys(r.tenant, r.prompt_id),
-            [r.tenant, r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
+            [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
              repr(float(r.deadline)), r.instance, _now(r.now)],
             before=(("SADD", ADMISSION, r.tenant),))
         allowed, reason, used, held, active, replay = reply
@@ -433,10 +468,9 @@ class RedisStore:
     async def usage(self, tenant: str, day: str) -> Usage:
         async with self._calls():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hget(_tenant_key(tenant, "used"), day)
-            pipe.hget(_tenant_key(tenant, "held"), day)
+            pipe.hmget(_tenant_key(tenant, "usage"), f"{day}:used", f"{day}:held")
             pipe.zcard(_tenant_key(tenant, "active"))
-            used, held, active = await pipe.execute()
+            (used, held), active = await pipe.execute()
         return Usage(float(used or 0), float(held or 0), active)
 
     async def ledger(self, tenant: str | None = None, since: float | None = None) -> list[LedgerEntry]:
@@ -471,8 +505,7 @@ def _tenant_key(tenant: str, name: str) -> str:
 
 def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
     """The keys reserve.lua and settle.lua touch, all in the tenant's slot."""
-    return [_tenant_key(tenant, f"res:{prompt_id}"), *(_tenant_key(tenant, n) for n in
-                                                        ("used", "held", "active", "ledger"))]
+    return [_tenant_key(tenant, name) for name in (f"res:{prompt_id}", "usage", "active", "ledger")]
 
 
 def _output_key(folder: str, subfolder: str, filename: str) -> str:

@@ -87,10 +87,11 @@ class SqliteStore:
         self._run("BEGIN IMMEDIATE")
         try:
             yield
+            self._run("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self._run("COMMIT")
 
     async def ping(self) -> None:
         self._one("SELECT 1")
@@ -201,6 +202,15 @@ class SqliteStore:
         return None if row is None else (row[0] or "")
 
 
+    async def prune(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._transaction():
+            self._run("DELETE FROM rate WHERE tat < ?", (now,))
+            self._run("DELETE FROM revoked_jti WHERE expires < ?", (now,))
+            self._run("DELETE FROM refresh_tokens WHERE expires < ?", (now - PRUNE_AFTER_S,))
+            self._run("DELETE FROM prompts WHERE created < ?", (now - PRUNE_AFTER_S,))
+            self._run("DELETE FROM reservations WHERE state != 'held' AND deadline < ?", (now - PRUNE_AFTER_S,))
+
     # admission -----------------------------------------------------------------------------------------
     async def reserve(self, request: ReserveRequest) -> QuotaDecision:
         r = request
@@ -292,6 +302,7 @@ class SqliteStore:
         return 0.0
 
 
+PRUNE_AFTER_S = 7 * 86400  # settled reservations, old prompts and expired refresh tokens are kept a week
 _RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome"
 _KEY_COLUMNS = "key_id, tenant, role, name, secret_hash, created, expires, revoked"
 

@@ -27,7 +27,7 @@ TEST_SETTINGS = {"ip_requests_per_minute": 1_000_000}
 # Plans the admission tests need, next to the shipped ones (basic for tenant a, premium for tenant b).
 TEST_PLANS = {
     "timeboxed": {"max_execution_s": 5, "max_concurrent": 4},
-    "capped": {"max_concurrent": 2, "daily_seconds": 30},
+    "capped": {"max_concurrent": 2, "daily_seconds": 30, "prompts_per_minute": 100000},
     "light": {"weight": 1, "max_concurrent": 50, "daily_seconds": -1, "prompts_per_minute": 100000},
     "heavy": {"weight": 4, "max_concurrent": 50, "daily_seconds": -1, "prompts_per_minute": 100000},
 }

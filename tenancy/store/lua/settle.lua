@@ -1,5 +1,5 @@
 -- Settle one held reservation exactly once: release its hold and charge the actual seconds to its own day.
--- KEYS: 1 reservation hash, 2 used seconds by day, 3 held seconds by day, 4 held prompts, 5 ledger stream
+-- KEYS: 1 reservation hash, 2 usage hash (<day>:used, <day>:held), 3 held prompts, 4 ledger stream
 -- ARGV: 1 prompt id, 2 actual seconds, 3 outcome, 4 now ('' for the server's TIME)
 -- Returns false when nothing is held under that id (unknown, refused or already settled),
 -- else {seconds, day, deadline, instance} of the reservation.
@@ -16,11 +16,11 @@ if now == '' then
   now = exact(tonumber(t[1]) + tonumber(t[2]) / 1000000)
 end
 redis.call('HSET', KEYS[1], 'state', 'settled', 'actual', ARGV[2], 'outcome', ARGV[3])
-local held = tonumber(redis.call('HGET', KEYS[3], day) or '0')
-local used = tonumber(redis.call('HGET', KEYS[2], day) or '0')
-redis.call('HSET', KEYS[3], day, exact(math.max(0, held - tonumber(r[2]))))
-redis.call('HSET', KEYS[2], day, exact(used + tonumber(ARGV[2])))
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('XADD', KEYS[5], '*', 'time', now, 'prompt_id', ARGV[1], 'kind', 'settle', 'seconds', ARGV[2],
+local usage = redis.call('HMGET', KEYS[2], day .. ':used', day .. ':held')
+local used, held = tonumber(usage[1] or '0'), tonumber(usage[2] or '0')
+redis.call('HSET', KEYS[2], day .. ':used', exact(used + tonumber(ARGV[2])),
+  day .. ':held', exact(math.max(0, held - tonumber(r[2]))))
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'time', now, 'prompt_id', ARGV[1], 'kind', 'settle', 'seconds', ARGV[2],
   'day', day, 'outcome', ARGV[3])
 return {r[2], day, r[4], r[5]}

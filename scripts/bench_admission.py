@@ -1,0 +1,162 @@
+"""Admission decisions per second on each store backend, and the Redis backend against redis-benchmark.
+
+Runs the client (this process, and redis-benchmark when it is measured) on one core; redis-server is left to
+the scheduler (pinned to a core that other work shares, its latency tail grows tenfold). A decision is one
+reserve, one settle or one GCRA hit: one EVALSHA round trip on Redis. The ratio compares our decision rate
+with `redis-benchmark` calling a trivial script by EVALSHA on the same server with the same number of clients
+and no pipelining. Each figure is the best of --runs runs (other load
+only slows a run down). The SQLite file and Redis's AOF go to --dir, tmpfs by default, so that a busy disk
+does not stand in for the stores' own cost.
+
+    python scripts/bench_admission.py [--pairs 5000] [--concurrency 16] [--runs 3] [--dir /dev/shm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis
+from redis.utils import HIREDIS_AVAILABLE
+
+from tenancy.records import ReserveRequest
+from tenancy.store.redis import RedisStore
+from tenancy.store.sqlite import SqliteStore
+
+TRIVIAL_SCRIPT = "return 1"
+
+
+def pin(core: int):
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis(folder: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+         "--appendfsync", "everysec", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port)
+    for _ in range(300):
+        try:
+            client.ping()
+            return server, port
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    server.terminate()
+    raise RuntimeError("redis-server did not start")
+
+
+def request(n: int, worker: int = 0) -> ReserveRequest:
+    return ReserveRequest(tenant=f"bench{worker % 4}", prompt_id=f"w{worker}-p{n}", seconds=5.0, limit=-1,
+                          max_active=1_000_000, day="2026-11-22", deadline=time.time() + 3600, instance="bench")
+
+
+async def pairs(store, count: int, worker: int = 0) -> None:
+    for n in range(count):
+        await store.reserve(request(n, worker))
+        await store.settle(f"bench{worker % 4}", f"w{worker}-p{n}", 4.0, "success")
+
+
+async def gcra(store, count: int, worker: int = 0) -> None:
+    for n in range(count):
+        await store.rate_limit(f"bench:{worker}:{n % 64}", 0.001, 1000)
+
+
+async def decisions_per_second(store, work, count: int, concurrency: int, per_call: int) -> float:
+    """Run `work` in `concurrency` coroutines; returns decisions per second (per_call decisions each step)."""
+    each = count // concurrency
+    started = time.perf_counter()
+    await asyncio.gather(*(work(store, each, worker) for worker in range(concurrency)))
+    return each * concurrency * per_call / (time.perf_counter() - started)
+
+
+def measure(open_store, work, count: int, concurrency: int, per_call: int, runs: int) -> float:
+    async def once() -> float:
+        store = open_store()
+        try:
+            await work(store, min(count, 500), 99)  # warm up: connections, scripts, caches
+            return await decisions_per_second(store, work, count, concurrency, per_call)
+        finally:
+            await store.close()
+
+    return max(asyncio.run(once()) for _ in range(runs))
+
+
+def redis_benchmark(port: int, clients: int, requests: int, core: int, runs: int) -> float:
+    """Requests per second of redis-benchmark calling a trivial script by EVALSHA, best of `runs`."""
+    sha = redis.Redis(port=port).script_load(TRIVIAL_SCRIPT)
+    rates = []
+    for _ in range(runs):
+        out = subprocess.run(
+            ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients), "-P", "1", "--csv",
+             "evalsha", sha, "0"], capture_output=True, text=True, check=True, preexec_fn=pin(core)).stdout
+        rows = list(csv.reader(io.StringIO(out)))
+        rates.append(float(rows[-1][1]))
+    return max(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5_000, help="reserve+settle pairs per run")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent callers in the second Redis run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dir", default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+                        help="where the SQLite file and Redis's AOF go (default: tmpfs)")
+    args = parser.parse_args()
+    if shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None:
+        sys.exit("redis-server and redis-benchmark are needed (apt-get install redis-server redis-tools)")
+    client_core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {client_core})
+    n, c, runs = args.pairs, args.concurrency, args.runs
+    print(f"client on core {client_core} of {os.cpu_count()}; load average "
+          f"{os.getloadavg()[0]:.1f}; best of {runs} runs; files in {args.dir or tempfile.gettempdir()}; "
+          f"Python {sys.version.split()[0]}, redis-py {redis.__version__} "
+          f"({'hiredis' if HIREDIS_AVAILABLE else 'pure-Python'} reply parser)")
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        db = Path(folder) / "bench.db"
+        sqlite_pairs = measure(lambda: SqliteStore(db), pairs, n, 1, 2, runs)
+        sqlite_gcra = measure(lambda: SqliteStore(db), gcra, 2 * n, 1, 1, runs)
+        print(f"sqlite  reserve+settle  {sqlite_pairs:9.0f} decisions/s ({sqlite_pairs / 2:.0f} pairs/s), 1 caller")
+        print(f"sqlite  GCRA            {sqlite_gcra:9.0f} decisions/s, 1 caller")
+
+        server, port = start_redis(Path(folder))
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            seq_pairs = measure(lambda: RedisStore(url), pairs, n, 1, 2, runs)
+            seq_gcra = measure(lambda: RedisStore(url), gcra, 2 * n, 1, 1, runs)
+            par_pairs = measure(lambda: RedisStore(url), pairs, n, c, 2, runs)
+            par_gcra = measure(lambda: RedisStore(url), gcra, 2 * n, c, 1, runs)
+            bench_1 = redis_benchmark(port, 1, 4 * n, client_core, runs)
+            bench_c = redis_benchmark(port, c, 10 * n, client_core, runs)
+        finally:
+            server.terminate()
+            server.wait(10)
+    for label, rate, clients, reference in (
+            ("reserve+settle", seq_pairs, 1, bench_1), ("GCRA", seq_gcra, 1, bench_1),
+            ("reserve+settle", par_pairs, c, bench_c), ("GCRA", par_gcra, c, bench_c)):
+        print(f"redis   {label:15s} {rate:9.0f} decisions/s, {clients:2d} caller(s): "
+              f"{rate / reference:5.1%} of redis-benchmark EVALSHA -c {clients} -P 1 ({reference:.0f}/s)")
+
+
+if __name__ == "__main__":
+    main()
