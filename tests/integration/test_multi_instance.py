@@ -1,0 +1,131 @@
+"""Several real ComfyUI processes: two instances sharing one Redis enforce one quota and one concurrency
+cap; a crashed instance's holds are reaped on restart; a Redis outage refuses work instead of running it
+uncharged, and admission resumes when Redis returns."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import pytest
+import requests
+
+from tests.harness.client import ComfyClient
+from tests.harness.comfyui import ComfyUI
+from tests.harness.redis import RedisServer
+from tests.harness.tenants import seed
+
+pytestmark = pytest.mark.comfy
+
+
+def sleep(seconds: float, tag: str) -> dict:
+    return {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": seconds, "tag": tag}}}
+
+
+def params(duration: float) -> dict:
+    return {"1": {"class_type": "TenancyTestParams", "inputs": {
+        "steps": 20, "cfg": 7.0, "duration": duration, "width": 256, "model_name": "base.safetensors"}}}
+
+
+@pytest.fixture(scope="module")
+def shared_redis(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("shared-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, shared_redis):
+    """Two ComfyUI instances, one Redis: the second is seeded through the first's shared store."""
+    bases = [tmp_path_factory.mktemp(f"instance-{i}") for i in range(2)]
+    seeded = seed(bases[0], {"store": shared_redis.url})
+    seed_config_only(bases[1], bases[0])
+    servers = [ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start() for base in bases]
+    yield servers, seeded
+    for server in servers:
+        server.stop()
+
+
+def seed_config_only(base, like) -> None:
+    """The second instance shares the first one's config and secrets (so tokens verify on both)."""
+    folder = base / "user" / "tenancy"
+    folder.mkdir(parents=True)
+    for name in ("config.yaml", "jwt.secret", "master.secret"):
+        source = like / "user" / "tenancy" / name
+        (folder / name).write_bytes(source.read_bytes())
+        (folder / name).chmod(0o600)
+    (base / "custom_nodes").mkdir(exist_ok=True)
+
+
+def test_one_concurrency_cap_across_instances(pair):
+    (first, second), seeded = pair
+    clients = [ComfyClient(s.url, seeded.keys["capped"]) for s in (first, second)]
+    blockers = [ComfyClient(s.url, seeded.keys["admin"]).queue(sleep(3.0, "block")) for s in (first, second)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: clients[i % 2].queue(sleep(0.1, f"c{i}")), range(8)))
+    accepted = [a for a in answers if a.status_code == 200]
+    assert len(accepted) == 2, [a.status_code for a in answers]
+    assert all(a.json()["error"]["type"] == "concurrency_limit" for a in answers if a.status_code == 429)
+    for blocker, server in zip(blockers, (first, second), strict=True):
+        ComfyClient(server.url, seeded.keys["admin"]).wait_history(blocker.json()["prompt_id"])
+
+
+def test_one_daily_quota_across_instances_with_zero_overshoot(pair):
+    (first, second), seeded = pair
+    clients = [ComfyClient(s.url, seeded.keys["capped"]) for s in (first, second)]
+    for client in clients:  # let earlier prompts settle so the cap does not interfere
+        deadline = time.monotonic() + 30
+        while client.get("/tenancy/me").json()["usage"]["active"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    left = clients[0].get("/tenancy/me").json()["usage"]["remaining_seconds"]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: clients[i % 2].queue(params(10.0)), range(8)))
+    accepted = sum(a.status_code == 200 for a in answers)
+    assert accepted <= left // 10 and accepted >= 1, ([a.status_code for a in answers], left)
+    assert all(a.json()["error"]["type"] in ("quota_exceeded", "concurrency_limit")
+               for a in answers if a.status_code == 429)
+
+
+def test_redis_outage_refuses_work_and_admission_resumes_when_it_returns(pair, shared_redis):
+    (first, _), seeded = pair
+    tenant = ComfyClient(first.url, seeded.keys["b"])
+    assert tenant.queue(sleep(0.1, "before")).status_code == 200
+    shared_redis.stop()
+    try:
+        during = tenant.queue(sleep(0.1, "during"))
+        assert during.status_code == 503
+        assert during.json()["error"]["type"] == "store_unavailable"
+        assert requests.get(first.url + "/tenancy/health", timeout=10).json() == {"status": "degraded"}
+    finally:
+        shared_redis.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        after = tenant.queue(sleep(0.1, "after"))
+        if after.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert after.status_code == 200, after.text
+
+
+def test_a_crashed_instance_has_its_holds_reaped_on_restart(tmp_path):
+    base = tmp_path / "crashing"
+    seeded = seed(base)
+    server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
+    tenant = ComfyClient(server.url, seeded.keys["b"])
+    slow = tenant.queue(params(5.0) | {"2": sleep(30.0, "held")["1"]})
+    assert slow.status_code == 200, slow.text
+    assert tenant.get("/tenancy/me").json()["usage"]["held_seconds"] == pytest.approx(5.0)
+    server.kill()
+    restarted = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}, port=server.port).start()
+    try:
+        tenant = ComfyClient(restarted.url, seeded.keys["b"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            usage = tenant.get("/tenancy/me").json()["usage"]
+            if usage["held_seconds"] == 0:
+                break
+            time.sleep(0.3)
+        assert usage["held_seconds"] == 0 and usage["active"] == 0
+        assert '"outcome":"reaped"' in restarted.audit_text('"outcome":"reaped"')
+    finally:
+        restarted.stop()
