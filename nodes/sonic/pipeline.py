@@ -61,9 +61,10 @@ class SonicPaths:
     """`Sonic/unet.pth` or a safetensors file with the same keys."""
     audio2token: Path
     audio2bucket: Path
-    vae_dir: Path
-    """`stable-video-diffusion-img2vid-xt/vae` (config.json + diffusion_pytorch_model[.fp16].safetensors)."""
-    image_encoder_dir: Path
+    vae_dir: Path | None
+    """`stable-video-diffusion-img2vid-xt/vae` (config.json + diffusion_pytorch_model[.fp16].safetensors);
+    None when the caller brings the VAE (`load_sonic_models(vae=...)`), as for the image encoder."""
+    image_encoder_dir: Path | None
     whisper_dir: Path
     """`whisper-tiny` (config.json, model.safetensors, preprocessor_config.json)."""
     unet_config: Path | None = None
@@ -144,24 +145,37 @@ def load_rife(path: str | Path, device: torch.device | str) -> IFNet:
     return _load(net, state, torch.device(device), torch.float32)
 
 
-def load_sonic_models(paths: SonicPaths, device: torch.device | str, dtype: torch.dtype) -> SonicModels:
-    """Build every model on the meta device and load its weights strictly by key."""
+def _load_vae(folder: Path, device: torch.device, dtype: torch.dtype) -> TemporalVAE:
+    state = load_file(str(_weights_file(folder, "diffusion_pytorch_model")))
+    with torch.device("meta"):
+        vae = TemporalVAE(read_config(VAEConfig, folder / "config.json"))
+    return _load(vae, state, device, dtype)
+
+
+def load_sonic_models(
+    paths: SonicPaths,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    vae: TemporalVAE | None = None,
+    image_encoder: torch.nn.Module | None = None,
+) -> SonicModels:
+    """Build every model on the meta device and load its weights strictly by key. A `vae` or
+    `image_encoder` given (already loaded, e.g. from ComfyUI's SVD checkpoint) replaces its folder."""
     device = torch.device(device)
     f32 = torch.float32
     adapters = read_json(paths.adapter_config) if paths.adapter_config else {}
     whisper_state = strip_prefix(load_file(str(_weights_file(paths.whisper_dir, "model"))), WHISPER_KEY_PREFIX)
-    vae_state = load_file(str(_weights_file(paths.vae_dir, "diffusion_pytorch_model")))
     with torch.device("meta"):
         unet = SonicUNet(read_config(UNetConfig, paths.unet_config) if paths.unet_config else UNetConfig())
-        vae = TemporalVAE(read_config(VAEConfig, paths.vae_dir / "config.json"))
         whisper = WhisperEncoder(read_config(WhisperEncoderConfig, paths.whisper_dir / "config.json"))
         audio2token = AudioProjModel(from_mapping(AudioProjConfig, adapters.get("audio2token", {})))
         audio2bucket = Audio2BucketModel(from_mapping(Audio2BucketConfig, adapters.get("audio2bucket", {})))
     scheduler = read_config(SchedulerConfig, paths.scheduler_config) if paths.scheduler_config else None
     return SonicModels(
         unet=_load(unet, read_state_dict(paths.unet), device, dtype),
-        vae=_load(vae, vae_state, device, dtype),
-        image_encoder=load_image_encoder(paths.image_encoder_dir, device, dtype),
+        vae=vae if vae is not None else _load_vae(paths.vae_dir, device, dtype),
+        image_encoder=image_encoder if image_encoder is not None
+        else load_image_encoder(paths.image_encoder_dir, device, dtype),
         whisper=_load(whisper, whisper_state, device, f32),
         mel=read_config(MelConfig, paths.whisper_dir / "preprocessor_config.json"),
         audio2token=_load(audio2token, read_state_dict(paths.audio2token), device, f32),
