@@ -180,7 +180,22 @@ class Flow(nn.Module):
 
 def load_flow(checkpoint: str | Path, config_yaml: str | Path, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> Flow:
-    """Flow from upstream's `flow.pt` (bare state dict or {"model": sd}) and `config.yaml`."""
-    flow = Flow(FlowConfig.from_upstream(read_flow_yaml(config_yaml)))
-    flow.load_state_dict(unwrap_model_dict(load_state_dict(checkpoint)), strict=True)
+    """Flow from upstream's `flow.pt` (bare state dict or {"model": sd}) and `config.yaml`.
+
+    Upstream hard-codes the DiT size in `Flow.__init__`, so it is read from the checkpoint's shapes (the
+    real checkpoint gives the hard-coded 768/18/12; smaller test checkpoints load the same way)."""
+    state = unwrap_model_dict(load_state_dict(checkpoint))
+    flow = Flow(FlowConfig.from_upstream(read_flow_yaml(config_yaml), dit_size_from_state(state)))
+    flow.load_state_dict(state, strict=True)
     return flow.to(device=device, dtype=dtype).eval()
+
+
+def dit_size_from_state(state: dict[str, torch.Tensor], prefix: str = "estimator.") -> dict[str, int]:
+    """trans_dim, depth, heads, dim_head and ff_mult of the DiT whose weights `state` holds."""
+    trans_dim = state[f"{prefix}proj_out.weight"].shape[1]
+    block = f"{prefix}transformer_blocks."
+    depth = 1 + max(int(k[len(block):].split(".", 1)[0]) for k in state if k.startswith(block))
+    dim_head = 2 * state[f"{prefix}rotary_embed.inv_freq"].numel()  # the rotary embedding spans one head
+    return {"trans_dim": trans_dim, "depth": depth, "dim_head": dim_head,
+            "heads": state[f"{block}0.attn.to_q.weight"].shape[0] // dim_head,
+            "ff_mult": state[f"{block}0.ff.ff.0.0.weight"].shape[0] // trans_dim}

@@ -240,9 +240,18 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def load_hift(checkpoint: str | Path, cfg: HiFTConfig = HiFTConfig(), device: torch.device | str = "cpu",
+def load_hift(checkpoint: str | Path, cfg: HiFTConfig | None = None, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> HiFTGenerator:
-    """HiFT from `hift.pt` (either weight-norm key spelling), folded for inference."""
-    model = HiFTGenerator(cfg)
-    model.load_state_dict(modernise_weight_norm_keys(dict(load_state_dict(checkpoint))), strict=True)
+    """HiFT from `hift.pt` (either weight-norm key spelling), folded for inference.
+
+    Without `cfg`, upstream's 24 kHz configuration with the channel widths read from the checkpoint."""
+    state = modernise_weight_norm_keys(dict(load_state_dict(checkpoint)))
+    model = HiFTGenerator(cfg or hift_config_from_state(state))
+    model.load_state_dict(state, strict=True)
     return fold_weight_norm(model).to(device=device, dtype=dtype).eval()
+
+
+def hift_config_from_state(state: dict[str, torch.Tensor]) -> HiFTConfig:
+    """Upstream's HiFT settings with `base_channels` and the F0 predictor width taken from the weights."""
+    return HiFTConfig(base_channels=state["conv_pre.parametrizations.weight.original1"].shape[0],
+                      f0_cond_channels=state["f0_predictor.condnet.0.parametrizations.weight.original1"].shape[0])

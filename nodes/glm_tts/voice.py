@@ -23,8 +23,9 @@ class Voice:
     embedding: torch.Tensor  # (192,) CAM++ speaker embedding
     sample_rate: int = 24000
 
-    def save(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
+    def to_bytes(self) -> bytes:
+        """The voice as one safetensors blob (tensors + transcript and rate in the metadata)."""
+        from safetensors.torch import save
 
         tensors = {
             "prompt_text_tokens": torch.tensor(self.prompt_text_tokens, dtype=torch.int64),
@@ -34,17 +35,27 @@ class Voice:
         }
         meta = {"format": VOICE_FORMAT, "prompt_text": json.dumps(self.prompt_text, ensure_ascii=False),
                 "sample_rate": str(self.sample_rate)}
-        save_file(tensors, str(path), metadata=meta)
+        return save(tensors, metadata=meta)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
 
     @classmethod
-    def load(cls, path: str | Path) -> Voice:
-        from safetensors import safe_open
+    def from_bytes(cls, data: bytes, source: str = "voice") -> Voice:
+        from safetensors.torch import load
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != VOICE_FORMAT:
-                raise ValueError(f"not_a_voice_file: {path} has format {meta.get('format')!r}")
-            t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        header_len = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
+        try:
+            meta = json.loads(data[8: 8 + header_len]).get("__metadata__") or {}
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            meta = {}
+        if meta.get("format") != VOICE_FORMAT:
+            raise ValueError(f"not_a_voice_file: {source} has format {meta.get('format')!r}")
+        t = load(data)
         return cls(prompt_text=json.loads(meta["prompt_text"]), prompt_text_tokens=t["prompt_text_tokens"].tolist(),
                    prompt_speech_tokens=t["prompt_speech_tokens"].tolist(), prompt_mel=t["prompt_mel"],
                    embedding=t["embedding"], sample_rate=int(meta["sample_rate"]))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Voice:
+        return cls.from_bytes(Path(path).read_bytes(), str(path))
