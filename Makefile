@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8188
 PYTEST_ARGS ?=
 
-.PHONY: setup system run test lint
+.PHONY: setup system run test lint screenshots
 
 setup:
 	bash scripts/setup.sh
@@ -22,3 +22,10 @@ test: setup system
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Runs the browser tests (real Chromium) and refreshes docs/screenshots/ from the screenshots they take.
+screenshots: setup system
+	TENANCY_SCREENSHOTS=.cache/screenshots $(PY) -m pytest tests/browser -p no:cacheprovider $(PYTEST_ARGS)
+	mkdir -p docs/screenshots
+	cp .cache/screenshots/login.png .cache/screenshots/editor.png .cache/screenshots/refusal.png \
+	   .cache/screenshots/rewrite.png .cache/screenshots/admin.png docs/screenshots/

@@ -6,7 +6,7 @@ nothing beyond exporting the node mappings, and never imports ComfyUI.
 
 import sys
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WARMUPS
 
 WEB_DIRECTORY = "web"
 
@@ -23,6 +23,6 @@ if _running_prompt_server() is not None:
     from .tenancy.comfy.startup import install
 
     _register_model_folders()
-    install(_running_prompt_server())
+    install(_running_prompt_server(), WARMUPS)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -1,4 +1,18 @@
 """The plugin's ComfyUI nodes: thin classes over the Sonic and GLM-TTS model packages."""
 
+from .glm_tts_nodes import NODE_CLASS_MAPPINGS as _GLM_TTS_CLASSES
+from .glm_tts_nodes import NODE_DISPLAY_NAME_MAPPINGS as _GLM_TTS_NAMES
+from .glm_tts_nodes import warm_up as _warm_up_glm_tts
+from .sonic_nodes import NODE_CLASS_MAPPINGS as _SONIC_CLASSES
+from .sonic_nodes import NODE_DISPLAY_NAME_MAPPINGS as _SONIC_NAMES
+from .sonic_nodes import warm_up as _warm_up_sonic
+
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+NODE_CLASS_MAPPINGS.update(_SONIC_CLASSES)
+NODE_DISPLAY_NAME_MAPPINGS.update(_SONIC_NAMES)
+NODE_CLASS_MAPPINGS.update(_GLM_TTS_CLASSES)
+NODE_DISPLAY_NAME_MAPPINGS.update(_GLM_TTS_NAMES)
+
+# Preloaders the guard runs at start for the families named in the config's `warmup:`.
+WARMUPS = {"sonic": _warm_up_sonic, "glm_tts": _warm_up_glm_tts}

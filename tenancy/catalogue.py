@@ -62,6 +62,7 @@ class Catalogue:
             files |= {n for n, spec in inputs.items()
                       if spec.options and known_files and set(map(str, spec.options)) <= known_files}
             files |= set(file_inputs.get(class_type, ())) | set(node_meta.get("file_inputs", ()))
+            files -= set(node_meta.get("tenant_lists", {}))  # per-tenant items (voices), not input files
             nodes[class_type] = NodeSpec(
                 class_type=class_type, inputs=inputs, file_inputs=frozenset(files),
                 duration_inputs=DURATION_INPUTS | frozenset(node_meta.get("duration_inputs", ())),

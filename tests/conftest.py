@@ -8,16 +8,27 @@ import pytest
 
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
+from tests.harness.oidc_provider import OidcProvider
 from tests.harness.redis import RedisServer
 from tests.harness.tenants import seed
+from tests.harness.tiny_models import write_glm_tts, write_sonic
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def comfyui(tmp_path_factory) -> ComfyUI:
+def oidc_provider(tmp_path_factory) -> OidcProvider:
+    provider = OidcProvider(tmp_path_factory.mktemp("oidc")).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def comfyui(tmp_path_factory, oidc_provider) -> ComfyUI:
     base = tmp_path_factory.mktemp("comfy-base")
-    seeded = seed(base)
+    seeded = seed(base, oidc_provider.tenancy_settings())
+    write_sonic(base / "models")
+    write_glm_tts(base / "models")
     server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
     server.seeded = seeded
     yield server

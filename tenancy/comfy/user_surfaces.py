@@ -37,8 +37,11 @@ async def system_stats(guard, request: web.Request, handler, principal: Principa
     if principal.is_admin or not isinstance(answer, dict):
         return response
     system = answer.get("system", {})
-    for secret in ("argv", "embedded_python", "python_executable", "comfyui_path"):
-        system.pop(secret, None)
+    # Blanked rather than dropped: the editor's error report reads these fields (`argv.join(" ")`).
+    for secret, blank in (("argv", []), ("embedded_python", False), ("python_executable", ""),
+                          ("comfyui_path", "")):
+        if secret in system:
+            system[secret] = blank
     for device in answer.get("devices", []):
         device.pop("index", None)
     return http.json_like(response, answer)

@@ -24,15 +24,22 @@ class Seeded:
 
 # One test client makes many requests from 127.0.0.1; per-IP limits get their own tests.
 TEST_SETTINGS = {"ip_requests_per_minute": 1_000_000}
-# Plans the admission tests need, next to the shipped ones (basic for tenant a, premium for tenant b).
+# Plans the admission tests need, next to the shipped ones (basic for tenant a, premium for tenant b, whose
+# request rates are raised so that many tests in a row do not trip them; `throttled` tests the rate limit).
+UNTHROTTLED = {"prompts_per_minute": 100000, "uploads_per_minute": 100000}
 TEST_PLANS = {
+    "basic": UNTHROTTLED,
+    "premium": UNTHROTTLED,
+    "throttled": {"prompts_per_minute": 6, "max_concurrent": 50},
+    "quota30": {"daily_seconds": 30, "max_concurrent": 50, "prompts_per_minute": 100000},
     "timeboxed": {"max_execution_s": 5, "max_concurrent": 4},
     "capped": {"max_concurrent": 2, "daily_seconds": 30, "prompts_per_minute": 100000},
     "light": {"weight": 1, "max_concurrent": 50, "daily_seconds": -1, "prompts_per_minute": 100000},
     "heavy": {"weight": 4, "max_concurrent": 50, "daily_seconds": -1, "prompts_per_minute": 100000},
 }
 TENANTS = (("a", "tenant-a", "basic"), ("b", "tenant-b", "premium"), ("timeboxed", "tenant-t", "timeboxed"),
-           ("capped", "tenant-c", "capped"), ("light", "tenant-light", "light"), ("heavy", "tenant-heavy", "heavy"))
+           ("capped", "tenant-c", "capped"), ("light", "tenant-light", "light"), ("heavy", "tenant-heavy", "heavy"),
+           ("throttled", "tenant-r", "throttled"), ("quota30", "tenant-q", "quota30"))
 
 
 def seed(base: Path, settings_overrides: dict | None = None) -> Seeded:
@@ -41,7 +48,8 @@ def seed(base: Path, settings_overrides: dict | None = None) -> Seeded:
     bootstrap.initialise(folder, config_path, models_dir=base / "models")
     raw = yaml.safe_load(config_path.read_text())
     raw.update(TEST_SETTINGS, **(settings_overrides or {}))
-    raw["plans"] = {**raw["plans"], **TEST_PLANS}
+    raw["plans"] = {name: {**raw["plans"].get(name, {}), **TEST_PLANS.get(name, {})}
+                    for name in {**raw["plans"], **TEST_PLANS}}
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     settings = config_module.load(config_path)
 

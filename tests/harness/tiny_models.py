@@ -7,6 +7,7 @@ upstream), written the way users lay out `models/sonic`: pickled `.pth` weights,
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,7 +83,9 @@ def write_face_detector_stub(path: Path, faces: list[tuple[float, float, float, 
         landmarks = [cx - w / 4, cy - h / 6, cx + w / 4, cy - h / 6, cx, cy, cx - w / 5, cy + h / 4, cx + w / 5,
                      cy + h / 4]
         rows.append([cx, cy, w, h, 0.9, *landmarks, 1.0])
-    module = torch.jit.script(_FixedFacesScript(torch.tensor(rows, dtype=torch.float32).reshape(-1, 16)))
+    with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format yoloface_v5m.pt is in
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(_FixedFacesScript(torch.tensor(rows, dtype=torch.float32).reshape(-1, 16)))
     path.parent.mkdir(parents=True, exist_ok=True)
     module.save(str(path))
     return path
@@ -92,9 +95,11 @@ def write_face_detector_stub(path: Path, faces: list[tuple[float, float, float, 
 
 GLM_TTS_WORDS = ("你好", "我们", "今天", "银行", "天气", "很好")  # single BPE tokens in the tiny tokenizer
 GLM_TTS_KEPT_CHARS = "你好我们今天银行气很"  # read as text, not phones, in phoneme mode
-GLM_TTS_INITIALS = "B C CH D F G H J K L M N P Q R S SH T X Z ZH".split()
-GLM_TTS_FINALS = ("A AI AN ANG AO E EI EN ENG ER I IA IAN IANG IAO IE II III IN ING IONG IOU O ONG OU U UA UAI "
-                  "UAN UANG UEI UEN UENG UO V VAN VE VN").split()
+GLM_TTS_INITIALS = ["B", "C", "CH", "D", "F", "G", "H", "J", "K", "L", "M", "N", "P", "Q", "R", "S", "SH", "T", "X",
+                    "Z", "ZH"]
+GLM_TTS_FINALS = ["A", "AI", "AN", "ANG", "AO", "E", "EI", "EN", "ENG", "ER", "I", "IA", "IAN", "IANG", "IAO", "IE",
+                  "II", "III", "IN", "ING", "IONG", "IOU", "O", "ONG", "OU", "U", "UA", "UAI", "UAN", "UANG", "UEI",
+                  "UEN", "UENG", "UO", "V", "VAN", "VE", "VN"]
 GLM_TTS_SEED = 20240601
 
 

@@ -147,3 +147,11 @@ def test_usage_export_sums_to_what_tenants_see(comfyui, tenant_b):
     settled = sum(float(r["seconds"]) for r in rows if r["kind"] == "settle")
     assert settled == pytest.approx(tenant_b.get("/tenancy/me").json()["usage"]["used_seconds"], abs=0.01)
     assert any(r["outcome"] == "success" and float(r["seconds"]) > 8 for r in rows)
+
+
+def test_prompt_rate_limit_answers_with_the_exact_wait(comfyui):
+    throttled = client(comfyui, "throttled")
+    answers = [throttled.queue(params(0.0)) for _ in range(8)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited and all(a.json()["error"]["type"] == "rate_limited" for a in limited)
+    assert 1 <= int(limited[0].headers["Retry-After"]) <= 10  # 6 per minute: one every 10 s

@@ -1,0 +1,108 @@
+"""Signing in and out in a real browser: password, API key, OpenID Connect, refusals and throttling."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.harness.tenants import PASSWORD
+
+from .conftest import signed_in
+
+pytestmark = pytest.mark.comfy
+
+
+def test_editor_without_session_lands_on_login_page_then_password_opens_editor(browsers, web_a):
+    browser = browsers()
+    browser.open("/")
+    browser.wait(lambda: browser.path.startswith("/tenancy/login"), 30, "not sent to the login page")
+    browser.wait_for(".provider")  # the "sign in with <provider>" button of the configured OpenID provider
+    assert "Sign in with Test IdP" in browser.find("#providers").text
+    browser.screenshot("login")
+    browser.sign_in(web_a.username, PASSWORD)
+    browser.wait_editor()
+    assert browser.path == "/"
+    status = browser.status()
+    assert status["tenant"] == "web-a" and status["plan"] == "basic"
+    assert "left today" in status["text"]
+
+
+def test_api_key_opens_editor(browsers, web_b):
+    browser = browsers()
+    browser.open("/tenancy/login")
+    browser.sign_in(api_key=web_b.key)
+    browser.wait_editor()
+    assert browser.status()["tenant"] == "web-b"
+
+
+def test_wrong_password_is_refused_with_a_message_then_throttled(browsers, operator, web_a):
+    # A dedicated account: the per-account limit it trips must not slow down other tests' logins.
+    created = operator.post("/tenancy/admin/tenants/web-a/members",
+                            json={"username": "web-a-throttled", "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    browser = browsers()
+    browser.open("/tenancy/login")
+    browser.sign_in("web-a-throttled", "not the password")
+    browser.wait(lambda: browser.find("#error").text, 15, "no error message")
+    assert "wrong username or password" in browser.find("#error").text
+    messages = []
+    for _ in range(12):
+        browser.sign_in("web-a-throttled", "still not the password")
+        browser.wait(lambda: not browser.find("#submit").get_attribute("disabled"), 15)
+        messages.append(browser.find("#error").text)
+        if "too many" in messages[-1]:
+            break
+    assert "too many" in messages[-1] and "try again in" in messages[-1], messages
+    browser.sign_in("web-a-throttled", PASSWORD)  # even the right password waits now
+    browser.wait(lambda: not browser.find("#submit").get_attribute("disabled"), 15)
+    assert "too many" in browser.find("#error").text
+    assert browser.path.startswith("/tenancy/login")
+
+
+def test_logout_from_the_menu_ends_the_session(browsers, comfyui, web_a):
+    browser = signed_in(browsers, web_a)
+    old = browser.cookie("tenancy_session")
+    assert old and requests.get(f"{comfyui.url}/tenancy/me", cookies={"tenancy_session": old}).status_code == 200
+    browser.js("app.extensionManager.command.execute('Tenancy.Logout')")
+    browser.wait(lambda: browser.path.startswith("/tenancy/login"), 30, "not back on the login page")
+    browser.wait(lambda: "signed out" in browser.find("#notice").text, 10)
+    answer = requests.get(f"{comfyui.url}/tenancy/me", cookies={"tenancy_session": old})
+    assert answer.status_code == 401 and answer.json()["error"]["type"] == "token_revoked"
+    browser.open("/")
+    browser.wait(lambda: browser.path.startswith("/tenancy/login"), 30, "the editor opened without a session")
+
+
+def test_session_refresh_is_silent(browsers, web_b):
+    browser = signed_in(browsers, web_b)
+    before = browser.cookie("tenancy_session")
+    assert browser.js_async("window.comfyTenancy.refreshSession().then(done)") is True
+    after = browser.cookie("tenancy_session")
+    assert after and after != before
+    assert browser.fetch("/tenancy/me")["body"]["tenant"] == "web-b"
+    # A lost access cookie (expired while the laptop slept) comes back through the refresh cookie alone.
+    browser.driver.delete_cookie("tenancy_session")
+    browser.open("/")
+    browser.wait_editor()
+    assert browser.status()["tenant"] == "web-b"
+
+
+def test_sign_in_with_the_openid_provider(browsers, oidc_provider, web_b):
+    oidc_provider.user = {"sub": "carol", "tenant": "web-b", "role": "member", "email": "carol@example.test"}
+    browser = browsers()
+    browser.open("/tenancy/login")
+    browser.wait_for(".provider").click()
+    browser.wait_editor()
+    status = browser.status()
+    assert status["tenant"] == "web-b"
+    assert browser.fetch("/tenancy/me")["body"]["subject"] == "external:carol"
+    request = oidc_provider.authorize_requests[-1]
+    assert request["code_challenge_method"] == "S256" and oidc_provider.token_requests[-1]["code_verifier"]
+
+
+def test_openid_sign_in_without_a_known_tenant_is_explained(browsers, oidc_provider):
+    oidc_provider.user = {"sub": "mallory", "tenant": "no-such-tenant"}
+    browser = browsers()
+    browser.open("/tenancy/login")
+    browser.wait_for(".provider").click()
+    browser.wait(lambda: "error=" in browser.path and browser.find("#error").text, 30)
+    assert "disabled or unknown" in browser.find("#error").text

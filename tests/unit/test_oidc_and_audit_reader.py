@@ -1,0 +1,73 @@
+"""Pure helpers of the OpenID sign-in (PKCE, the signed flow cookie, safe redirects) and the audit reader of the
+admin API (newest first, filters, rotated files)."""
+
+from __future__ import annotations
+
+import json
+
+from tenancy.comfy.admin_api import read_audit
+from tenancy.comfy.oidc import configured, pkce_challenge, safe_next, seal, unseal
+from tenancy.config import ExternalIdentity
+
+SECRET = b"k" * 32
+
+
+def test_pkce_challenge_matches_rfc_7636_appendix_b():
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert pkce_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def test_flow_cookie_round_trips_and_refuses_tampering_and_expiry():
+    flow = {"state": "s", "nonce": "n", "verifier": "v", "next": "/", "exp": 2_000}
+    token = seal(SECRET, flow)
+    assert unseal(SECRET, token, now=1_000) == flow
+    assert unseal(SECRET, token, now=2_001) is None
+    assert unseal(b"x" * 32, token, now=1_000) is None
+    payload, mac = token.split(".")
+    assert unseal(SECRET, payload[:-2] + "AA." + mac, now=1_000) is None
+    for garbage in ("", ".", "abc", "a.b.c", "%%%.###", seal(SECRET, {"exp": "never"})):
+        assert unseal(SECRET, garbage, now=1_000) is None
+
+
+def test_next_is_a_path_on_this_site():
+    for good in ("/", "/?workflow=1", "/tenancy/admin"):
+        assert safe_next(good) == good
+    for bad in (None, "", "https://evil.example/", "//evil.example", "/\\evil.example", "evil", "/a\nb",
+                "javascript:alert(1)"):
+        assert safe_next(bad) == "/"
+
+
+def test_sign_in_button_needs_discovery_and_a_client_id():
+    assert not configured(None)
+    assert not configured(ExternalIdentity(discovery_url="https://idp/.well-known/openid-configuration"))
+    assert configured(ExternalIdentity(discovery_url="https://idp/.well-known/openid-configuration",
+                                       client_id="comfyui"))
+
+
+def write(path, entries):
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def test_audit_reader_goes_newest_first_through_rotated_files(tmp_path):
+    log = tmp_path / "audit.log"
+    write(tmp_path / "audit.log.2", [{"time": 1, "decision": "allow", "tenant": "a"}])
+    write(tmp_path / "audit.log.1", [{"time": 2, "decision": "refuse", "tenant": "b", "route": "POST /prompt"},
+                                     {"time": 3, "decision": "refuse", "tenant": "a", "route": "GET /view"}])
+    write(log, [{"time": 4, "decision": "allow", "tenant": "a"}, {"time": 5, "decision": "admin", "action": "x"}])
+    with log.open("a") as handle:
+        handle.write("not json\n\n")
+    entries, _ = read_audit(log, {}, "", None, 100)
+    assert [e["time"] for e in entries] == [5, 4, 3, 2, 1]
+    assert [e["time"] for e in read_audit(log, {"tenant": "a"}, "", None, 100)[0]] == [4, 3, 1]
+    assert [e["time"] for e in read_audit(log, {"decision": "refuse"}, "/prompt", None, 100)[0]] == [2]
+    assert [e["time"] for e in read_audit(log, {}, "", 3, 100)[0]] == [5, 4, 3]
+    assert [e["time"] for e in read_audit(log, {}, "", None, 2)[0]] == [5, 4]
+    assert read_audit(tmp_path / "missing.log", {}, "", None, 10) == ([], 0)
+
+
+def test_audit_reader_handles_lines_across_chunk_boundaries(tmp_path):
+    log = tmp_path / "audit.log"
+    entries = [{"time": i, "decision": "allow", "pad": "x" * (i % 97) * 50} for i in range(3000)]
+    write(log, entries)
+    found, scanned = read_audit(log, {}, "", None, 5000)
+    assert [e["time"] for e in found] == list(range(2999, -1, -1)) and scanned == 3000
