@@ -6,9 +6,9 @@ nothing beyond exporting the node mappings, and never imports ComfyUI.
 
 import sys
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WARMUPS
-
 WEB_DIRECTORY = "web"
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
 
 def _running_prompt_server():
@@ -18,11 +18,16 @@ def _running_prompt_server():
     return getattr(prompt_server, "instance", None)
 
 
-if _running_prompt_server() is not None:
-    from .nodes.model_folders import register as _register_model_folders
-    from .tenancy.comfy.startup import install
+# ComfyUI imports this folder as a package. pytest may import this file on its own (as the setup module of
+# the folder's package, when the folder's name is no identifier): then there is nothing to export.
+if __package__:
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WARMUPS
 
-    _register_model_folders()
-    install(_running_prompt_server(), WARMUPS)
+    if _running_prompt_server() is not None:
+        from .nodes.model_folders import register as _register_model_folders
+        from .tenancy.comfy.startup import install
+
+        _register_model_folders()
+        install(_running_prompt_server(), WARMUPS)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
