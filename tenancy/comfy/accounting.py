@@ -143,6 +143,7 @@ class Accounting:
         if running is None or prompt_id not in [item[1] for item in queue.get_current_queue_volatile()[0]]:
             return
         running.timed_out = True
+        self.guard.outcomes[prompt_id] = "timeout"
         self.guard.metrics.timeouts.labels(running.plan or "admin").inc()
         log.warning("[tenancy] prompt %s of %s ran past its plan's max_execution_s: interrupting it", prompt_id,
                     running.tenant)
@@ -162,7 +163,6 @@ class Accounting:
             outcome = "timeout" if running.timed_out else "failed" if event == "execution_error" else "interrupted"
             actual = elapsed if self.guard.settings.charge_failed == "elapsed" else 0.0
         if running.timed_out:
-            self.guard.outcomes[prompt_id] = "timeout"
             self.guard.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
                                     reason="max_execution_s")
         await self._settle(prompt_id, actual, outcome)

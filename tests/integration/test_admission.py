@@ -30,6 +30,16 @@ def started_at(entry: dict) -> int:
     return next(m[1]["timestamp"] for m in entry["status"]["messages"] if m[0] == "execution_start")
 
 
+def block_worker(operator: ComfyClient, seconds: float = 8.0) -> str:
+    """Keep ComfyUI's single worker busy so the prompts queued next wait together and run in number order."""
+    wait_idle(operator)
+    return operator.queue(sleep(seconds, "blocker")).json()["prompt_id"]
+
+
+def still_running(operator: ComfyClient, prompt_id: str) -> bool:
+    return any(item[1] == prompt_id for item in operator.get("/queue").json()["queue_running"])
+
+
 def wait_idle(operator: ComfyClient, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,24 +78,23 @@ def test_quota_refuses_a_prompt_larger_than_what_is_left(comfyui):
 
 def test_concurrency_cap_counts_queued_and_running_prompts(comfyui, operator):
     capped = client(comfyui, "capped")
-    wait_idle(operator)
-    blocker = operator.queue(sleep(2.0))
+    blocker = block_worker(operator, 4.0)
     first, second, third = (capped.queue(sleep(0.1, str(i))) for i in range(3))
     assert first.status_code == 200 and second.status_code == 200, (first.text, second.text)
     assert third.status_code == 429 and third.json()["error"]["type"] == "concurrency_limit"
     assert third.headers.get("Retry-After")
-    operator.wait_history(blocker.json()["prompt_id"])
+    operator.wait_history(blocker)
     capped.wait_history(second.json()["prompt_id"])
     assert capped.queue(sleep(0.1, "after")).status_code == 200
 
 
 def test_a_tenant_burst_does_not_starve_another_tenants_single_prompt(comfyui, operator):
     light, heavy = client(comfyui, "light"), client(comfyui, "heavy")
-    wait_idle(operator)
-    blocker = operator.queue(sleep(2.0))
+    blocker = block_worker(operator)
     burst = [light.queue(sleep(0.2, f"burst-{i}")).json()["prompt_id"] for i in range(20)]
     single = heavy.queue(sleep(0.2, "single")).json()["prompt_id"]
-    operator.wait_history(blocker.json()["prompt_id"])
+    assert still_running(operator, blocker), "the machine is too slow for this test's blocker"
+    operator.wait_history(blocker)
     single_start = started_at(heavy.wait_history(single))
     light_starts = sorted(started_at(light.wait_history(pid, timeout=180)) for pid in burst)
     assert sum(start < single_start for start in light_starts) <= 1
@@ -93,11 +102,11 @@ def test_a_tenant_burst_does_not_starve_another_tenants_single_prompt(comfyui, o
 
 def test_weights_four_to_one_interleave_four_to_one(comfyui, operator):
     light, heavy = client(comfyui, "light"), client(comfyui, "heavy")
-    wait_idle(operator)
-    blocker = operator.queue(sleep(2.0))
+    blocker = block_worker(operator)
     queued = [("light", light.queue(sleep(0.1, f"l{i}")).json()["prompt_id"]) for i in range(5)]
     queued += [("heavy", heavy.queue(sleep(0.1, f"h{i}")).json()["prompt_id"]) for i in range(20)]
-    operator.wait_history(blocker.json()["prompt_id"])
+    assert still_running(operator, blocker), "the machine is too slow for this test's blocker"
+    operator.wait_history(blocker)
     who = {pid: name for name, pid in queued}
     starts = sorted((started_at(operator.wait_history(pid, timeout=180)), pid) for _, pid in queued)
     order = [who[pid] for _, pid in starts]
