@@ -93,6 +93,9 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/experiment/models/{folder}"): TENANT,
     # Operators only: process-wide effects, server paths and logs, user management, node installs.
     ("POST", "/free"): ADMIN,
+    # Newer ComfyUI's asset library (owner-scoped only by the spoofable comfy-user): operators only.
+    ("*", "/assets"): ADMIN,
+    ("*", "/tags"): ADMIN,
     ("POST", "/users"): ADMIN,
     ("GET", "/experiment/models/preview/{folder}/{path_index}/{filename}"): ADMIN,
     ("GET", "/internal/logs"): ADMIN,
@@ -104,7 +107,7 @@ TABLE: dict[tuple[str, str], str] = {
 
 # Method-independent prefixes that are always admin (ComfyUI-Manager and friends), listed so the live-router
 # check knows they are deliberate.
-ADMIN_PREFIXES = ("/manager/", "/customnode/", "/snapshot/", "/externalmodel/", "/comfyui_manager/")
+ADMIN_PREFIXES = ("/manager/", "/customnode/", "/snapshot/", "/externalmodel/", "/comfyui_manager/", "/assets/")
 
 
 def normalise(pattern: str) -> str:
