@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 PUBLIC, TENANT, ADMIN = "public", "tenant", "admin"
 CLASSES = (PUBLIC, TENANT, ADMIN)
@@ -110,6 +111,7 @@ TABLE: dict[tuple[str, str], str] = {
 ADMIN_PREFIXES = ("/manager/", "/customnode/", "/snapshot/", "/externalmodel/", "/comfyui_manager/", "/assets/")
 
 
+@lru_cache(maxsize=4096)  # patterns are the router's own: a small, fixed set, asked for on every request
 def normalise(pattern: str) -> str:
     """The table key of a route pattern: no `/api` prefix, no regex in `{name:regex}` placeholders."""
     while pattern == "/api" or pattern.startswith("/api/"):
