@@ -8,6 +8,7 @@ from collections import Counter as Tally
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 OTHER = "other"
+RERANK_EVERY = 256
 SECONDS_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -16,6 +17,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.top_tenants = top_tenants
         self.seen: Tally[str] = Tally()
+        self._top: set[str] | None = None
+        self._calls = 0
+        self._request_counters: dict[tuple[str, int, str], Counter] = {}
         r = self.registry
         self.requests = Counter("tenancy_requests_total", "Requests by route class, status and tenant",
                                 ["route_class", "status", "tenant"], registry=r)
@@ -39,14 +43,24 @@ class Metrics:
         self.gpu_memory = Gauge("tenancy_gpu_memory_bytes", "GPU memory allocated by torch", ["device"], registry=r)
 
     def tenant_label(self, tenant: str | None) -> str:
-        """The tenant as a label value: one of the busiest `top_tenants`, else `other`."""
+        """The tenant as a label value: one of the busiest `top_tenants` (re-ranked every RERANK_EVERY calls),
+        else `other`."""
         if not tenant:
             return "-"
         self.seen[tenant] += 1
         if len(self.seen) <= self.top_tenants:
             return tenant
-        top = {name for name, _ in self.seen.most_common(self.top_tenants)}
-        return tenant if tenant in top else OTHER
+        self._calls += 1
+        if self._top is None or self._calls % RERANK_EVERY == 0:
+            self._top = {name for name, _ in self.seen.most_common(self.top_tenants)}
+        return tenant if tenant in self._top else OTHER
+
+    def count_request(self, route_class: str, status: int, tenant: str | None) -> None:
+        key = (route_class, status, self.tenant_label(tenant))
+        counter = self._request_counters.get(key)
+        if counter is None:  # labels() validates and locks on every call: look each series up once
+            counter = self._request_counters[key] = self.requests.labels(route_class, str(status), key[2])
+        counter.inc()
 
     def exposition(self) -> bytes:
         self._sample_gpu()

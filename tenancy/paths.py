@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 TENANTS_DIR = "tenants"
@@ -114,16 +116,41 @@ def virtual_subfolder(tenant: str, subfolder: str) -> str | None:
 def contained(folder_root: Path, relative: str, tenant: str | None = None) -> Path:
     """The real path of `relative` under `folder_root`, refusing anything that resolves (symlinks
     followed) outside `folder_root/tenants/<tenant>` (or outside `folder_root` when tenant is None)."""
-    base = Path(os.path.realpath(folder_root))
-    if tenant is not None:
-        base = Path(os.path.realpath(base / tenant_root(tenant)))
-    target = Path(os.path.realpath(Path(folder_root) / relative))
-    try:
-        if os.path.commonpath([base, target]) != str(base):
-            raise PathRefused("resolves outside the tenant's folder")
-    except ValueError:
-        raise PathRefused("resolves outside the tenant's folder") from None
-    return target
+    root = os.fspath(folder_root)
+    base = _real_base(root, tenant)
+    prefix = tenant_root(tenant) + "/" if tenant is not None else ""
+    start, rest = (base, relative[len(prefix):]) if prefix and relative.startswith(prefix) else \
+        (_real_base(root, None), relative)
+    # The slow way joins with pathlib, which drops empty and `.` parts: realpath mishandles `loop//x`.
+    target = _resolved_below(start, rest) or os.path.realpath(Path(root) / relative)
+    if target != base and not target.startswith(base.rstrip(os.sep) + os.sep):
+        raise PathRefused("resolves outside the tenant's folder")
+    return Path(target)
+
+
+def _resolved_below(real_start: str, relative: str) -> str | None:
+    """What realpath(real_start/relative) gives, checking only the components below `real_start`; None when a
+    component needs realpath itself (a symlink, `.`, `..`, an empty part, an absolute name)."""
+    parts = relative.split("/")
+    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return None
+    path = real_start
+    for part in parts:
+        path = f"{path}/{part}"
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return None
+        except OSError:  # missing (or not a folder): realpath keeps the rest as written, and so do we
+            return f"{real_start}/{relative}"
+    return path
+
+
+@lru_cache(maxsize=4096)
+def _real_base(folder_root: str, tenant: str | None) -> str:
+    """The folder a name must resolve into. Kept: the folder roots and tenant folders are the guard's own, and
+    only an operator could make one a symlink; what a name resolves to is checked afresh every time."""
+    base = os.path.realpath(folder_root)
+    return base if tenant is None else os.path.realpath(os.path.join(base, tenant_root(tenant)))
 
 
 def _plain(name: str) -> str:

@@ -109,14 +109,33 @@ class ReserveRequest:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A GCRA limit checked together with a reservation: one request per `interval_s`, bursts of `burst`."""
+
+    key: str
+    interval_s: float
+    burst: int
+
+    @classmethod
+    def per_minute(cls, name: str, per_minute: float, burst: int = 5) -> RateLimit:
+        return cls(f"rl:{name}", 60.0 / per_minute, burst)
+
+
+@dataclass(frozen=True)
 class QuotaDecision:
     allowed: bool
-    reason: str  # ok | quota_exceeded | concurrency_limit
+    reason: str  # ok | quota_exceeded | concurrency_limit | rate_limited
     used: float
     held: float
     limit: float
     active: int
     replay: bool = False  # the same prompt_id was reserved before: this is that decision
+    retry_after: float = 0.0  # rate_limited: seconds until the next request would be allowed
+
+    @classmethod
+    def rate_limited(cls, wait: float, limit: float) -> QuotaDecision:
+        """Refused before the quota was looked at: usage fields are not known."""
+        return cls(False, "rate_limited", 0.0, 0.0, limit, 0, retry_after=wait)
 
     @property
     def remaining(self) -> float:

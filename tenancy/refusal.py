@@ -38,3 +38,7 @@ def node_refusal(status: int, reason: str, node_id: str, class_type: str, input_
     node_errors = {str(node_id): {"errors": [error], "dependent_outputs": [], "class_type": class_type}}
     summary = f"node {node_id} ({class_type})" + (f", input {input_name}" if input_name else "") + f": {message}"
     return Refusal(status, reason, summary, node_errors)
+
+
+def rate_limited(wait: float) -> Refusal:
+    return Refusal(429, "rate_limited", f"too many requests; retry in {wait:.1f} s", retry_after=wait)

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..admission import EstimateInputs, FairQueue, estimate_seconds, quota_day
-from ..records import Principal, ReserveRequest
-from ..refusal import Refusal
+from ..records import Principal, RateLimit, ReserveRequest
+from ..refusal import Refusal, rate_limited
 from ..store import StoreUnavailable
 from . import media
 
@@ -44,11 +44,15 @@ class Accounting:
         self.instance = guard.settings.instance or f"{socket.gethostname()}:{_comfy_port()}"
 
     # -- before the queue ----------------------------------------------------------------------------------
-    async def admit(self, principal: Principal, prompt_id: str, body: dict, catalogue) -> None:
-        """Reserve the prompt's estimated seconds and set its queue number; raise a Refusal when it may not run."""
+    async def admit(self, principal: Principal, prompt_id: str, body: dict, catalogue,
+                    rate: RateLimit | None = None) -> None:
+        """Record the prompt's owner, reserve its estimated seconds (after the tenant's rate limit) and set its
+        queue number; raise a Refusal when it may not run."""
         settings = self.guard.settings
         self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
+        self.guard.owners[prompt_id] = principal.tenant or ""
         if principal.is_admin:
+            await self.guard.store.own_prompt(prompt_id, None, time.time())
             if not body.get("front"):
                 body["number"] = self._number("_admin", 1.0, settings.admin_weight, prompt_id)
             return
@@ -62,7 +66,7 @@ class Accounting:
                                  day=quota_day(now, plan.timezone),
                                  deadline=now + settings.hold_timeout_s + plan.max_execution_s, instance=self.instance)
         try:
-            decision = await self.guard.store.reserve(request)
+            decision = await self.guard.store.admit(request, rate)
         except StoreUnavailable as exc:
             if settings.on_store_error == "deny":
                 raise Refusal(503, "store_unavailable", f"cannot account for this prompt: {exc}", retry_after=5) \
@@ -84,6 +88,8 @@ class Accounting:
 
     @staticmethod
     def _refusal(decision, seconds: float) -> Refusal:
+        if decision.reason == "rate_limited":
+            return rate_limited(decision.retry_after)
         if decision.reason == "concurrency_limit":
             return Refusal(429, "concurrency_limit", f"you already have {decision.active} prompts queued or running; "
                            "wait for one to finish", retry_after=5, extra={"active": decision.active})

@@ -20,7 +20,7 @@ from ..paths import (
     tenant_root,
     virtual_subfolder,
 )
-from ..records import Principal
+from ..records import Principal, RateLimit
 from ..refusal import Refusal
 from . import http, media
 
@@ -33,7 +33,7 @@ async def upload(guard, request: web.Request, handler, principal: Principal) -> 
     if principal.is_admin or not hasattr(image, "file"):
         return await handler(request)
     tenant = principal.tenant
-    await guard.rate_limit(f"upload:{tenant}", guard.plan_of(principal).uploads_per_minute)
+    await guard.rate_limit(RateLimit.per_minute(f"upload:{tenant}", guard.plan_of(principal).uploads_per_minute))
     name = _refuse_path(lambda: clean_name(image.filename))
     if "/" in name:
         raise Refusal(400, "invalid_filename", "the uploaded file name may not contain folders")
@@ -77,12 +77,18 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
     path = PurePosixPath(_refuse_path(lambda: clean_name(subfolder or ""))) / name
     sub, name = ("" if str(path.parent) == "." else str(path.parent)), path.name
     root = guard.folders[folder]
+    real_sub = f"{tenant_root(tenant)}/{sub}".rstrip("/") if tenant is not None else sub
+    if tenant is not None and folder != "temp":
+        try:  # the tenant's own file by the name it uses: found without asking the output index
+            if contained(root, f"{real_sub}/{name}", tenant).is_file():
+                return folder, real_sub, name
+        except PathRefused:
+            pass
     if tenant is None or await guard.store.output_owner(folder, sub, name) == tenant:
         _refuse_path(lambda: contained(root, str(path)))
         return folder, sub, name
     if folder == "temp":
         raise Refusal(404, "not_found", "no such preview among yours")
-    real_sub = f"{tenant_root(tenant)}/{sub}".rstrip("/")
     _refuse_path(lambda: contained(root, f"{real_sub}/{name}", tenant))
     return folder, real_sub, name
 
@@ -124,6 +130,11 @@ async def object_info(guard, request: web.Request, handler, principal: Principal
 
 
 def _replace_options(entry: list, names: list[str]) -> None:
+    """Put the tenant's names into a combo, in whichever shape ComfyUI answered (told apart by shape, not version):
+    `[[names], {...}]` (classic nodes) or `["COMBO", {"options": [names], ...}]` (V3 schema nodes); the other fields
+    (upload flags, `multiselect`, ...) stay as they are. An entry of another shape is left alone."""
+    if not isinstance(entry, list) or not entry:
+        return
     if isinstance(entry[0], list):
         entry[0] = names
     elif len(entry) > 1 and isinstance(entry[1], dict) and "options" in entry[1]:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..catalogue import Catalogue
 from ..paths import PathRefused, contained
-from ..records import Principal
+from ..records import Principal, RateLimit
 from ..refusal import Refusal, node_refusal
 from ..workflow import Outcome, apply_policy
 from . import http
@@ -18,14 +18,18 @@ from . import http
 async def post_prompt(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
     catalogue = await node_catalogue(guard, request)  # before the body is read: it clones the request
     plan = None if principal.is_admin else guard.plan_of(principal)
-    if plan is not None:
-        await guard.rate_limit(f"prompt:{principal.tenant}", plan.prompts_per_minute)
-    body = await http.json_body(request)
-    outcome = apply_policy(body, principal, plan, catalogue, guard.settings.model_routing)
-    await check_files_on_disk(guard, principal, outcome)
-    # Ownership and the hold first: ComfyUI's worker may start the prompt before this handler returns.
-    await guard.record_owner(outcome.prompt_id, principal.tenant)
-    await guard.accounting.admit(principal, outcome.prompt_id, outcome.body, catalogue)
+    limit = None if plan is None else RateLimit.per_minute(f"prompt:{principal.tenant}", plan.prompts_per_minute)
+    try:
+        body = await http.json_body(request)
+        outcome = apply_policy(body, principal, plan, catalogue, guard.settings.model_routing)
+        await check_files_on_disk(guard, principal, outcome)
+    except Refusal:
+        if limit is not None:  # a refused workflow counts against the tenant's rate like an admitted one
+            await guard.rate_limit(limit)
+        raise
+    # Rate limit, ownership and the hold before ComfyUI sees it: its worker may start the prompt before this
+    # handler returns. One store transaction on SQLite.
+    await guard.accounting.admit(principal, outcome.prompt_id, outcome.body, catalogue, limit)
     http.replace_json_body(request, outcome.body)
     response = await handler(request)
     if response.status != 200:

@@ -9,6 +9,7 @@ from ..records import (
     ApiKey,
     LedgerEntry,
     QuotaDecision,
+    RateLimit,
     RefreshToken,
     Reservation,
     ReserveRequest,
@@ -28,6 +29,10 @@ class Conflict(ValueError):
 
 class Store(Protocol):
     description: str
+
+    async def identity_version(self) -> object | None:
+        """A value that changes whenever tenants, accounts, API keys or revoked tokens change, by any process;
+        None when the backend cannot tell more cheaply than by looking the credential up (nothing is cached)."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the backend does not answer."""
@@ -75,6 +80,11 @@ class Store(Protocol):
     async def reserve(self, request: ReserveRequest) -> QuotaDecision:
         """Atomic and idempotent on prompt_id: refuses when the tenant has max_active prompts held, or when
         used + held + seconds would exceed a non-negative limit; otherwise holds the seconds."""
+
+    async def admit(self, request: ReserveRequest, rate: RateLimit | None = None) -> QuotaDecision:
+        """What admitting a tenant's prompt takes, as few round trips (SQLite: one transaction) as the backend
+        allows: the rate limit (refused: reason rate_limited with retry_after, nothing else recorded), the
+        prompt's ownership, then `reserve`."""
 
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
                      now: float | None = None) -> Reservation | None:

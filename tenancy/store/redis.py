@@ -69,6 +69,7 @@ from ..records import (
     ApiKey,
     LedgerEntry,
     QuotaDecision,
+    RateLimit,
     RefreshToken,
     Reservation,
     ReserveRequest,
@@ -255,6 +256,10 @@ class RedisStore:
     def _calls(self) -> _Calls:
         return _Calls(self)
 
+    async def identity_version(self) -> None:
+        """Asking Redis whether anything changed costs the round trip a lookup costs: nothing is cached."""
+        return None
+
     async def ping(self) -> None:
         async with self._calls():
             await self.redis.ping()
@@ -393,11 +398,11 @@ class RedisStore:
     # ownership -------------------------------------------------------------------------------------
     async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
         async with self._calls():
-            await self.redis.set(f"tn:prompt:{prompt_id}", tenant or "")
+            await self.redis.set(_prompt_key(prompt_id), tenant or "")
 
     async def prompt_owner(self, prompt_id: str) -> str | None:
         async with self._calls():
-            return await self.redis.get(f"tn:prompt:{prompt_id}")
+            return await self.redis.get(_prompt_key(prompt_id))
 
     async def index_output(self, folder: str, subfolder: str, filename: str, tenant: str | None,
                            prompt_id: str) -> None:
@@ -411,12 +416,24 @@ class RedisStore:
 
     # admission -----------------------------------------------------------------------------------------
     async def reserve(self, request: ReserveRequest) -> QuotaDecision:
+        return await self._reserve(request)
+
+    async def admit(self, request: ReserveRequest, rate: RateLimit | None = None) -> QuotaDecision:
+        """Two round trips: the rate limit, then ownership and the reservation together (the prompt's owner
+        key lives outside the tenant's slot, so the three cannot be one script)."""
+        if rate is not None:
+            wait = await self.rate_limit(rate.key, rate.interval_s, rate.burst, request.now)
+            if wait > 0:
+                return QuotaDecision.rate_limited(wait, request.limit)
+        return await self._reserve(request, (("SET", _prompt_key(request.prompt_id), request.tenant),))
+
+    async def _reserve(self, request: ReserveRequest, before: tuple = ()) -> QuotaDecision:
         r = request
         reply = await self._script(
             RESERVE, _admission_keys(r.tenant, r.prompt_id),
             [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
              repr(float(r.deadline)), r.instance, _now(r.now)],
-            before=(("SADD", ADMISSION, r.tenant),))
+            before=(*before, ("SADD", ADMISSION, r.tenant)))
         allowed, reason, used, held, active, replay = reply
         return QuotaDecision(bool(allowed), reason, float(used), float(held), r.limit, active, replay=bool(replay))
 
@@ -506,6 +523,10 @@ def _tenant_key(tenant: str, name: str) -> str:
 def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
     """The keys reserve.lua and settle.lua touch, all in the tenant's slot."""
     return [_tenant_key(tenant, name) for name in (f"res:{prompt_id}", "usage", "active", "ledger")]
+
+
+def _prompt_key(prompt_id: str) -> str:
+    return f"tn:prompt:{prompt_id}"
 
 
 def _output_key(folder: str, subfolder: str, filename: str) -> str:

@@ -17,6 +17,7 @@ from ..records import (
     ApiKey,
     LedgerEntry,
     QuotaDecision,
+    RateLimit,
     RefreshToken,
     Reservation,
     ReserveRequest,
@@ -69,6 +70,7 @@ class SqliteStore:
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        self._identity_writes = 0
 
     def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         try:
@@ -93,6 +95,15 @@ class SqliteStore:
                 self.db.execute("ROLLBACK")
             raise
 
+    def _identity_write(self, sql: str, args: tuple) -> sqlite3.Cursor:
+        """A change to who may do what (tenants, accounts, keys, revoked tokens): cached principals are stale."""
+        self._identity_writes += 1
+        return self._run(sql, args)
+
+    async def identity_version(self) -> tuple[int, int]:
+        # data_version moves when another connection (another process) commits; our own writes count above.
+        return self._identity_writes, self._one("PRAGMA data_version")[0]
+
     async def ping(self) -> None:
         self._one("SELECT 1")
 
@@ -102,8 +113,8 @@ class SqliteStore:
     # tenants and accounts ------------------------------------------------------------------------
     async def put_tenant(self, tenant: Tenant, *, create: bool) -> None:
         verb = "INSERT" if create else "REPLACE"
-        self._run(f"{verb} INTO tenants (id, plan, status, tags) VALUES (?, ?, ?, ?)",
-                  (tenant.id, tenant.plan, tenant.status, json.dumps(list(tenant.tags))))
+        self._identity_write(f"{verb} INTO tenants (id, plan, status, tags) VALUES (?, ?, ?, ?)",
+                             (tenant.id, tenant.plan, tenant.status, json.dumps(list(tenant.tags))))
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         row = self._one("SELECT id, plan, status, tags FROM tenants WHERE id = ?", (tenant_id,))
@@ -114,8 +125,10 @@ class SqliteStore:
 
     async def put_account(self, account: Account, *, create: bool) -> None:
         verb = "INSERT" if create else "REPLACE"
-        self._run(f"{verb} INTO accounts (username, tenant, role, password_hash, disabled) VALUES (?, ?, ?, ?, ?)",
-                  (account.username, account.tenant, account.role, account.password_hash, int(account.disabled)))
+        self._identity_write(f"{verb} INTO accounts (username, tenant, role, password_hash, disabled) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             (account.username, account.tenant, account.role, account.password_hash,
+                              int(account.disabled)))
 
     async def get_account(self, username: str) -> Account | None:
         row = self._one("SELECT username, tenant, role, password_hash, disabled FROM accounts WHERE username = ?",
@@ -130,10 +143,10 @@ class SqliteStore:
 
     # API keys ------------------------------------------------------------------------------------
     async def put_key(self, key: ApiKey) -> None:
-        self._run("INSERT INTO api_keys (key_id, tenant, role, name, secret_hash, created, expires, revoked) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (key.key_id, key.tenant, key.role, key.name, key.secret_hash, key.created, key.expires,
-                   int(key.revoked)))
+        self._identity_write("INSERT INTO api_keys (key_id, tenant, role, name, secret_hash, created, expires, "
+                             "revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (key.key_id, key.tenant, key.role, key.name, key.secret_hash, key.created, key.expires,
+                              int(key.revoked)))
 
     async def get_key(self, key_id: str) -> ApiKey | None:
         row = self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
@@ -146,7 +159,7 @@ class SqliteStore:
         return [_key(r) for r in rows]
 
     async def revoke_key(self, key_id: str) -> bool:
-        return self._run("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", (key_id,)).rowcount > 0
+        return self._identity_write("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", (key_id,)).rowcount > 0
 
     # refresh tokens --------------------------------------------------------------------------------
     async def put_refresh(self, token: RefreshToken) -> None:
@@ -177,15 +190,14 @@ class SqliteStore:
         self._run("INSERT OR IGNORE INTO revoked_families (family) VALUES (?)", (family,))
 
     async def revoke_jti(self, jti: str, expires: float) -> None:
-        self._run("INSERT OR IGNORE INTO revoked_jti (jti, expires) VALUES (?, ?)", (jti, expires))
+        self._identity_write("INSERT OR IGNORE INTO revoked_jti (jti, expires) VALUES (?, ?)", (jti, expires))
 
     async def jti_revoked(self, jti: str) -> bool:
         return self._one("SELECT 1 FROM revoked_jti WHERE jti = ?", (jti,)) is not None
 
     # ownership -------------------------------------------------------------------------------------
     async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
-        self._run("INSERT OR REPLACE INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?)",
-                  (prompt_id, tenant, now))
+        self._run(OWN_PROMPT, (prompt_id, tenant, now))
 
     async def prompt_owner(self, prompt_id: str) -> str | None:
         row = self._one("SELECT tenant FROM prompts WHERE prompt_id = ?", (prompt_id,))
@@ -213,33 +225,45 @@ class SqliteStore:
 
     # admission -----------------------------------------------------------------------------------------
     async def reserve(self, request: ReserveRequest) -> QuotaDecision:
-        r = request
-        now = time.time() if r.now is None else r.now
+        now = time.time() if request.now is None else request.now
         with self._transaction():
-            previous = self._one("SELECT allowed, reason FROM reservations WHERE prompt_id = ?", (r.prompt_id,))
-            used, held = self._one("SELECT COALESCE(SUM(used), 0), COALESCE(SUM(held), 0) FROM usage "
-                                   "WHERE tenant = ? AND day = ?", (r.tenant, r.day))
-            active = self._one("SELECT COUNT(*) FROM holds WHERE tenant = ?", (r.tenant,))[0]
-            if previous is not None:
-                return QuotaDecision(bool(previous[0]), previous[1], used, held, r.limit, active, replay=True)
-            if active >= r.max_active:
-                reason = "concurrency_limit"
-            elif r.limit >= 0 and used + held + r.seconds > r.limit:
-                reason = "quota_exceeded"
-            else:
-                reason = "ok"
-            allowed = reason == "ok"
-            self._run("INSERT INTO reservations (prompt_id, tenant, seconds, day, deadline, instance, state, actual, "
-                      "outcome, allowed, reason) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?)",
-                      (r.prompt_id, r.tenant, r.seconds, r.day, r.deadline, r.instance,
-                       "held" if allowed else "refused", int(allowed), reason))
-            if allowed:
-                self._run("INSERT INTO holds (tenant, prompt_id) VALUES (?, ?)", (r.tenant, r.prompt_id))
-                self._run("INSERT INTO usage (tenant, day, used, held) VALUES (?, ?, 0, ?) "
-                          "ON CONFLICT (tenant, day) DO UPDATE SET held = held + excluded.held",
-                          (r.tenant, r.day, r.seconds))
-                self._ledger(now, r.tenant, r.prompt_id, "reserve", r.seconds, r.day, "")
-                held, active = held + r.seconds, active + 1
+            return self._reserve(request, now)
+
+    async def admit(self, request: ReserveRequest, rate: RateLimit | None = None) -> QuotaDecision:
+        now = time.time() if request.now is None else request.now
+        with self._transaction():  # one commit for all three: each commit is a write to the WAL on the request path
+            if rate is not None:
+                wait = self._gcra(rate.key, rate.interval_s, rate.burst, now)
+                if wait > 0:
+                    return QuotaDecision.rate_limited(wait, request.limit)
+            self._run(OWN_PROMPT, (request.prompt_id, request.tenant, now))
+            return self._reserve(request, now)
+
+    def _reserve(self, r: ReserveRequest, now: float) -> QuotaDecision:
+        previous = self._one("SELECT allowed, reason FROM reservations WHERE prompt_id = ?", (r.prompt_id,))
+        used, held = self._one("SELECT COALESCE(SUM(used), 0), COALESCE(SUM(held), 0) FROM usage "
+                               "WHERE tenant = ? AND day = ?", (r.tenant, r.day))
+        active = self._one("SELECT COUNT(*) FROM holds WHERE tenant = ?", (r.tenant,))[0]
+        if previous is not None:
+            return QuotaDecision(bool(previous[0]), previous[1], used, held, r.limit, active, replay=True)
+        if active >= r.max_active:
+            reason = "concurrency_limit"
+        elif r.limit >= 0 and used + held + r.seconds > r.limit:
+            reason = "quota_exceeded"
+        else:
+            reason = "ok"
+        allowed = reason == "ok"
+        self._run("INSERT INTO reservations (prompt_id, tenant, seconds, day, deadline, instance, state, actual, "
+                  "outcome, allowed, reason) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?)",
+                  (r.prompt_id, r.tenant, r.seconds, r.day, r.deadline, r.instance,
+                   "held" if allowed else "refused", int(allowed), reason))
+        if allowed:
+            self._run("INSERT INTO holds (tenant, prompt_id) VALUES (?, ?)", (r.tenant, r.prompt_id))
+            self._run("INSERT INTO usage (tenant, day, used, held) VALUES (?, ?, 0, ?) "
+                      "ON CONFLICT (tenant, day) DO UPDATE SET held = held + excluded.held",
+                      (r.tenant, r.day, r.seconds))
+            self._ledger(now, r.tenant, r.prompt_id, "reserve", r.seconds, r.day, "")
+            held, active = held + r.seconds, active + 1
         return QuotaDecision(allowed, reason, used, held, r.limit, active)
 
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
@@ -291,17 +315,20 @@ class SqliteStore:
         return [LedgerEntry(*row) for row in self._run(sql + " ORDER BY id", args)]
 
     async def rate_limit(self, key: str, interval_s: float, burst: int, now: float | None = None) -> float:
-        now = time.time() if now is None else now
-        tolerance = interval_s * max(burst - 1, 0)
         with self._transaction():
-            row = self._one("SELECT tat FROM rate WHERE key = ?", (key,))
-            tat = max(row[0] if row else now, now)
-            if tat - now > tolerance:
-                return tat - now - tolerance
-            self._run("INSERT OR REPLACE INTO rate (key, tat) VALUES (?, ?)", (key, tat + interval_s))
+            return self._gcra(key, interval_s, burst, time.time() if now is None else now)
+
+    def _gcra(self, key: str, interval_s: float, burst: int, now: float) -> float:
+        tolerance = interval_s * max(burst - 1, 0)
+        row = self._one("SELECT tat FROM rate WHERE key = ?", (key,))
+        tat = max(row[0] if row else now, now)
+        if tat - now > tolerance:
+            return tat - now - tolerance
+        self._run("INSERT OR REPLACE INTO rate (key, tat) VALUES (?, ?)", (key, tat + interval_s))
         return 0.0
 
 
+OWN_PROMPT = "INSERT OR REPLACE INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?)"
 PRUNE_AFTER_S = 7 * 86400  # settled reservations, old prompts and expired refresh tokens are kept a week
 _RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome"
 _KEY_COLUMNS = "key_id, tenant, role, name, secret_hash, created, expires, revoked"

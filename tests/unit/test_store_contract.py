@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tenancy.records import Account, ApiKey, RefreshToken, ReserveRequest, Tenant, Usage
+from tenancy.records import Account, ApiKey, RateLimit, RefreshToken, ReserveRequest, Tenant, Usage
 from tenancy.store import Conflict, StoreUnavailable, open_store
 from tenancy.store.redis import RedisStore
 from tenancy.store.sqlite import SqliteStore
@@ -361,6 +361,50 @@ async def test_gcra_matches_the_reference_arithmetic(store):
         else:
             expected, tat = 0.0, expected_tat + interval
         assert await store.rate_limit("upload:acme", interval, burst, now=now) == expected
+
+
+@contract
+async def test_admit_applies_the_rate_limit_then_owns_and_reserves(store):
+    rate = RateLimit("rl:prompt:acme", 60.0, 2)
+    first = await store.admit(hold("p1", now=1000.0), rate)
+    assert first.allowed and first.reason == "ok" and first.held == 10.0
+    assert await store.prompt_owner("p1") == "acme"
+    assert (await store.admit(hold("p2", now=1000.0), rate)).allowed
+    throttled = await store.admit(hold("p3", now=1030.0), rate)
+    assert (throttled.allowed, throttled.reason, throttled.retry_after) == (False, "rate_limited", 30.0)
+    assert await store.prompt_owner("p3") is None  # refused before anything was recorded
+    assert sorted(h.prompt_id for h in await store.holds("acme")) == ["p1", "p2"]
+    refused = await store.admit(hold("p4", 95.0, now=1060.0), rate)
+    assert (refused.allowed, refused.reason) == (False, "quota_exceeded")  # the quota still applies
+    assert (await store.admit(hold("p5", now=2000.0))).allowed  # no rate limit given: none applied
+
+
+@contract
+async def test_identity_version_moves_with_every_identity_change_from_any_store_object(store):
+    if await store.identity_version() is None:
+        return  # this backend offers no cheap version: nothing may be cached
+    other = SqliteStore(store.path)  # another connection, as another process would have
+    try:
+        await store.put_tenant(Tenant("acme", "basic"), create=True)
+        seen = await store.identity_version()
+        await store.admit(hold("p1"))
+        await store.own_prompt("p2", "acme", NOW)
+        assert await store.identity_version() == seen  # admission is not an identity change
+        changes = [
+            lambda s, n: s.put_tenant(Tenant("acme", "basic", ("disabled", "active")[n]), create=False),
+            lambda s, n: s.put_account(Account(f"ann{n}", "acme", "member", "h"), create=True),
+            lambda s, n: s.put_key(ApiKey(f"k{n}", "acme", "member", "ci", "h", NOW)),
+            lambda s, n: s.revoke_key(f"k{n}"),
+            lambda s, n: s.revoke_jti(f"j{n}", NOW + 60),
+        ]
+        for change in changes:
+            for n, writer in enumerate((store, other)):
+                await change(writer, n)
+                version = await store.identity_version()
+                assert version != seen
+                seen = version
+    finally:
+        await other.close()
 
 
 # races --------------------------------------------------------------------------------------------------------

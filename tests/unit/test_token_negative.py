@@ -625,3 +625,42 @@ def test_jwt_minted_for_an_api_key_since_expired_is_refused(env):
 @pytest.mark.parametrize("tenant", [{"id": TENANT}, [TENANT]])
 def test_external_token_with_non_string_tenant_claim_is_refused(ext_env, idp_keys, tenant):
     refused("invalid_token", ext_env.auth.from_access_token, idp_token(idp_keys.private, idp_claims(tenant=tenant)))
+
+
+# -- accepted credentials are remembered, never past a change -----------------------------------------------------
+
+@pytest.mark.parametrize("change", ["revoke_key", "disable_tenant"])
+def test_an_accepted_key_is_refused_at_once_after_a_change_by_another_process(env, change):
+    """The authenticator remembers accepted credentials; a change made through another connection (the CLI,
+    another ComfyUI on the same file) must still be seen on the very next request."""
+    auth = env.auth
+    key, record = run(accounts.create_key(env.store, TENANT, "ci"))
+    assert run(auth.from_api_key(key)).tenant == TENANT
+    assert run(auth.from_api_key(key)).tenant == TENANT  # remembered
+    other = SqliteStore(env.base / "tenancy.db")
+    try:
+        if change == "revoke_key":
+            run(other.revoke_key(record.key_id))
+        else:
+            run(accounts.update_tenant(other, TENANT, env.config.plans, status="disabled"))
+    finally:
+        run(other.close())
+    refused("key_revoked" if change == "revoke_key" else "tenant_disabled", auth.from_api_key, key)
+
+
+def test_a_remembered_token_is_refused_after_logout_and_a_key_after_it_expires(env):
+    auth = env.auth
+    token, claims = identity.mint_access(env.settings, "account:alice", TENANT, "member")
+    assert run(auth.from_access_token(token)) == run(auth.from_access_token(token))
+    run(env.store.revoke_jti(claims["jti"], claims["exp"]))
+    refused("token_revoked", auth.from_access_token, token)
+    key, _ = run(accounts.create_key(env.store, TENANT, "ci", expires_in_s=60))
+    assert run(auth.from_api_key(key))
+    refused("key_expired", auth.from_api_key, key, now=time.time() + 3600)
+
+
+def test_a_token_remembered_as_a_header_is_not_reused_as_a_cookie(env):
+    auth = env.auth
+    token, _ = identity.mint_access(env.settings, "account:alice", TENANT, "member")
+    assert run(auth.from_access_token(token)).via == "jwt"
+    assert run(auth.from_access_token(token, via="cookie")).via == "cookie"  # cookies need the same-origin check
