@@ -4,9 +4,9 @@ surface that confines it (or straight to ComfyUI when the route needs no confine
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -14,8 +14,8 @@ from ..audit import AuditLog
 from ..config import Config
 from ..identity import Authenticator, Refused, split_api_key, token_settings
 from ..metrics import Metrics, TimedStore
-from ..records import ANONYMOUS, Principal
-from ..refusal import Refusal
+from ..records import ANONYMOUS, Principal, RateLimit
+from ..refusal import Refusal, rate_limited
 from ..routes import PUBLIC, allowed, normalise, normalise_overrides, route_class
 from ..store import Store, StoreUnavailable
 from . import http
@@ -26,6 +26,7 @@ Surface = Callable[[web.Request, Handler, Principal], Awaitable[web.StreamRespon
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CREDENTIAL_ROUTES = ("/tenancy/login", "/tenancy/token", "/tenancy/refresh", "/api/tenancy/")
 PRINCIPAL_KEY = "tenancy.principal"
+LOGIN_PAGE = "/tenancy/login"
 
 
 class Guard:
@@ -57,8 +58,7 @@ class Guard:
         pattern = self.route_pattern(request)
         cls, _ = route_class(request.method, pattern, self.route_overrides)
         response = await self._guarded(request, handler, pattern, cls)
-        self.metrics.requests.labels(cls, str(response.status),
-                                     self.metrics.tenant_label(request.get(PRINCIPAL_KEY, ANONYMOUS).tenant)).inc()
+        self.metrics.count_request(cls, response.status, request.get(PRINCIPAL_KEY, ANONYMOUS).tenant)
         return response
 
     async def _guarded(self, request: web.Request, handler: Handler, pattern: str | None,
@@ -77,11 +77,11 @@ class Guard:
         except StoreUnavailable as exc:
             return self.refuse(request, ANONYMOUS, Refusal(503, "store_unavailable", str(exc), retry_after=5))
         if not principal.authenticated and pattern and normalise(pattern) == "/" and http.wants_html(request):
-            raise web.HTTPFound("/tenancy/login")  # a browser without a session: the login page, not the editor
+            raise web.HTTPFound(LOGIN_PAGE)  # a browser without a session: the login page, not the editor
         if not allowed(cls, principal.authenticated, principal.is_admin):
             if not principal.authenticated:
-                if http.wants_html(request):
-                    raise web.HTTPFound("/tenancy/login")
+                if http.wants_html(request):  # back to this page after signing in
+                    raise web.HTTPFound(f"{LOGIN_PAGE}?next={quote(request.rel_url.path_qs, safe='')}")
                 return await self._unauthenticated(request, Refusal(401, "unauthenticated",
                                                                     "log in or send `Authorization: Bearer <key>`"))
             return self.refuse(request, principal, Refusal(403, "admin_only", "this route is for operators"))
@@ -116,13 +116,13 @@ class Guard:
         return self.refuse(request, ANONYMOUS, refusal)
 
     async def limit_ip(self, request: web.Request) -> None:
-        await self.rate_limit(f"ip:{request.remote}", self.settings.ip_requests_per_minute)
+        await self.rate_limit(RateLimit.per_minute(f"ip:{request.remote}", self.settings.ip_requests_per_minute))
 
-    async def rate_limit(self, key: str, per_minute: float, burst: int = 5) -> None:
+    async def rate_limit(self, limit: RateLimit) -> None:
         """GCRA in the store (shared by every instance); a Refusal with the exact Retry-After when over."""
-        wait = await self.store.rate_limit(f"rl:{key}", 60.0 / per_minute, burst)
+        wait = await self.store.rate_limit(limit.key, limit.interval_s, limit.burst)
         if wait > 0:
-            raise Refusal(429, "rate_limited", f"too many requests; retry in {wait:.1f} s", retry_after=wait)
+            raise rate_limited(wait)
 
     def route_pattern(self, request: web.Request) -> str | None:
         """The matched route's pattern; None when nothing matched."""
@@ -172,10 +172,6 @@ class Guard:
         if owner is not None:
             self.owners[prompt_id] = owner
         return owner
-
-    async def record_owner(self, prompt_id: str, tenant: str | None) -> None:
-        self.owners[prompt_id] = tenant or ""
-        await self.store.own_prompt(prompt_id, tenant, time.time())
 
     def top_level_inputs(self) -> list[str]:
         root = self.folders["input"]

@@ -36,6 +36,13 @@ def same_origin(request: web.Request) -> bool:
     return urlsplit(origin).netloc == request.host
 
 
+def safe_next(value: str | None) -> str:
+    """Only a path on this site: never another host (`//x`, `/\\x`, `https://x`)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or not value.isprintable():
+        return "/"
+    return value
+
+
 async def json_body(request: web.Request) -> Any:
     try:
         return await request.json()

@@ -26,6 +26,7 @@ from aiohttp import web
 from ..config import ExternalIdentity
 from ..records import TENANT_ID
 from ..refusal import Refusal
+from . import http
 from .guard import Guard
 from .tenancy_routes import TenancyApi
 
@@ -95,7 +96,7 @@ class OidcFlow:
             return _back_to_login(exc.code)
         verifier = secrets.token_urlsafe(64)
         flow = {"state": secrets.token_urlsafe(24), "nonce": secrets.token_urlsafe(24), "verifier": verifier,
-                "next": safe_next(request.rel_url.query.get("next")), "redirect": self.redirect_url(request),
+                "next": http.safe_next(request.rel_url.query.get("next")), "redirect": self.redirect_url(request),
                 "exp": int(time.time()) + FLOW_TTL_S}
         query = {"response_type": "code", "client_id": self.external.client_id, "redirect_uri": flow["redirect"],
                  "scope": " ".join(self.external.scopes or ["openid"]), "state": flow["state"],
@@ -276,13 +277,6 @@ def unseal(secret: bytes, token: str, now: float | None = None) -> dict | None:
     if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
         return None
     return data if data["exp"] >= (time.time() if now is None else now) else None
-
-
-def safe_next(value: str | None) -> str:
-    """Only a path on this site: never another host (`//x`, `/\\x`, `https://x`)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or not value.isprintable():
-        return "/"
-    return value
 
 
 def _back_to_login(code: str) -> web.Response:

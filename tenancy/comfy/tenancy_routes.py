@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import identity, signed
 from ..admission import quota_day
 from ..identity import Refused
-from ..records import Principal
+from ..records import Principal, RateLimit
 from ..refusal import Refusal
 from ..routes import TABLE, route_class
 from . import http
@@ -58,7 +58,8 @@ class TenancyApi:
         parts = identity.split_api_key(str(body.get("api_key", "")))
         account = str(body.get("username") or (parts[0] if parts else ""))
         # Per IP these routes are limited by the middleware (ip_requests_per_minute); per account, strictly.
-        await self.guard.rate_limit(f"login-account:{account}", self.guard.settings.auth.login_attempts_per_minute)
+        per_minute = self.guard.settings.auth.login_attempts_per_minute
+        await self.guard.rate_limit(RateLimit.per_minute(f"login-account:{account}", per_minute))
         if body.get("api_key"):
             try:
                 principal = await self.guard.auth.from_api_key(str(body["api_key"]))
@@ -123,10 +124,13 @@ class TenancyApi:
 
     # -- browser session -----------------------------------------------------------------------------------
     async def login(self, request: web.Request) -> web.Response:
+        """Sets the session cookies; `next` in the answer is where the login page goes then: the `next` it sent
+        when that is a path on this site (never another host: no open redirect), otherwise the editor."""
         body = await _body(request)
         subject, tenant, role = await self._check_credentials(request, body)
         issued = await self._issue(subject, tenant, role)
-        response = web.json_response({"tenant": tenant, "role": role, "expires_in": issued["expires_in"]})
+        response = web.json_response({"tenant": tenant, "role": role, "expires_in": issued["expires_in"],
+                                      "next": http.safe_next(str(body.get("next") or ""))})
         self._set_cookies(request, response, issued)
         self.guard.audit.record(tenant=tenant, principal=subject, ip=request.remote, route="POST /tenancy/login",
                                 decision="allow")

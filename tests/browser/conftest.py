@@ -158,6 +158,24 @@ class Browser:
               .catch((e) => done({error: String(e)}));
         """, workflow, settle_s)
 
+    def editor_error_text(self, needle: str, timeout: float = 15) -> str:
+        """The text in which the editor itself shows a refused prompt's reason (`needle`), wherever this frontend
+        puts it: older ones open an error dialog; newer ones (1.4x) show an error overlay whose "View details" opens
+        the Errors panel, with each item's reason behind its info button."""
+        return self.wait(lambda: self.js("""
+            const needle = arguments[0];
+            const found = (selector) => Array.from(document.querySelectorAll(selector))
+              .map((e) => e.innerText).find((t) => t.includes(needle));
+            const shown = found('.p-dialog') ?? found('[id^="execution-item-detail-"]');
+            if (shown) return shown;
+            document.querySelectorAll('[aria-controls^="execution-item-detail-"][aria-expanded="false"]')
+              .forEach((b) => b.click());
+            if (!document.querySelector('[aria-controls^="execution-item-detail-"]'))
+              Array.from(document.querySelectorAll('button')).find((b) => b.innerText.trim() === 'View details')
+                ?.click();
+            return null;
+        """, needle), timeout, "the editor's own error display shows no reason")
+
     def status(self) -> dict:
         return self.js("const el = document.getElementById('tenancy-status');"
                        "return el ? Object.assign({text: el.innerText}, el.dataset) : null;")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 import requests
 
@@ -57,6 +59,38 @@ def test_wrong_password_is_refused_with_a_message_then_throttled(browsers, opera
     browser.wait(lambda: not browser.find("#submit").get_attribute("disabled"), 15)
     assert "too many" in browser.find("#error").text
     assert browser.path.startswith("/tenancy/login")
+
+
+def test_login_page_goes_to_next_only_when_it_is_on_this_site(browsers, comfyui, operator, web_a):
+    created = operator.post(f"/tenancy/admin/tenants/{web_a.id}/members",
+                            json={"username": "web-a-next", "password": PASSWORD})
+    assert created.status_code in (201, 409), created.text
+    browser = browsers()
+    browser.open("/tenancy/login?next=" + quote("/tenancy/me?from=login", safe=""))
+    browser.sign_in("web-a-next", PASSWORD)
+    browser.wait(lambda: browser.path == "/tenancy/me?from=login", 30, f"not sent to next: {browser.path}")
+    assert '"web-a"' in browser.find("body").text
+    # Signed in, the login page forwards at once (the refresh cookie): to `next` only when it is a path here.
+    for bad in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/\t/evil.example", "/\n/evil.example",
+                "javascript:alert(1)"):
+        browser.open("/tenancy/login?next=" + quote(bad, safe=""))
+        browser.wait(lambda: browser.path == "/", 30, f"next={bad!r} led to {browser.driver.current_url}")
+    # The server checks `next` again and answers where to go.
+    for sent, expected in (("/tenancy/admin", "/tenancy/admin"), ("//evil.example", "/"), ("/\t/evil.example", "/")):
+        answer = requests.post(f"{comfyui.url}/tenancy/login", timeout=30,
+                               json={"username": "web-a-next", "password": PASSWORD, "next": sent})
+        assert answer.status_code == 200 and answer.json()["next"] == expected, (sent, answer.text)
+
+
+def test_a_page_opened_without_a_session_comes_back_after_login(browsers, operator, web_a):
+    created = operator.post(f"/tenancy/admin/tenants/{web_a.id}/members",
+                            json={"username": "web-a-back", "password": PASSWORD})
+    assert created.status_code in (201, 409), created.text
+    browser = browsers()
+    browser.open("/tenancy/me?from=guard")
+    browser.wait(lambda: browser.path.startswith("/tenancy/login?next="), 30, f"not sent to login: {browser.path}")
+    browser.sign_in("web-a-back", PASSWORD)
+    browser.wait(lambda: browser.path == "/tenancy/me?from=guard", 30, f"not sent back: {browser.path}")
 
 
 def test_logout_from_the_menu_ends_the_session(browsers, comfyui, web_a):

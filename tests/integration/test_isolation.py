@@ -126,6 +126,37 @@ def test_object_info_combos_list_only_own_files(tenant_a, tenant_b):
     assert not any(name.startswith("tenants/") for name in a_files + b_files)
 
 
+
+def combo_names(entry: list) -> list:
+    """The names a combo offers, in either shape: `[[names], {...}]` or `["COMBO", {"options": [names]}]`."""
+    return entry[0] if isinstance(entry[0], list) else entry[1]["options"]
+
+
+def without_names(info: dict, name: str) -> dict:
+    """A node's /object_info entry with the names of combo `name` taken out: what must not differ per caller."""
+    info = json.loads(json.dumps(info))
+    entry = info["input"]["required"][name]
+    if isinstance(entry[0], list):
+        entry[0] = None
+    else:
+        entry[1]["options"] = None
+    return info
+
+
+@pytest.mark.parametrize(("node", "name", "source"), [
+    ("LoadImage", "image", PORTRAIT), ("LoadAudio", "audio", FIXTURES / "media" / "speech_en_16k.wav")])
+def test_object_info_file_combos_keep_comfyuis_shape(operator, tenant_a, tenant_b, node, name, source):
+    """Older ComfyUI lists files as `[[names], {...}]`, newer V3 nodes (LoadAudio) as `["COMBO", {"options": ...}]`
+    next to `input_order`, upload flags and more: a tenant gets exactly ComfyUI's shape, with its own names in it."""
+    own = f"only-a-{uuid.uuid4().hex[:6]}{source.suffix}"
+    assert tenant_a.upload_image(source, name=own).status_code == 200
+    bare = operator.get(f"/object_info/{node}").json()[node]
+    seen_a = tenant_a.get(f"/object_info/{node}").json()[node]
+    seen_b = tenant_b.get("/api/object_info").json()[node]
+    assert own in combo_names(seen_a["input"]["required"][name])
+    assert own not in combo_names(seen_b["input"]["required"][name])
+    assert without_names(seen_a, name) == without_names(bare, name) == without_names(seen_b, name)
+
 def test_user_data_is_per_tenant(tenant_a, tenant_b):
     path = "/userdata/workflows%2Fsecret.json"
     assert tenant_a.post(path, data=b'{"a": 1}', headers={"comfy-user": "default"}).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -43,8 +44,12 @@ def test_anonymous_callers_get_401_on_every_non_public_route(anonymous, live_rou
 
 
 def test_anonymous_browser_is_sent_to_the_login_page(anonymous):
-    response = anonymous.get("/queue", headers={"Accept": "text/html"}, allow_redirects=False)
-    assert response.status_code == 302 and response.headers["Location"] == "/tenancy/login"
+    response = anonymous.get("/queue?x=1", headers={"Accept": "text/html"}, allow_redirects=False)
+    location = urlsplit(response.headers["Location"])
+    assert response.status_code == 302 and location.path == "/tenancy/login"
+    assert parse_qs(location.query) == {"next": ["/queue?x=1"]}  # back to that page after login
+    editor = anonymous.get("/", headers={"Accept": "text/html"}, allow_redirects=False)
+    assert editor.status_code == 302 and editor.headers["Location"] == "/tenancy/login"
     assert anonymous.get("/tenancy/login").status_code == 200
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from tenancy.comfy.admin_api import read_audit
-from tenancy.comfy.oidc import configured, pkce_challenge, safe_next, seal, unseal
+from tenancy.comfy.http import safe_next
+from tenancy.comfy.oidc import configured, pkce_challenge, seal, unseal
 from tenancy.config import ExternalIdentity
 
 SECRET = b"k" * 32
