@@ -33,6 +33,17 @@ def timed(call) -> float:
     return elapsed
 
 
+def drained(client: ComfyClient, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queue = client.get("/queue").json()
+        if not queue["queue_running"] and not queue["queue_pending"]:
+            time.sleep(1.0)  # the last prompt's history, previews and settlement
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{client.url}: the queue did not drain in {timeout} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
@@ -50,14 +61,18 @@ def main() -> None:
             uploads = {name: c.upload_image(PORTRAIT).json() for name, c in clients.items()}
             views = {name: {"filename": u["name"], "subfolder": u["subfolder"], "type": u["type"]}
                      for name, u in uploads.items()}
-            for client in clients.values():  # warm-up: catalogue, caches, connections
+            for name, client in clients.items():  # warm-up: catalogue, caches, connections
                 for _ in range(20):
                     client.queue(TRIVIAL)
-                    client.get("/view", params=views["bare" if client is clients["bare"] else "guarded"])
+                    client.get("/view", params=views[name])
             samples = {(name, route): [] for name in clients for route in ("prompt", "view")}
-            for _ in range(args.requests):
+            for _ in range(args.requests):  # each request alternates between the servers: drift hits both alike
                 for name, client in clients.items():
                     samples[(name, "prompt")].append(timed(lambda c=client: c.queue(TRIVIAL)))
+            for client in clients.values():  # the prompts' execution (and accounting) is over before /view
+                drained(client)
+            for _ in range(args.requests):
+                for name, client in clients.items():
                     samples[(name, "view")].append(timed(lambda c=client, n=name: c.get("/view", params=views[n])))
         finally:
             bare.stop()

@@ -20,7 +20,18 @@ LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 
 def quota_day(now: float, timezone: str) -> str:
     """The calendar day (YYYY-MM-DD) a reservation made at `now` is charged to."""
-    return dt.datetime.fromtimestamp(now, ZoneInfo(timezone)).strftime("%Y-%m-%d")
+    start, end, day = _DAYS.get(timezone, (0.0, 0.0, ""))
+    if start <= now < end:
+        return day
+    zone = ZoneInfo(timezone)
+    local = dt.datetime.fromtimestamp(now, zone)
+    midnight = dt.datetime.combine(local.date(), dt.time(), zone)
+    following = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), zone)
+    _DAYS[timezone] = (midnight.timestamp(), following.timestamp(), local.strftime("%Y-%m-%d"))
+    return _DAYS[timezone][2]
+
+
+_DAYS: dict[str, tuple[float, float, str]] = {}  # time zone -> the last day asked for: [start, end) and its name
 
 
 def speech_seconds(text: str, rates: Mapping[str, float] = DEFAULT_SPEAKING_RATE) -> float:

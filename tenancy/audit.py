@@ -1,6 +1,6 @@
 """Who did what: one JSON line per decision in a rotating file; credentials are never written.
 
-The request path only serialises the entry and queues it; a background thread writes and rotates the file.
+The request path only queues the entry; a background thread redacts, serialises, writes and rotates.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class AuditLog:
         atexit.register(self.close)
 
     def record(self, **entry: Any) -> None:
-        entry = {"time": round(time.time(), 3), **{k: redact(k, v) for k, v in entry.items() if v is not None}}
-        self.lines.put(json.dumps(entry, default=str, separators=(",", ":")))
+        """Queue an entry (its values are not changed afterwards); redacted and serialised by the writer."""
+        self.lines.put((round(time.time(), 3), entry))
 
     def flush(self) -> None:
         """Wait until everything recorded so far is on disk."""
@@ -46,12 +46,22 @@ class AuditLog:
             self.writer.join(10)
 
     def _write(self) -> None:
-        while (line := self.lines.get()) is not _STOP:
-            if isinstance(line, threading.Event):
-                line.set()
+        while (item := self.lines.get()) is not _STOP:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                line = _line(*item)
+            except (TypeError, ValueError, RecursionError):  # an entry that cannot be serialised: not the log
+                logging.getLogger("tenancy").exception("[tenancy] audit entry dropped")
                 continue
             self.file.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
         self.file.close()
+
+
+def _line(when: float, entry: dict[str, Any]) -> str:
+    entry = {"time": when, **{k: redact(k, v) for k, v in entry.items() if v is not None}}
+    return json.dumps(entry, default=str, separators=(",", ":"))
 
 
 def redact(key: str, value: Any) -> Any:

@@ -240,12 +240,9 @@ class SqliteStore:
             return self._reserve(request, now)
 
     def _reserve(self, r: ReserveRequest, now: float) -> QuotaDecision:
-        previous = self._one("SELECT allowed, reason FROM reservations WHERE prompt_id = ?", (r.prompt_id,))
-        used, held = self._one("SELECT COALESCE(SUM(used), 0), COALESCE(SUM(held), 0) FROM usage "
-                               "WHERE tenant = ? AND day = ?", (r.tenant, r.day))
-        active = self._one("SELECT COUNT(*) FROM holds WHERE tenant = ?", (r.tenant,))[0]
-        if previous is not None:
-            return QuotaDecision(bool(previous[0]), previous[1], used, held, r.limit, active, replay=True)
+        earlier, earlier_reason, used, held, active = self._one(RESERVE_STATE, (r.prompt_id, r.tenant, r.day))
+        if earlier is not None:
+            return QuotaDecision(bool(earlier), earlier_reason, used, held, r.limit, active, replay=True)
         if active >= r.max_active:
             reason = "concurrency_limit"
         elif r.limit >= 0 and used + held + r.seconds > r.limit:
@@ -328,6 +325,12 @@ class SqliteStore:
         return 0.0
 
 
+# What a reservation decides on, in one statement: an earlier decision for the prompt, usage, held prompts.
+RESERVE_STATE = """SELECT (SELECT allowed FROM reservations WHERE prompt_id = ?1),
+    (SELECT reason FROM reservations WHERE prompt_id = ?1),
+    COALESCE((SELECT SUM(used) FROM usage WHERE tenant = ?2 AND day = ?3), 0),
+    COALESCE((SELECT SUM(held) FROM usage WHERE tenant = ?2 AND day = ?3), 0),
+    (SELECT COUNT(*) FROM holds WHERE tenant = ?2)"""
 OWN_PROMPT = "INSERT OR REPLACE INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?)"
 PRUNE_AFTER_S = 7 * 86400  # settled reservations, old prompts and expired refresh tokens are kept a week
 _RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome"
