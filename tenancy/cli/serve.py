@@ -61,6 +61,9 @@ def _gpu_available() -> bool:
 
 
 def _run_foreground(command: list[str], env: dict, cwd) -> int:
+    # A shell that starts us in the background leaves SIGINT ignored, and ComfyUI would inherit that: take
+    # Ctrl-C back so it stops us (and, forwarded, ComfyUI) wherever we were started from.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Own process group: Ctrl-C reaches only us, and we forward exactly one SIGINT.
     child = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))

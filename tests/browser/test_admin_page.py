@@ -21,8 +21,7 @@ def admin_page(browsers):
     browser.open("/tenancy/admin")
     browser.wait(lambda: browser.path.startswith("/tenancy/login"), 30, "the admin page opened without a session")
     browser.sign_in("operator", PASSWORD)
-    browser.wait(lambda: browser.path == "/", 60)
-    browser.open("/tenancy/admin")
+    browser.wait(lambda: browser.path == "/tenancy/admin", 60, "signing in did not return to the admin page")
     browser.wait(lambda: browser.js("return document.body.dataset.ready === '1'"), 30, "the admin page did not load")
     return browser
 
