@@ -39,16 +39,15 @@ Replication is asynchronous, so a failover can lose the same. Treat the ledger e
 and reconcile it against ComfyUI's history when a Redis host crashed.
 A plain `kill` or restart of redis-server loses nothing (the AOF is flushed on shutdown).
 
-Decisions travel on one connection per store (`_Lane`): scripts called while a round trip is in flight are
-sent together in the next one, so concurrent requests share round trips. Everything else uses the pool.
-Connection errors and timeouts (`timeout`, per call or per round trip) raise StoreUnavailable; the next call
-reconnects, so the store recovers by itself when Redis is back.
+Decisions travel on one connection per store, spoken directly (`redis_lane.Lane`: concurrent callers pipeline,
+one watchdog bounds every round trip). Everything else uses redis-py's pool, each call bounded by `timeout`.
+Connection errors and timeouts raise StoreUnavailable; the next call reconnects, so the store recovers by
+itself when Redis is back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -77,6 +76,7 @@ from ..records import (
     Usage,
 )
 from .protocol import Conflict, StoreUnavailable
+from .redis_lane import Lane, pack, pack_arguments
 
 try:
     from asyncio import timeout as _deadline
@@ -98,6 +98,13 @@ class _Script:
         self.name = name
         self.source = (LUA / f"{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self.load = pack([("SCRIPT", "LOAD", self.source)])
+
+        self.evalsha = pack_arguments(("EVALSHA", self.sha))  # the same for every call
+
+    def call(self, keys: list[str], args: list) -> bytes:
+        """EVALSHA with these keys and arguments, in RESP."""
+        return b"*%d\r\n" % (3 + len(keys) + len(args)) + self.evalsha + pack_arguments((len(keys), *keys, *args))
 
 
 RESERVE, SETTLE, GCRA, USE_REFRESH = (_Script(n) for n in ("reserve", "settle", "gcra", "use_refresh"))
@@ -133,125 +140,18 @@ class _Calls:
         raise failure from exc
 
 
-class _Lane:
-    """The connection that carries every decision. A caller that finds it idle does its round trip inline (no
-    task, no future: the sequential case costs one round trip); callers arriving meanwhile queue up and go out
-    together in the next round trip, which a worker task sends and reads (auto-pipelining). A queued caller that
-    gives up never leaves the connection half-read: the worker reads its reply and drops it."""
-
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
-        self.connection = None
-        self.busy = False
-        self.waiting: list[tuple[list[tuple], asyncio.Future]] = []
-        self.worker: asyncio.Task | None = None
-
-    async def call(self, commands: list[tuple]) -> list:
-        """Send the commands back to back; their replies in order, an error reply as a ResponseError value."""
-        if self.busy:
-            future = asyncio.get_running_loop().create_future()
-            self.waiting.append((commands, future))
-            return await future
-        self.busy = True
-        try:
-            return await self._exchange(commands)
-        finally:
-            if self.waiting:
-                self.worker = asyncio.create_task(self._drain())
-            else:
-                self.busy = False
-
-    async def _drain(self) -> None:
-        batch: list = []
-        try:
-            while self.waiting:
-                batch, self.waiting = self.waiting, []
-                try:
-                    replies = await self._exchange([command for commands, _ in batch for command in commands])
-                except Exception as exc:  # this batch fails; the next one reconnects
-                    self._fail(batch, exc)
-                    continue
-                at = 0
-                for sent, future in batch:
-                    if not future.done():
-                        future.set_result(replies[at:at + len(sent)])
-                    at += len(sent)
-        except asyncio.CancelledError:  # the store is closing
-            self._fail(batch + self.waiting, StoreUnavailable(f"{self.store.description}: closed"))
-            self.waiting = []
-            raise
-        finally:
-            self.worker, self.busy = None, False
-
-    @staticmethod
-    def _fail(batch: list, error: BaseException) -> None:
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(error)
-
-    async def _exchange(self, commands: list[tuple]) -> list:
-        try:
-            async with _deadline(self.store.timeout):
-                return await self._send_and_read(commands)
-        except BaseException as exc:
-            if self.connection is not None:  # a reply may be half-read: start afresh
-                await self.connection.disconnect(nowait=True)
-            failure = _failure(self.store.description, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-
-    async def _send_and_read(self, commands: list[tuple]) -> list:
-        if self.connection is None:
-            self.connection = await self.store.redis.connection_pool.get_connection()
-        connection = self.connection
-        packed = _resp(commands)
-        for attempt in (1, 2):
-            try:
-                await connection.send_packed_command(packed, check_health=False)
-                replies = [await _reply(connection)]
-                break
-            except RedisConnectionError:
-                # the server closed this connection since the last call (restart, idle timeout): send once more
-                await connection.disconnect(nowait=True)
-                if attempt == 2:
-                    raise
-        for _ in commands[1:]:
-            replies.append(await _reply(connection))
-        return replies
-
-
-def _resp(commands: list[tuple]) -> bytes:
-    """Commands (of str and int arguments) in RESP, the wire format: redis-py's general packer costs more."""
-    out = []
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            data = str(arg).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-async def _reply(connection) -> object:
-    try:
-        return await connection.read_response()
-    except ResponseError as error:  # an error reply: the connection is still in step
-        return error
-
-
 class RedisStore:
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
         parts = urlparse(url)
         self.description = f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}/" \
                            f"{parts.path.strip('/') or '0'}"
         self.timeout = timeout
-        # socket_timeout stays None: a deadline per call (per round trip for decisions) bounds reads and writes
-        # more cheaply than redis-py's own (a task per write); one immediate retry replaces a connection the
-        # server closed.
+        # socket_timeout stays None: a deadline per call bounds reads and writes more cheaply than redis-py's
+        # own (a task per write); one immediate retry replaces a connection the server closed.
         self.redis = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=None, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1), health_check_interval=0)
-        self.lane = _Lane(self)
+        self.lane = Lane(self.redis.connection_pool, self.description, timeout)
 
     def _calls(self) -> _Calls:
         return _Calls(self)
@@ -268,26 +168,32 @@ class RedisStore:
         """Nothing to do: every Redis key that can go stale carries its own expiry."""
 
     async def close(self) -> None:
-        worker = self.lane.worker
-        if worker is not None:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+        await self.lane.close()
         await self.redis.aclose()
 
     async def _script(self, script: _Script, keys: list[str], args: list, before: tuple = ()):
         """EVALSHA, loading the script on NOSCRIPT. `before`: commands sent ahead of it in the same round trip."""
-        commands = [*before, ("EVALSHA", script.sha, len(keys), *keys, *args)]
+        packed, count = script.call(keys, args), len(before) + 1
+        if before:
+            packed = pack(before) + packed
         for _attempt in range(2):
-            replies = await self.lane.call(commands)
-            for reply in replies:
-                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
-                    raise _failure(self.description, reply) from None
-            if not isinstance(replies[-1], NoScriptError):
-                return replies[-1]
-            (loaded,) = await self.lane.call([("SCRIPT", "LOAD", script.source)])
-            if isinstance(loaded, Exception):
-                raise _failure(self.description, loaded) from None
+            try:
+                replies = await self.lane.call(packed, count)
+                if not isinstance(replies[-1], Exception):  # the usual case: nothing to look at
+                    return replies[-1]
+                for reply in replies:
+                    if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                        raise reply
+                if not isinstance(replies[-1], NoScriptError):
+                    return replies[-1]
+                (loaded,) = await self.lane.call(script.load, 1)
+                if isinstance(loaded, Exception):
+                    raise loaded
+            except Exception as exc:
+                failure = _failure(self.description, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
         raise NoScriptError(f"{script.name}.lua is not loaded after SCRIPT LOAD")
 
     # tenants and accounts ------------------------------------------------------------------------

@@ -601,6 +601,34 @@ def test_a_hung_redis_times_out_and_the_same_store_recovers(tmp_path):
 
 
 @pytest.mark.redis
+def test_a_url_with_a_password_and_a_database_is_honoured_by_every_call(tmp_path):
+    server = RedisServer(tmp_path / "redis", password="s3cret").start()
+    url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+
+    async def scenario():
+        store = RedisStore(url)
+        wrong = RedisStore(url.replace("s3cret", "wrong"))
+        try:
+            assert (await store.reserve(hold("p1"))).allowed  # a decision: the store's own connection
+            await store.own_prompt("p1", "acme", NOW)  # redis-py's pool
+            assert await store.prompt_owner("p1") == "acme"
+            with pytest.raises(StoreUnavailable):
+                await wrong.reserve(hold("p2"))
+        finally:
+            await store.close()
+            await wrong.close()
+
+    try:
+        asyncio.run(scenario())
+        with redis.Redis.from_url(url) as client:
+            assert client.exists("tn:{acme}:res:p1", "tn:prompt:p1") == 2
+        with redis.Redis.from_url(url.replace("/3", "/0")) as client:
+            assert client.dbsize() == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.redis
 def test_callers_that_give_up_do_not_disturb_the_replies_of_others(redis_server):
     """Decisions share one connection; a cancelled caller's reply is read and dropped, never handed on."""
 

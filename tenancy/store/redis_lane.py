@@ -1,0 +1,191 @@
+"""The connection that carries every Redis admission decision, spoken directly: commands go out as RESP, hiredis
+parses the replies, and each caller's future is resolved by the replies that come back for its commands.
+
+Redis answers one connection's commands in the order they were sent, so a call is: write its commands, append
+one waiting entry, await it. A call on an idle connection is written at once; while replies are outstanding,
+the commands of one turn of the event loop leave together in one send, and one read can carry the replies of
+many callers (concurrent callers pipeline by themselves). A caller that gives up leaves its
+entry in place: its replies are read and dropped, never handed to the next caller.
+
+One watchdog timer per connection bounds every round trip by the store's timeout: when the oldest entry has
+waited that long the connection is dropped and every waiting caller fails with a timeout; the next call opens
+a new connection. That costs nothing per call (no deadline object, no timer per round trip).
+
+Opening a connection takes the host, port or socket path, TLS context, credentials and database from the
+redis-py client's connection pool, so URLs mean the same here as for every other call of the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import hiredis
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# error replies redis-py gives their own class (the store tells "try again elsewhere" from a refused command)
+_ERRORS = {"NOSCRIPT": NoScriptError, "READONLY": ReadOnlyError, "LOADING": BusyLoadingError,
+           "NOAUTH": AuthenticationError, "WRONGPASS": AuthenticationError}
+
+
+class _Wire(asyncio.Protocol):
+    def __init__(self, description: str, timeout: float) -> None:
+        self.description = description
+        self.timeout = timeout
+        self.reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError)
+        self.waiting: deque[list] = deque()  # [future, replies expected, replies so far, sent at]
+        self.transport: asyncio.Transport | None = None
+        self.outgoing: list[bytes] = []
+        self.closed: BaseException | None = None
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+
+    # asyncio.Protocol ------------------------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        try:
+            while (reply := self.reader.gets()) is not False:
+                if isinstance(reply, ResponseError):
+                    reply = _typed(reply)
+                entry = self.waiting[0]
+                entry[2].append(reply)
+                if len(entry[2]) == entry[1]:
+                    self.waiting.popleft()
+                    if not entry[0].done():
+                        entry[0].set_result(entry[2])
+        except (hiredis.ProtocolError, IndexError) as exc:  # not Redis speaking, or a reply nobody asked for
+            self.drop(RedisConnectionError(f"{self.description}: {exc!r}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.drop(RedisConnectionError(f"{self.description}: connection closed"
+                                       + (f" ({exc})" if exc else "")))
+
+    # calls ------------------------------------------------------------------------------------------------
+    def send(self, packed: bytes, replies: int) -> asyncio.Future:
+        """Send the packed commands; the future gets their replies."""
+        if self.closed is not None:
+            raise self.closed
+        future = self.loop.create_future()
+        if self.outgoing:  # more of this turn's commands: they leave together
+            self.outgoing.append(packed)
+        elif self.waiting:  # replies outstanding: gather this turn's commands into one write at its end
+            self.outgoing.append(packed)
+            self.loop.call_soon(self._flush)
+        else:  # the connection is idle: no reason to wait
+            self.transport.write(packed)
+        now = self.loop.time()
+        self.waiting.append([future, replies, [], now])
+        if self.watchdog is None:
+            self.watchdog = self.loop.call_at(now + self.timeout, self._watch)
+        return future
+
+    def _flush(self) -> None:
+        if self.closed is None and self.outgoing:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing = []
+
+    def _watch(self) -> None:
+        self.watchdog = None
+        if not self.waiting or self.closed is not None:
+            return
+        oldest = self.waiting[0][3]
+        if self.loop.time() - oldest >= self.timeout:
+            self.drop(RedisTimeoutError(f"{self.description}: no reply within {self.timeout:g} s"))
+        else:
+            self.watchdog = self.loop.call_at(oldest + self.timeout, self._watch)
+
+    def drop(self, error: BaseException) -> None:
+        """Close the connection; every caller still waiting fails with `error`."""
+        if self.closed is None:
+            self.closed = error
+            if self.transport is not None:
+                self.transport.abort()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        while self.waiting:
+            future = self.waiting.popleft()[0]
+            if not future.done():
+                future.set_exception(self.closed)
+
+
+class Lane:
+    """Opens the wire when needed (again after a failure) and makes calls on it."""
+
+    def __init__(self, pool, description: str, timeout: float) -> None:
+        self.pool = pool
+        self.description = description
+        self.timeout = timeout
+        self.wire: _Wire | None = None
+        self.opening: asyncio.Future | None = None
+
+    async def call(self, packed: bytes, count: int) -> list:
+        """Send `count` packed commands; their replies in order, an error reply as a ResponseError value."""
+        wire = self.wire
+        if wire is None or wire.closed is not None:
+            wire = await self._open()
+        return await wire.send(packed, count)
+
+    async def close(self) -> None:
+        if self.wire is not None:
+            self.wire.drop(RedisConnectionError(f"{self.description}: closed"))
+            self.wire = None
+
+    async def _open(self) -> _Wire:
+        if self.opening is None or self.opening.done():  # callers arriving meanwhile wait for the same one
+            self.opening = asyncio.ensure_future(asyncio.wait_for(self._connect(), self.timeout))
+        self.wire = await asyncio.shield(self.opening)
+        return self.wire
+
+    async def _connect(self) -> _Wire:
+        settings = self.pool.make_connection()  # redis-py's reading of the URL: never connected itself
+        loop = asyncio.get_running_loop()
+        factory = lambda: _Wire(self.description, self.timeout)  # noqa: E731
+        if getattr(settings, "path", None):
+            _, wire = await loop.create_unix_connection(factory, settings.path)
+        else:
+            tls = settings.ssl_context.get() if hasattr(settings, "ssl_context") else None
+            _, wire = await loop.create_connection(factory, settings.host, settings.port, ssl=tls)
+        handshake = []
+        if settings.password:
+            handshake.append(("AUTH", *filter(None, (settings.username, settings.password))))
+        if settings.db:
+            handshake.append(("SELECT", settings.db))
+        try:
+            for reply in await wire.send(pack(handshake), len(handshake)) if handshake else ():
+                if isinstance(reply, Exception):
+                    raise reply
+        except BaseException as exc:  # a refused password, or the wait_for above gave up
+            wire.drop(RedisConnectionError(f"{self.description}: {exc!r}"))
+            raise
+        return wire
+
+
+def pack(commands: list[tuple]) -> bytes:
+    """Commands (of str and int arguments) in RESP, the wire format."""
+    return b"".join(b"*%d\r\n%s" % (len(command), pack_arguments(command)) for command in commands)
+
+
+def pack_arguments(arguments: tuple) -> bytes:
+    out = []
+    for argument in arguments:
+        data = str(argument).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _typed(error: ResponseError) -> ResponseError:
+    code, _, message = str(error).partition(" ")
+    kind = _ERRORS.get(code)
+    return error if kind is None else kind(message)
