@@ -48,8 +48,9 @@ def a_work(editor_a, editor_b):
         "3": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}})
     assert answer and answer.get("prompt_id"), answer
     prompt_id = answer["prompt_id"]
-    outputs = wait_until(lambda: editor_a.js("return app.nodeOutputs?.['3']?.images?.length"
-                                             " ? app.nodeOutputs : null"), 60, message="no preview arrived")
+    outputs = wait_until(lambda: editor_a.js("return app.nodeOutputs?.['2']?.images?.length"
+                                             " && app.nodeOutputs?.['3']?.images?.length ? app.nodeOutputs : null"),
+                         60, message="no preview or saved image arrived")
     editor_a.wait(lambda: "nothing queued" in editor_a.status()["text"], 30)
     editor_a.screenshot("editor")
     slow = editor_a.queue_api_workflow({"1": {"class_type": "TenancyTestSleep",
