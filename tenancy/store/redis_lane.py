@@ -145,6 +145,8 @@ class Lane:
     async def _open(self) -> _Wire:
         if self.opening is None or self.opening.done():  # callers arriving meanwhile wait for the same one
             self.opening = asyncio.ensure_future(asyncio.wait_for(self._connect(), self.timeout))
+            # its failure is reported to the callers waiting; if they all gave up, nobody else needs it
+            self.opening.add_done_callback(lambda done: done.cancelled() or done.exception())
         self.wire = await asyncio.shield(self.opening)
         return self.wire
 
