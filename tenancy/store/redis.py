@@ -99,7 +99,6 @@ class _Script:
         self.source = (LUA / f"{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self.load = pack([("SCRIPT", "LOAD", self.source)])
-
         self.evalsha = pack_arguments(("EVALSHA", self.sha))  # the same for every call
 
     def call(self, keys: list[str], args: list) -> bytes:
