@@ -103,19 +103,13 @@ def measure(open_store, work, count: int, concurrency: int, per_call: int, runs:
     return max(asyncio.run(once()) for _ in range(runs))
 
 
-def redis_benchmark(port: int, clients: int, requests: int, core: int, runs: int,
-                    call: tuple = ()) -> float:
-    """Requests per second of redis-benchmark calling a script by EVALSHA (default: a trivial one), best of
-    `runs`."""
+def redis_benchmark(port: int, clients: int, requests: int, core: int, call: tuple = ()) -> float:
+    """Requests per second of redis-benchmark calling a script by EVALSHA (default: a trivial one)."""
     call = call or (redis.Redis(port=port).script_load(TRIVIAL_SCRIPT), "0")
-    rates = []
-    for _ in range(runs):
-        out = subprocess.run(
-            ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients), "-P", "1", "-r", "64",
-             "--csv", "evalsha", *call], capture_output=True, text=True, check=True, preexec_fn=pin(core)).stdout
-        rows = list(csv.reader(io.StringIO(out)))
-        rates.append(float(rows[-1][1]))
-    return max(rates)
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients), "-P", "1", "-r", "64",
+         "--csv", "evalsha", *call], capture_output=True, text=True, check=True, preexec_fn=pin(core)).stdout
+    return float(list(csv.reader(io.StringIO(out)))[-1][1])
 
 
 def main() -> None:
@@ -168,12 +162,12 @@ def redis_rounds(url: str, port: int, n: int, c: int, core: int, runs: int) -> l
         rounds.append({
             "pairs 1": measure(lambda: RedisStore(url), pairs, n, 1, 2, 1),
             "gcra 1": measure(lambda: RedisStore(url), gcra, 2 * n, 1, 1, 1),
-            "bench 1": redis_benchmark(port, 1, 4 * n, core, 1),
+            "bench 1": redis_benchmark(port, 1, 4 * n, core),
             f"pairs {c}": measure(lambda: RedisStore(url), pairs, n, c, 2, 1),
             f"gcra {c}": measure(lambda: RedisStore(url), gcra, 2 * n, c, 1, 1),
-            f"bench {c}": redis_benchmark(port, c, 10 * n, core, 1),
+            f"bench {c}": redis_benchmark(port, c, 10 * n, core),
             # the same GCRA script and arguments from a C client
-            "bench gcra": redis_benchmark(port, 1, 4 * n, core, 1,
+            "bench gcra": redis_benchmark(port, 1, 4 * n, core,
                                           (GCRA.sha, "1", "tn:rate:bench:__rand_int__", "0.001", "1000", "")),
         })
     return rounds

@@ -178,8 +178,6 @@ class RedisStore:
         for _attempt in range(2):
             try:
                 replies = await self.lane.call(packed, count)
-                if not isinstance(replies[-1], Exception):  # the usual case: nothing to look at
-                    return replies[-1]
                 for reply in replies:
                     if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
                         raise reply

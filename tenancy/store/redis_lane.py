@@ -21,26 +21,17 @@ import asyncio
 from collections import deque
 
 import hiredis
-from redis.exceptions import (
-    AuthenticationError,
-    BusyLoadingError,
-    NoScriptError,
-    ReadOnlyError,
-    ResponseError,
-)
+from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-# error replies redis-py gives their own class (the store tells "try again elsewhere" from a refused command)
-_ERRORS = {"NOSCRIPT": NoScriptError, "READONLY": ReadOnlyError, "LOADING": BusyLoadingError,
-           "NOAUTH": AuthenticationError, "WRONGPASS": AuthenticationError}
 
 
 class _Wire(asyncio.Protocol):
     def __init__(self, description: str, timeout: float) -> None:
         self.description = description
         self.timeout = timeout
-        self.reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError)
+        # error replies become redis-py's exception classes (NoScriptError, ReadOnlyError, ...), as in redis-py
+        self.reader = hiredis.Reader(encoding="utf-8", replyError=BaseParser.parse_error)
         self.waiting: deque[list] = deque()  # [future, replies expected, replies so far, sent at]
         self.transport: asyncio.Transport | None = None
         self.outgoing: list[bytes] = []
@@ -56,8 +47,6 @@ class _Wire(asyncio.Protocol):
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:
-                if isinstance(reply, ResponseError):
-                    reply = _typed(reply)
                 entry = self.waiting[0]
                 entry[2].append(reply)
                 if len(entry[2]) == entry[1]:
@@ -185,9 +174,3 @@ def pack_arguments(arguments: tuple) -> bytes:
         data = str(argument).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
-
-
-def _typed(error: ResponseError) -> ResponseError:
-    code, _, message = str(error).partition(" ")
-    kind = _ERRORS.get(code)
-    return error if kind is None else kind(message)

@@ -629,6 +629,29 @@ def test_a_url_with_a_password_and_a_database_is_honoured_by_every_call(tmp_path
 
 
 @pytest.mark.redis
+def test_an_error_reply_to_a_command_sent_with_a_script_is_not_swallowed(redis_server):
+    """`reserve` indexes the tenant in the same round trip as its script: an error there must surface."""
+
+    async def scenario():
+        store = RedisStore(redis_server.url)
+        try:
+            assert (await store.reserve(hold("p0"))).allowed  # the script is loaded: its reply will be fine
+            await store.redis.set("tn:admission", "not a set")
+            with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+                await store.reserve(hold("p1"))
+        finally:
+            await store.close()
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushdb()
+    try:
+        asyncio.run(scenario())
+    finally:
+        with redis.Redis.from_url(redis_server.url) as client:
+            client.flushdb()
+
+
+@pytest.mark.redis
 def test_callers_that_give_up_do_not_disturb_the_replies_of_others(redis_server):
     """Decisions share one connection; a cancelled caller's reply is read and dropped, never handed on."""
 
