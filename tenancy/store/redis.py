@@ -22,9 +22,10 @@ Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always
     tn:{id}:families:revoked    set    revoked refresh-token families
 
 Redis Cluster: a script can only touch keys of one slot, so the global index `tn:admission` is not written by
-the scripts: `reserve` adds the tenant in the same round trip, in a pipeline command sent *before* its script.
-A crash between them can leave a tenant listed with nothing held (harmless), never a hold the reaper cannot
-find. The reaper (`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys
+the scripts: the first `reserve` of a tenant on a connection adds the tenant in the same round trip, in a
+pipeline command sent *before* its script (a new connection, perhaps to a restarted or failed-over server,
+adds it again). A crash between them can leave a tenant listed with nothing held (harmless), never a hold the
+reaper cannot find — unless someone deletes `tn:admission` alone while the connection stays up. The reaper (`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys
 share the `{id}` slot (small, rarely written). Idempotency is per tenant and prompt id (the reservation lives
 in the tenant's slot). The client here is a plain (non-cluster) redis-py client; the layout is what a cluster
 client needs. Like the SQLite store, reservations, usage, the ledger and ownership are kept indefinitely.
@@ -88,6 +89,7 @@ ADMISSION = "tn:admission"
 REFRESH_KEPT_S = 7 * 86400  # a used refresh token is still recognised (reuse revokes its family) this long
 JTI_MIN_TTL_S = 60  # clock skew between an instance's token check and Redis expiry
 LEDGER_PAGE = 1000
+PACKED_RATE_CALLS = 4096  # rate-limit calls kept packed (per-IP keys are many: the cache starts over when full)
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
 
 
@@ -151,6 +153,8 @@ class RedisStore:
             url, decode_responses=True, socket_timeout=None, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1), health_check_interval=0)
         self.lane = Lane(self.redis.connection_pool, self.description, timeout)
+        self._listed: tuple[object, set[str]] = (None, set())  # (connection, tenants it added to tn:admission)
+        self._rate_calls: dict[tuple, bytes] = {}
 
     def _calls(self) -> _Calls:
         return _Calls(self)
@@ -170,27 +174,36 @@ class RedisStore:
         await self.lane.close()
         await self.redis.aclose()
 
-    async def _script(self, script: _Script, keys: list[str], args: list, before: tuple = ()):
-        """EVALSHA, loading the script on NOSCRIPT. `before`: commands sent ahead of it in the same round trip."""
-        packed, count = script.call(keys, args), len(before) + 1
-        if before:
-            packed = pack(before) + packed
-        for _attempt in range(2):
-            try:
-                replies = await self.lane.call(packed, count)
+    async def _script(self, script: _Script, packed: bytes, before: tuple = (), listing: str = ""):
+        """A packed `script.call`, loading the script on NOSCRIPT. `before`: commands sent ahead of it in the same
+        round trip; `listing`: a tenant to add to the admission index first, unless this connection already did."""
+        try:
+            for _attempt in range(2):
+                wire = self.lane.wire
+                if wire is None or wire.closed is not None:
+                    wire = await self.lane.open_wire()
+                commands = before
+                if listing:
+                    if self._listed[0] is not wire:  # a new connection may reach a new (restarted) server
+                        self._listed = (wire, set())
+                    if listing not in self._listed[1]:
+                        commands = (*before, ("SADD", ADMISSION, listing))
+                replies = await wire.send(pack(commands) + packed if commands else packed, len(commands) + 1)
                 for reply in replies:
                     if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
                         raise reply
+                if listing and self._listed[0] is wire:
+                    self._listed[1].add(listing)
                 if not isinstance(replies[-1], NoScriptError):
                     return replies[-1]
-                (loaded,) = await self.lane.call(script.load, 1)
+                (loaded,) = await wire.send(script.load, 1)
                 if isinstance(loaded, Exception):
                     raise loaded
-            except Exception as exc:
-                failure = _failure(self.description, exc)
-                if failure is exc:
-                    raise
-                raise failure from exc
+        except Exception as exc:
+            failure = _failure(self.description, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
         raise NoScriptError(f"{script.name}.lua is not loaded after SCRIPT LOAD")
 
     # tenants and accounts ------------------------------------------------------------------------
@@ -277,8 +290,8 @@ class RedisStore:
             await pipe.execute()
 
     async def use_refresh(self, token_hash: str, now: float) -> tuple[str, RefreshToken | None]:
-        reply = await self._script(USE_REFRESH, [f"tn:{{id}}:refresh:{token_hash}", "tn:{id}:families:revoked"],
-                                   [repr(float(now))])
+        keys = [f"tn:{{id}}:refresh:{token_hash}", "tn:{id}:families:revoked"]
+        reply = await self._script(USE_REFRESH, USE_REFRESH.call(keys, [repr(float(now))]))
         if reply[0] == "invalid":
             return "invalid", None
         data = json.loads(reply[1])
@@ -333,17 +346,17 @@ class RedisStore:
     async def _reserve(self, request: ReserveRequest, before: tuple = ()) -> QuotaDecision:
         r = request
         reply = await self._script(
-            RESERVE, _admission_keys(r.tenant, r.prompt_id),
-            [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
-             repr(float(r.deadline)), r.instance, _now(r.now)],
-            before=(*before, ("SADD", ADMISSION, r.tenant)))
+            RESERVE, RESERVE.call(_admission_keys(r.tenant, r.prompt_id),
+                                  [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
+                                   repr(float(r.deadline)), r.instance, _now(r.now)]),
+            before=before, listing=r.tenant)
         allowed, reason, used, held, active, replay = reply
         return QuotaDecision(bool(allowed), reason, float(used), float(held), r.limit, active, replay=bool(replay))
 
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
                      now: float | None = None) -> Reservation | None:
-        reply = await self._script(SETTLE, _admission_keys(tenant, prompt_id),
-                                   [prompt_id, repr(float(actual)), outcome, _now(now)])
+        reply = await self._script(SETTLE, SETTLE.call(_admission_keys(tenant, prompt_id),
+                                                       [prompt_id, repr(float(actual)), outcome, _now(now)]))
         if reply is None:
             return None
         seconds, day, deadline, instance = reply
@@ -415,8 +428,14 @@ class RedisStore:
             start = f"({page[-1][0]}"
 
     async def rate_limit(self, key: str, interval_s: float, burst: int, now: float | None = None) -> float:
-        reply = await self._script(GCRA, [f"tn:rate:{key}"], [repr(float(interval_s)), int(burst), _now(now)])
-        return float(reply)
+        call = (key, interval_s, burst, now)
+        packed = self._rate_calls.get(call)  # a limit's call is the same every time: packed once
+        if packed is None:
+            if len(self._rate_calls) >= PACKED_RATE_CALLS:
+                self._rate_calls.clear()
+            packed = self._rate_calls[call] = GCRA.call([f"tn:rate:{key}"],
+                                                        [repr(float(interval_s)), int(burst), _now(now)])
+        return float(await self._script(GCRA, packed))
 
 
 def _tenant_key(tenant: str, name: str) -> str:

@@ -119,12 +119,12 @@ class Lane:
         self.wire: _Wire | None = None
         self.opening: asyncio.Future | None = None
 
-    async def call(self, packed: bytes, count: int) -> list:
-        """Send `count` packed commands; their replies in order, an error reply as a ResponseError value."""
+    async def open_wire(self) -> _Wire:
+        """The connection to send on: the open one, else a new one."""
         wire = self.wire
         if wire is None or wire.closed is not None:
             wire = await self._open()
-        return await wire.send(packed, count)
+        return wire
 
     async def close(self) -> None:
         if self.wire is not None:
@@ -169,8 +169,13 @@ def pack(commands: list[tuple]) -> bytes:
 
 
 def pack_arguments(arguments: tuple) -> bytes:
+    """Bulk strings. Built as one str and encoded once: RESP lengths count bytes, which are characters only
+    while the text is ASCII; anything else takes the byte-wise path."""
     out = []
     for argument in arguments:
-        data = str(argument).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+        text = str(argument)
+        out.append(f"${len(text)}\r\n{text}\r\n")
+    packed = "".join(out)
+    if packed.isascii():
+        return packed.encode()
+    return b"".join(b"$%d\r\n%s\r\n" % (len(data), data) for data in (str(a).encode() for a in arguments))

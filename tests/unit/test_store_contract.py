@@ -630,7 +630,7 @@ def test_a_url_with_a_password_and_a_database_is_honoured_by_every_call(tmp_path
 
 @pytest.mark.redis
 def test_an_error_reply_to_a_command_sent_with_a_script_is_not_swallowed(redis_server):
-    """`reserve` indexes the tenant in the same round trip as its script: an error there must surface."""
+    """`reserve` indexes a new tenant in the same round trip as its script: an error there must surface."""
 
     async def scenario():
         store = RedisStore(redis_server.url)
@@ -638,7 +638,7 @@ def test_an_error_reply_to_a_command_sent_with_a_script_is_not_swallowed(redis_s
             assert (await store.reserve(hold("p0"))).allowed  # the script is loaded: its reply will be fine
             await store.redis.set("tn:admission", "not a set")
             with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-                await store.reserve(hold("p1"))
+                await store.reserve(hold("p1", tenant="globex"))
         finally:
             await store.close()
 
@@ -648,6 +648,34 @@ def test_an_error_reply_to_a_command_sent_with_a_script_is_not_swallowed(redis_s
         asyncio.run(scenario())
     finally:
         with redis.Redis.from_url(redis_server.url) as client:
+            client.flushdb()
+
+
+@pytest.mark.redis
+def test_each_connection_indexes_a_tenant_for_the_reaper_once(redis_server):
+    """The admission index is written once per tenant and connection; a new connection (perhaps to a restarted
+    or failed-over server) writes it again, so the reaper always finds the tenant's holds."""
+
+    async def scenario(client):
+        store = RedisStore(redis_server.url)
+        try:
+            await store.reserve(hold("p0"))
+            client.config_resetstat()
+            await store.reserve(hold("p1"))
+            assert "cmdstat_sadd" not in client.info("commandstats")
+            client.delete("tn:admission")  # as if the server behind the next connection had lost it
+            await store.lane.close()
+            await store.reserve(hold("p2"))
+            assert client.smembers("tn:admission") == {b"acme"}
+            assert {r.prompt_id for r in await store.expired_holds(now=NOW + 10_000)} == {"p0", "p1", "p2"}
+        finally:
+            await store.close()
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushdb()
+        try:
+            asyncio.run(scenario(client))
+        finally:
             client.flushdb()
 
 

@@ -7,12 +7,14 @@
 local function exact(x) return string.format('%.17g', x) end
 
 local day = ARGV[5]
-local usage = redis.call('HMGET', KEYS[2], day .. ':used', day .. ':held')
-local used, held = tonumber(usage[1] or '0'), tonumber(usage[2] or '0')
+local held_field = day .. ':held'
+local usage = redis.call('HMGET', KEYS[2], day .. ':used', held_field)
+local used_text, held_text = usage[1] or '0', usage[2] or '0'  -- as stored: %.17g already
+local used, held = tonumber(used_text), tonumber(held_text)
 local active = redis.call('ZCARD', KEYS[3])
 local previous = redis.call('HGET', KEYS[1], 'reason')
 if previous then
-  return {previous == 'ok' and 1 or 0, previous, exact(used), exact(held), active, 1}
+  return {previous == 'ok' and 1 or 0, previous, used_text, held_text, active, 1}
 end
 
 local seconds, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -25,7 +27,7 @@ end
 -- refusals are stored too, so a retried reserve replays the same refusal; settle adds actual and outcome
 if reason ~= 'ok' then
   redis.call('HSET', KEYS[1], 'state', 'refused', 'reason', reason)
-  return {0, reason, exact(used), exact(held), active, 0}
+  return {0, reason, used_text, held_text, active, 0}
 end
 redis.call('HSET', KEYS[1], 'seconds', ARGV[2], 'day', day, 'deadline', ARGV[6], 'instance', ARGV[7],
   'state', 'held', 'reason', reason)
@@ -35,9 +37,9 @@ if now == '' then
   local t = redis.call('TIME')
   now = exact(tonumber(t[1]) + tonumber(t[2]) / 1000000)
 end
-held = held + seconds
-redis.call('HSET', KEYS[2], day .. ':held', exact(held))
+held_text = exact(held + seconds)
+redis.call('HSET', KEYS[2], held_field, held_text)
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'time', now, 'prompt_id', ARGV[1], 'kind', 'reserve', 'seconds', ARGV[2],
   'day', day, 'outcome', '')
-return {1, reason, exact(used), exact(held), active + 1, 0}
+return {1, reason, used_text, held_text, active + 1, 0}
