@@ -106,6 +106,9 @@ class Auth:
                                  choices=("auto", "always", "never"))
     login_attempts_per_minute: float = setting(10.0, "login/token attempts per IP and per account",
                                                minimum=0.1)
+    other_process_changes_s: float = setting(
+        1.0, "SQLite store: longest time a change made by another process (the CLI, another ComfyUI on the same "
+        "file) takes to reach this one, e.g. a revoked key; 0 looks on every request", minimum=0, maximum=60)
     external: ExternalIdentity | None = setting(None, "external identity provider (JWKS-verified tokens)")
 
 

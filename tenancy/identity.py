@@ -223,7 +223,7 @@ class Authenticator:
         self._accepted: dict[str, tuple[Principal, float, object]] = {}  # credential -> (principal, until, version)
 
     async def _recall(self, credential: str, now: float) -> tuple[Principal | None, object]:
-        version = await self.store.identity_version()
+        version = self.store.identity_version()
         entry = self._accepted.get(credential) if version is not None else None
         if entry is not None and entry[2] == version and now < entry[1]:
             return entry[0], version

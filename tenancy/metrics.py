@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import Counter as Tally
 
@@ -86,8 +87,8 @@ class TimedStore:
 
     def __getattr__(self, name: str):
         attribute = getattr(self._store, name)
-        if not callable(attribute) or name.startswith("_"):
-            return attribute
+        if not inspect.iscoroutinefunction(attribute) or name.startswith("_"):
+            return attribute  # data, and local synchronous checks (identity_version): nothing to time
 
         async def timed(*args, **kwargs):
             start = time.perf_counter()

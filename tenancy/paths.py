@@ -22,6 +22,8 @@ MAX_NAME = 1024
 # Tokens ComfyUI substitutes in filename_prefix; they are not %-encodings.
 PREFIX_TOKENS = re.compile(r"%(width|height|year|month|day|hour|minute|second)%")
 PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+DRIVE = re.compile(r"[A-Za-z]:")
 
 
 class PathRefused(ValueError):
@@ -34,14 +36,14 @@ def clean_name(name: object, *, allow_tokens: bool = False) -> str:
         raise PathRefused(f"expected a file name, got {type(name).__name__}")
     if len(name) > MAX_NAME:
         raise PathRefused("name too long")
-    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
+    if CONTROL_OR_SURROGATE.search(name):
         raise PathRefused("control character or lone surrogate in name")
     if "\\" in name:
         raise PathRefused("backslash in name")
     text = PREFIX_TOKENS.sub("", name) if allow_tokens else name
     if PERCENT_ENCODED.search(text):
         raise PathRefused("%-encoded characters in name")
-    if name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name):
+    if name.startswith(("/", "~")) or DRIVE.match(name):
         raise PathRefused("absolute path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
@@ -113,36 +115,54 @@ def virtual_subfolder(tenant: str, subfolder: str) -> str | None:
     return None
 
 
-def contained(folder_root: Path, relative: str, tenant: str | None = None) -> Path:
+def contained(folder_root: Path | str, relative: str, tenant: str | None = None) -> str:
     """The real path of `relative` under `folder_root`, refusing anything that resolves (symlinks
     followed) outside `folder_root/tenants/<tenant>` (or outside `folder_root` when tenant is None)."""
+    return _contained(folder_root, relative, tenant)[0]
+
+
+def contained_file(folder_root: Path | str, relative: str, tenant: str | None = None) -> str | None:
+    """contained() when that is a regular file, else None (nothing there, or a folder)."""
+    target, mode = _contained(folder_root, relative, tenant)
+    if mode is None:  # resolved the slow way: not looked at yet
+        try:
+            mode = os.stat(target).st_mode
+        except OSError:
+            return None
+    return target if stat.S_ISREG(mode) else None
+
+
+def _contained(folder_root: Path | str, relative: str, tenant: str | None) -> tuple[str, int | None]:
+    """(real path, its lstat mode: 0 when missing, None when not looked at)."""
     root = os.fspath(folder_root)
     base = _real_base(root, tenant)
     prefix = tenant_root(tenant) + "/" if tenant is not None else ""
     start, rest = (base, relative[len(prefix):]) if prefix and relative.startswith(prefix) else \
         (_real_base(root, None), relative)
     # The slow way joins with pathlib, which drops empty and `.` parts: realpath mishandles `loop//x`.
-    target = _resolved_below(start, rest) or os.path.realpath(Path(root) / relative)
+    target, mode = _resolved_below(start, rest) or (os.path.realpath(Path(root) / relative), None)
     if target != base and not target.startswith(base.rstrip(os.sep) + os.sep):
         raise PathRefused("resolves outside the tenant's folder")
-    return Path(target)
+    return target, mode
 
 
-def _resolved_below(real_start: str, relative: str) -> str | None:
-    """What realpath(real_start/relative) gives, checking only the components below `real_start`; None when a
-    component needs realpath itself (a symlink, `.`, `..`, an empty part, an absolute name)."""
+def _resolved_below(real_start: str, relative: str) -> tuple[str, int] | None:
+    """What realpath(real_start/relative) gives, checking only the components below `real_start`, with the last
+    one's lstat mode (0: missing); None when a component needs realpath itself (a symlink, `.`, `..`, an empty
+    part, an absolute name)."""
     parts = relative.split("/")
     if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
         return None
-    path = real_start
+    path, mode = real_start, 0
     for part in parts:
         path = f"{path}/{part}"
         try:
-            if stat.S_ISLNK(os.lstat(path).st_mode):
-                return None
+            mode = os.lstat(path).st_mode
         except OSError:  # missing (or not a folder): realpath keeps the rest as written, and so do we
-            return f"{real_start}/{relative}"
-    return path
+            return f"{real_start}/{relative}", 0
+        if stat.S_ISLNK(mode):
+            return None
+    return path, mode
 
 
 @lru_cache(maxsize=4096)

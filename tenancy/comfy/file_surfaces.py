@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from aiohttp import web
 from multidict import MultiDict
@@ -15,6 +15,7 @@ from ..paths import (
     PathRefused,
     clean_name,
     contained,
+    contained_file,
     map_subfolder,
     split_annotation,
     tenant_root,
@@ -71,26 +72,29 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
     (previews in temp, outputs of nodes that ignore filename_prefix), which keep their real names."""
     if folder not in FOLDERS:
         raise Refusal(400, "invalid_type", f"type must be one of {', '.join(FOLDERS)}")
-    name = _refuse_path(lambda: clean_name(filename))
-    if not name:
-        raise Refusal(400, "missing_filename", "name the file with `filename`")
-    path = PurePosixPath(_refuse_path(lambda: clean_name(subfolder or ""))) / name
-    sub, name = ("" if str(path.parent) == "." else str(path.parent)), path.name
-    root = guard.folders[folder]
-    real_sub = f"{tenant_root(tenant)}/{sub}".rstrip("/") if tenant is not None else sub
-    if tenant is not None and folder != "temp":
-        try:  # the tenant's own file by the name it uses: found without asking the output index
-            if contained(root, f"{real_sub}/{name}", tenant).is_file():
-                return folder, real_sub, name
-        except PathRefused:
-            pass
-    if tenant is None or await guard.store.output_owner(folder, sub, name) == tenant:
-        _refuse_path(lambda: contained(root, str(path)))
-        return folder, sub, name
-    if folder == "temp":
-        raise Refusal(404, "not_found", "no such preview among yours")
-    _refuse_path(lambda: contained(root, f"{real_sub}/{name}", tenant))
-    return folder, real_sub, name
+    try:
+        name = clean_name(filename)
+        if not name:
+            raise Refusal(400, "missing_filename", "name the file with `filename`")
+        relative = f"{clean_name(subfolder or '')}/{name}".lstrip("/")
+        sub, _, name = relative.rpartition("/")
+        root = guard.folders[folder]
+        real_sub = f"{tenant_root(tenant)}/{sub}".rstrip("/") if tenant is not None else sub
+        if tenant is not None and folder != "temp":
+            try:  # the tenant's own file by the name it uses: found without asking the output index
+                if contained_file(root, f"{real_sub}/{name}", tenant):
+                    return folder, real_sub, name
+            except PathRefused:
+                pass
+        if tenant is None or await guard.store.output_owner(folder, sub, name) == tenant:
+            contained(root, relative)
+            return folder, sub, name
+        if folder == "temp":
+            raise Refusal(404, "not_found", "no such preview among yours")
+        contained(root, f"{real_sub}/{name}", tenant)
+        return folder, real_sub, name
+    except PathRefused as exc:
+        raise Refusal(403, PathRefused.reason, str(exc)) from None
 
 
 async def view(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:

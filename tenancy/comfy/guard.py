@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 from aiohttp import web
@@ -27,6 +28,23 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CREDENTIAL_ROUTES = ("/tenancy/login", "/tenancy/token", "/tenancy/refresh", "/api/tenancy/")
 PRINCIPAL_KEY = "tenancy.principal"
 LOGIN_PAGE = "/tenancy/login"
+KNOWN_ROUTES = 1024
+
+
+class Route(NamedTuple):
+    pattern: str | None  # the router's pattern; None when nothing matched
+    key: str  # the route table's key for it
+    cls: str  # public | tenant | admin
+    surface: Surface | None  # what confines the route for a tenant, if anything
+
+
+def route_pattern(resource) -> str | None:
+    if resource is None:
+        return None
+    canonical = resource.canonical
+    if isinstance(resource, web.StaticResource):
+        canonical = canonical.rstrip("/") + "/*"
+    return canonical  # sub-application routes carry their prefix already
 
 
 class Guard:
@@ -47,6 +65,7 @@ class Guard:
         self.surfaces: dict[tuple[str, str], Surface] = {}
         self.owners: dict[str, str] = {}  # prompt_id -> tenant ("" for admins): a cache of the store
         self.catalogue = None  # built on first need from ComfyUI's node definitions
+        self._routes: dict[tuple[str, object], Route] = {}
 
     @property
     def file_secret(self) -> bytes:
@@ -55,14 +74,13 @@ class Guard:
     # -- the middleware ------------------------------------------------------------------------------------
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        pattern = self.route_pattern(request)
-        cls, _ = route_class(request.method, pattern, self.route_overrides)
-        response = await self._guarded(request, handler, pattern, cls)
-        self.metrics.count_request(cls, response.status, request.get(PRINCIPAL_KEY, ANONYMOUS).tenant)
+        route = self.route(request)
+        response = await self._guarded(request, handler, route)
+        self.metrics.count_request(route.cls, response.status, request.get(PRINCIPAL_KEY, ANONYMOUS).tenant)
         return response
 
-    async def _guarded(self, request: web.Request, handler: Handler, pattern: str | None,
-                       cls: str) -> web.StreamResponse:
+    async def _guarded(self, request: web.Request, handler: Handler, route: Route) -> web.StreamResponse:
+        pattern, cls = route.pattern, route.cls
         try:
             if cls == PUBLIC and request.method == "POST" and (pattern or "").startswith(CREDENTIAL_ROUTES):
                 await self.limit_ip(request)
@@ -76,7 +94,7 @@ class Guard:
             return self.refuse(request, ANONYMOUS, refusal)
         except StoreUnavailable as exc:
             return self.refuse(request, ANONYMOUS, Refusal(503, "store_unavailable", str(exc), retry_after=5))
-        if not principal.authenticated and pattern and normalise(pattern) == "/" and http.wants_html(request):
+        if not principal.authenticated and route.key == "/" and http.wants_html(request):
             raise web.HTTPFound(LOGIN_PAGE)  # a browser without a session: the login page, not the editor
         if not allowed(cls, principal.authenticated, principal.is_admin):
             if not principal.authenticated:
@@ -89,10 +107,9 @@ class Guard:
         if problem:
             return self.refuse(request, principal, problem)
         request[PRINCIPAL_KEY] = principal
-        surface = self.surfaces.get((request.method, normalise(pattern or "")))
         try:
-            if surface is not None and principal.authenticated:
-                response = await surface(request, handler, principal)
+            if route.surface is not None and principal.authenticated:
+                response = await route.surface(request, handler, principal)
             else:
                 response = await handler(request)
         except Refusal as refusal:
@@ -124,18 +141,23 @@ class Guard:
         if wait > 0:
             raise rate_limited(wait)
 
-    def route_pattern(self, request: web.Request) -> str | None:
-        """The matched route's pattern; None when nothing matched."""
+    def route(self, request: web.Request) -> Route:
+        """What the guard knows of the matched route: worked out once per method and router resource."""
         info = request.match_info
-        if getattr(info, "http_exception", None) is not None or info.route is None:
-            return None
-        resource = info.route.resource
-        if resource is None:
-            return None
-        canonical = resource.canonical
-        if isinstance(resource, web.StaticResource):
-            canonical = canonical.rstrip("/") + "/*"
-        return canonical  # sub-application routes carry their prefix already
+        resource = None
+        if getattr(info, "http_exception", None) is None and info.route is not None:
+            resource = info.route.resource
+        key = (request.method, resource)
+        route = self._routes.get(key)
+        if route is None:
+            if len(self._routes) >= KNOWN_ROUTES:  # clients choose methods: bounded
+                self._routes.clear()
+            pattern = route_pattern(resource)
+            table_key = normalise(pattern or "")
+            route = self._routes[key] = Route(pattern, table_key,
+                                              route_class(request.method, pattern, self.route_overrides)[0],
+                                              self.surfaces.get((request.method, table_key)))
+        return route
 
     async def identify(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")

@@ -59,7 +59,8 @@ def install(server, warmups: dict | None = None) -> Guard | None:
                         "every caller can reach every route", path)
             return None
         http.check_body_hooks()
-        store = open_store(settings.store, settings.path("."))
+        store = open_store(settings.store, settings.path("."),
+                           other_process_changes_s=settings.auth.other_process_changes_s)
         folders = {"input": Path(folder_paths.get_input_directory()),
                    "output": Path(folder_paths.get_output_directory()),
                    "temp": Path(folder_paths.get_temp_directory())}

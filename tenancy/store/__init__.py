@@ -11,12 +11,13 @@ from urllib.parse import urlparse
 from .protocol import Conflict, Store, StoreUnavailable
 
 
-def open_store(url: str, base_dir: Path) -> Store:
+def open_store(url: str, base_dir: Path, *, other_process_changes_s: float = 0.0) -> Store:
+    """`other_process_changes_s`: see SqliteStore.identity_version (Redis caches nothing)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from .sqlite import SqliteStore
 
-        return SqliteStore(sqlite_path(url, base_dir))
+        return SqliteStore(sqlite_path(url, base_dir), other_process_changes_s=other_process_changes_s)
     if scheme in ("redis", "rediss"):
         from .redis import RedisStore
 

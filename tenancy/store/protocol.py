@@ -30,9 +30,10 @@ class Conflict(ValueError):
 class Store(Protocol):
     description: str
 
-    async def identity_version(self) -> object | None:
+    def identity_version(self) -> object | None:
         """A value that changes whenever tenants, accounts, API keys or revoked tokens change, by any process;
-        None when the backend cannot tell more cheaply than by looking the credential up (nothing is cached)."""
+        None when the backend cannot tell more cheaply than by looking the credential up (nothing is cached).
+        Asked on every request, so it is local and synchronous: never a network round trip."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the backend does not answer."""

@@ -25,8 +25,9 @@ Redis Cluster: a script can only touch keys of one slot, so the global index `tn
 the scripts: the first `reserve` of a tenant on a connection adds the tenant in the same round trip, in a
 pipeline command sent *before* its script (a new connection, perhaps to a restarted or failed-over server,
 adds it again). A crash between them can leave a tenant listed with nothing held (harmless), never a hold the
-reaper cannot find — unless someone deletes `tn:admission` alone while the connection stays up. The reaper (`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys
-share the `{id}` slot (small, rarely written). Idempotency is per tenant and prompt id (the reservation lives
+reaper cannot find (unless someone deletes `tn:admission` alone while the connection stays up). The reaper
+(`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys share the `{id}`
+slot (small, rarely written). Idempotency is per tenant and prompt id (the reservation lives
 in the tenant's slot). The client here is a plain (non-cluster) redis-py client; the layout is what a cluster
 client needs. Like the SQLite store, reservations, usage, the ledger and ownership are kept indefinitely.
 
@@ -159,7 +160,7 @@ class RedisStore:
     def _calls(self) -> _Calls:
         return _Calls(self)
 
-    async def identity_version(self) -> None:
+    def identity_version(self) -> None:
         """Asking Redis whether anything changed costs the round trip a lookup costs: nothing is cached."""
         return None
 

@@ -18,6 +18,7 @@ from tenancy.paths import (
     PathRefused,
     clean_name,
     contained,
+    contained_file,
     map_file_input,
     map_output_prefix,
     map_subfolder,
@@ -248,10 +249,10 @@ def test_virtual_subfolder_round_trip():
 # -- on disk: contained() ------------------------------------------------------------------------------
 
 def test_ordinary_file_is_contained(folders):
-    assert contained(folders / "input", "tenants/a/cat.png", "a") == Path(os.path.realpath(
-        folders / "input" / "tenants" / "a" / "cat.png"))
-    assert contained(folders / "input", "tenants/a/sub/not-yet-uploaded.png", "a").name == "not-yet-uploaded.png"
-    assert contained(folders / "input", "tenants/a", "a") == Path(os.path.realpath(folders / "input/tenants/a"))
+    assert contained(folders / "input", "tenants/a/cat.png", "a") == os.path.realpath(
+        folders / "input" / "tenants" / "a" / "cat.png")
+    assert contained(folders / "input", "tenants/a/sub/not-yet-uploaded.png", "a").endswith("/not-yet-uploaded.png")
+    assert contained(folders / "input", "tenants/a", "a") == os.path.realpath(folders / "input/tenants/a")
 
 
 def test_another_tenants_file_is_refused(folders):
@@ -283,12 +284,25 @@ def test_symlink_that_stays_inside_the_tenant_is_accepted(folders):
     a = folders / "input" / "tenants" / "a"
     (a / "alias.png").symlink_to("cat.png")
     (a / "sub" / "up").symlink_to("..")
-    assert contained(folders / "input", "tenants/a/alias.png", "a") == Path(os.path.realpath(a / "cat.png"))
-    assert contained(folders / "input", "tenants/a/sub/up/cat.png", "a") == Path(os.path.realpath(a / "cat.png"))
+    assert contained(folders / "input", "tenants/a/alias.png", "a") == os.path.realpath(a / "cat.png")
+    assert contained(folders / "input", "tenants/a/sub/up/cat.png", "a") == os.path.realpath(a / "cat.png")
+
+
+def test_contained_file_answers_regular_files_only_and_still_refuses_escapes(folders):
+    a = folders / "input" / "tenants" / "a"
+    (a / "alias.png").symlink_to("cat.png")
+    (a / "away.txt").symlink_to(folders / "outside" / "secret.txt")
+    real_cat = os.path.realpath(a / "cat.png")
+    assert contained_file(folders / "input", "tenants/a/cat.png", "a") == real_cat
+    assert contained_file(folders / "input", "tenants/a/alias.png", "a") == real_cat  # resolved the slow way
+    for relative in ("tenants/a/sub", "tenants/a/missing.png", "tenants/a/sub/missing/deeper.png"):
+        assert contained_file(folders / "input", relative, "a") is None, relative
+    with pytest.raises(PathRefused):
+        contained_file(folders / "input", "tenants/a/away.txt", "a")
 
 
 def test_contained_without_a_tenant_keeps_to_the_folder(folders):
-    assert contained(folders / "temp", "tenants/b/cat.png").name == "cat.png"
+    assert contained(folders / "temp", "tenants/b/cat.png").endswith("/tenants/b/cat.png")
     (folders / "temp" / "escape").symlink_to("/etc")
     for relative in ("../outside/secret.txt", "escape/passwd", "/etc/passwd"):
         with pytest.raises(PathRefused):

@@ -381,15 +381,15 @@ async def test_admit_applies_the_rate_limit_then_owns_and_reserves(store):
 
 @contract
 async def test_identity_version_moves_with_every_identity_change_from_any_store_object(store):
-    if await store.identity_version() is None:
+    if store.identity_version() is None:
         return  # this backend offers no cheap version: nothing may be cached
     other = SqliteStore(store.path)  # another connection, as another process would have
     try:
         await store.put_tenant(Tenant("acme", "basic"), create=True)
-        seen = await store.identity_version()
+        seen = store.identity_version()
         await store.admit(hold("p1"))
         await store.own_prompt("p2", "acme", NOW)
-        assert await store.identity_version() == seen  # admission is not an identity change
+        assert store.identity_version() == seen  # admission is not an identity change
         changes = [
             lambda s, n: s.put_tenant(Tenant("acme", "basic", ("disabled", "active")[n]), create=False),
             lambda s, n: s.put_account(Account(f"ann{n}", "acme", "member", "h"), create=True),
@@ -400,7 +400,7 @@ async def test_identity_version_moves_with_every_identity_change_from_any_store_
         for change in changes:
             for n, writer in enumerate((store, other)):
                 await change(writer, n)
-                version = await store.identity_version()
+                version = store.identity_version()
                 assert version != seen
                 seen = version
     finally:

@@ -648,6 +648,35 @@ def test_an_accepted_key_is_refused_at_once_after_a_change_by_another_process(en
     refused("key_revoked" if change == "revoke_key" else "tenant_disabled", auth.from_api_key, key)
 
 
+def test_other_processes_changes_arrive_within_the_configured_time(env):
+    """ComfyUI reads other processes' changes at most every `auth.other_process_changes_s` (a PRAGMA per request
+    was a third of the guard's cost): within that time a remembered key still works, after it it is refused;
+    this process's own changes count at once."""
+    key, record = run(accounts.create_key(env.store, TENANT, "ci"))
+    other = SqliteStore(env.base / "tenancy.db")
+    patient = SqliteStore(env.base / "tenancy.db", other_process_changes_s=60)
+    brisk = SqliteStore(env.base / "tenancy.db", other_process_changes_s=0.3)
+    try:
+        slow_auth, quick_auth = Authenticator(patient, env.settings), Authenticator(brisk, env.settings)
+        assert run(slow_auth.from_api_key(key)).tenant == run(quick_auth.from_api_key(key)).tenant == TENANT
+        run(other.revoke_key(record.key_id))
+        started = time.monotonic()
+        assert run(slow_auth.from_api_key(key)).tenant == TENANT  # within its 60 s: still remembered
+        while True:
+            try:
+                run(quick_auth.from_api_key(key))
+            except Refused as exc:
+                assert exc.reason == "key_revoked"
+                break
+            assert time.monotonic() - started < 0.3 + 0.5, "the change did not arrive in time"
+            time.sleep(0.02)
+        run(accounts.update_tenant(patient, TENANT, env.config.plans, status="disabled"))  # its own change: at once
+        refused("key_revoked", slow_auth.from_api_key, key)  # ... and the lookup sees the other's change too
+    finally:
+        for store in (other, patient, brisk):
+            run(store.close())
+
+
 def test_a_remembered_token_is_refused_after_logout_and_a_key_after_it_expires(env):
     auth = env.auth
     token, claims = identity.mint_access(env.settings, "account:alice", TENANT, "member")
