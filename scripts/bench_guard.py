@@ -47,6 +47,7 @@ def drained(client: ComfyClient, timeout: float = 300) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--block", type=int, default=1, help="requests per turn before switching servers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bare = ComfyUI(Path(tmp) / "bare", with_plugin=False)
@@ -66,14 +67,17 @@ def main() -> None:
                     client.queue(TRIVIAL)
                     client.get("/view", params=views[name])
             samples = {(name, route): [] for name in clients for route in ("prompt", "view")}
-            for _ in range(args.requests):  # each request alternates between the servers: drift hits both alike
+            turns = range(0, args.requests, args.block)
+            for start in turns:  # the servers take turns: drift hits both alike
                 for name, client in clients.items():
-                    samples[(name, "prompt")].append(timed(lambda c=client: c.queue(TRIVIAL)))
+                    for _ in range(min(args.block, args.requests - start)):
+                        samples[(name, "prompt")].append(timed(lambda c=client: c.queue(TRIVIAL)))
             for client in clients.values():  # the prompts' execution (and accounting) is over before /view
                 drained(client)
-            for _ in range(args.requests):
+            for start in turns:
                 for name, client in clients.items():
-                    samples[(name, "view")].append(timed(lambda c=client, n=name: c.get("/view", params=views[n])))
+                    for _ in range(min(args.block, args.requests - start)):
+                        samples[(name, "view")].append(timed(lambda c=client, n=name: c.get("/view", params=views[n])))
         finally:
             bare.stop()
             guarded.stop()

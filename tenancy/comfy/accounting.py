@@ -163,8 +163,10 @@ class Accounting:
         self.guard.metrics.execution.labels(running.plan or "admin").observe(elapsed)
         if event == "execution_success":
             outcome = "success"
-            paths = [self.guard.folders[f] / s / n for f, s, n in running.files]
-            actual = sum(await asyncio.to_thread(lambda: [media.duration_seconds(p) or 0.0 for p in paths]))
+            paths = [self.guard.folders[f] / s / n for f, s, n in running.files if media.timed(n)]
+            # reading containers is I/O: in a thread, and only when the prompt wrote audio or video
+            actual = sum(await asyncio.to_thread(lambda: [media.duration_seconds(p) or 0.0 for p in paths])) \
+                if paths else 0.0
         else:
             outcome = "timeout" if running.timed_out else "failed" if event == "execution_error" else "interrupted"
             actual = elapsed if self.guard.settings.charge_failed == "elapsed" else 0.0

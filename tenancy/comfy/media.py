@@ -64,9 +64,14 @@ def _decode_media(handle: BinaryIO, video: bool) -> None:
             from None
 
 
+def timed(name: str) -> bool:
+    """Whether a file of this name has a duration (audio or video)."""
+    return extension(name) in AUDIO | VIDEO
+
+
 def duration_seconds(path) -> float | None:
     """Length of an audio or video file (None for anything else), read from its container."""
-    if extension(str(path)) not in AUDIO | VIDEO:
+    if not timed(str(path)):
         return None
     import av
 

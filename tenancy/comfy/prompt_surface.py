@@ -34,15 +34,11 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
     response = await handler(request)
     if response.status != 200:
         await guard.accounting.released(outcome.prompt_id, "rejected")
-    answer = http.answer_json(response)
     rewrites = [r.as_dict() for r in outcome.rewrites]
     guard.audit.record(tenant=principal.tenant, principal=principal.credential, ip=request.remote,
                        route="POST /prompt", decision="allow" if response.status == 200 else "comfy_rejected",
                        prompt_id=outcome.prompt_id, rewrites=rewrites or None, status=response.status)
-    if isinstance(answer, dict):
-        answer["tenancy"] = {"rewrites": rewrites}
-        return http.json_like(response, answer)
-    return response
+    return http.with_field(response, "tenancy", {"rewrites": rewrites})
 
 
 async def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> None:

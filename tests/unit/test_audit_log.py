@@ -26,3 +26,21 @@ def test_entries_are_written_in_order_with_secrets_redacted(tmp_path):
     assert first["status"] == 200 and isinstance(first["time"], float)
     assert second["rewrites"][0]["after"] == 25 and second["key_id"] == "k1" and "reason" not in second
     assert first["time"] <= second["time"]
+
+
+def test_the_log_rotates_by_size_and_keeps_its_backups(tmp_path):
+    path = tmp_path / "audit.log"
+    log = AuditLog(path, max_bytes=400, backups=2)
+    try:
+        for n in range(40):
+            log.record(tenant="acme", n=n, pad="x" * 20)
+            if n % 5 == 4:
+                log.flush()  # several batches: rotation happens between them
+        log.flush()
+    finally:
+        log.close()
+    files = [path, tmp_path / "audit.log.1", tmp_path / "audit.log.2"]
+    assert not (tmp_path / "audit.log.3").exists()
+    assert all(f.exists() and 0 < f.stat().st_size <= 400 for f in files)
+    kept = [json.loads(line)["n"] for f in reversed(files) for line in f.read_text().splitlines()]
+    assert kept == sorted(kept) and kept[-1] == 39 and kept[0] > 0  # in order, newest kept, oldest dropped

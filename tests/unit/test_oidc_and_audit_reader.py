@@ -1,12 +1,14 @@
 """Pure helpers of the OpenID sign-in (PKCE, the signed flow cookie, safe redirects) and the audit reader of the
-admin API (newest first, filters, rotated files)."""
+admin API (newest first, filters, rotated files), and the field the guard splices into ComfyUI's JSON answers."""
 
 from __future__ import annotations
 
 import json
 
+from aiohttp import web
+
 from tenancy.comfy.admin_api import read_audit
-from tenancy.comfy.http import safe_next
+from tenancy.comfy.http import safe_next, with_field
 from tenancy.comfy.oidc import configured, pkce_challenge, seal, unseal
 from tenancy.config import ExternalIdentity
 
@@ -72,3 +74,16 @@ def test_audit_reader_handles_lines_across_chunk_boundaries(tmp_path):
     write(log, entries)
     found, scanned = read_audit(log, {}, "", None, 5000)
     assert [e["time"] for e in found] == list(range(2999, -1, -1)) and scanned == 3000
+
+
+def test_a_field_is_spliced_into_json_object_answers_only():
+    answer = with_field(web.json_response({"prompt_id": "p", "node_errors": {}}), "tenancy", {"rewrites": ["é"]})
+    assert json.loads(answer.body) == {"prompt_id": "p", "node_errors": {}, "tenancy": {"rewrites": ["é"]}}
+    assert answer.content_length == len(answer.body)
+    assert json.loads(with_field(web.json_response({}), "t", 1).body) == {"t": 1}
+    for other in (web.json_response([1]), web.Response(text="{}"), web.json_response({}, status=400)):
+        before = other.body
+        if other.status == 400:
+            assert json.loads(with_field(other, "t", 1).body) == {"t": 1}  # errors are objects too
+        else:
+            assert with_field(other, "t", 1).body == before
