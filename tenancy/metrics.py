@@ -20,7 +20,7 @@ class Metrics:
         self.seen: Tally[str] = Tally()
         self._top: set[str] | None = None
         self._calls = 0
-        self._request_counters: dict[tuple[str, int, str], Counter] = {}
+        self._children: dict[tuple, object] = {}
         r = self.registry
         self.requests = Counter("tenancy_requests_total", "Requests by route class, status and tenant",
                                 ["route_class", "status", "tenant"], registry=r)
@@ -57,11 +57,16 @@ class Metrics:
         return tenant if tenant in self._top else OTHER
 
     def count_request(self, route_class: str, status: int, tenant: str | None) -> None:
-        key = (route_class, status, self.tenant_label(tenant))
-        counter = self._request_counters.get(key)
-        if counter is None:  # labels() validates and locks on every call: look each series up once
-            counter = self._request_counters[key] = self.requests.labels(route_class, str(status), key[2])
-        counter.inc()
+        self.series(self.requests, route_class, str(status), self.tenant_label(tenant)).inc()
+
+    def series(self, metric, *labels: str):
+        """`metric.labels(*labels)`, looked up once: labels() validates and locks on every call. Label values
+        are bounded (route classes, statuses, plans, reasons, the top tenants)."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self) -> bytes:
         self._sample_gpu()

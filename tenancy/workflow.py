@@ -6,7 +6,6 @@ body with the list of visible rewrites, or raises a Refusal whose `node_errors` 
 
 from __future__ import annotations
 
-import copy
 import math
 import uuid
 from collections.abc import Mapping
@@ -62,7 +61,7 @@ def apply_policy(body: Any, principal: Principal, plan: Plan | None, catalogue: 
                  model_routing: Mapping[str, Mapping] | None = None, prompt_id: str | None = None) -> Outcome:
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
         raise Refusal(400, "no_prompt", "the body needs a `prompt` object (an API-format workflow)")
-    body = copy.deepcopy(body)
+    body = _copied(body)
     client_id = namespaced_client_id(principal, body.get("client_id"))
     outcome = Outcome(body=body, prompt_id=prompt_id or str(uuid.uuid4()), client_id=client_id)
     for node_id, node in body["prompt"].items():
@@ -172,6 +171,20 @@ def _server_fields(body: dict, principal: Principal, outcome: Outcome) -> None:
     extra = dict(extra) if isinstance(extra, dict) else {}
     extra["tenancy"] = {"tenant": principal.tenant, "plan": principal.plan}
     body["extra_data"] = extra
+
+
+def _copied(body: dict) -> dict:
+    """The body with fresh copies of every dict the walk changes (body, prompt, nodes, inputs): the caller's stays
+    as it was. Values are replaced, never changed in place, so they are shared (a deep copy cost more than the
+    rest of the walk)."""
+    body = dict(body)
+    prompt = body["prompt"] = dict(body["prompt"])
+    for node_id, node in prompt.items():
+        if isinstance(node, dict):
+            node = prompt[node_id] = dict(node)
+            if isinstance(node.get("inputs"), dict):
+                node["inputs"] = dict(node["inputs"])
+    return body
 
 
 def _is_link(value: Any) -> bool:

@@ -75,7 +75,7 @@ class Accounting:
             self.guard.audit.record(tenant=principal.tenant, prompt_id=prompt_id, decision="allow_uncharged",
                                     reason="store_unavailable")
         else:
-            self.guard.metrics.admission.labels(decision.reason).inc()
+            self.guard.metrics.series(self.guard.metrics.admission, decision.reason).inc()
             if not decision.allowed:
                 self.prompts.pop(prompt_id, None)
                 raise self._refusal(decision, seconds)
@@ -137,7 +137,8 @@ class Accounting:
     def _started(self, prompt_id: str, running: Running) -> None:
         running.started = time.time()
         self.fair.started(self.numbers.pop(prompt_id, self.fair.virtual_now))
-        self.guard.metrics.queue_wait.labels(running.plan or "admin").observe(running.started - running.admitted)
+        metrics = self.guard.metrics
+        metrics.series(metrics.queue_wait, running.plan or "admin").observe(running.started - running.admitted)
         plan = self.guard.settings.plans.get(running.plan) if running.plan else None
         if plan is not None:
             running.watchdog = asyncio.get_running_loop().call_later(plan.max_execution_s, self._deadline, prompt_id)
@@ -150,7 +151,7 @@ class Accounting:
             return
         running.timed_out = True
         self.guard.outcomes[prompt_id] = "timeout"
-        self.guard.metrics.timeouts.labels(running.plan or "admin").inc()
+        self.guard.metrics.series(self.guard.metrics.timeouts, running.plan or "admin").inc()
         log.warning("[tenancy] prompt %s of %s ran past its plan's max_execution_s: interrupting it", prompt_id,
                     running.tenant)
         if hasattr(queue, "interrupt_if_running"):
@@ -160,7 +161,7 @@ class Accounting:
 
     async def _finished(self, prompt_id: str, running: Running, event: str) -> None:
         elapsed = time.time() - (running.started or time.time())
-        self.guard.metrics.execution.labels(running.plan or "admin").observe(elapsed)
+        self.guard.metrics.series(self.guard.metrics.execution, running.plan or "admin").observe(elapsed)
         if event == "execution_success":
             outcome = "success"
             paths = [self.guard.folders[f] / s / n for f, s, n in running.files if media.timed(n)]
