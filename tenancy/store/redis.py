@@ -445,7 +445,8 @@ def _tenant_key(tenant: str, name: str) -> str:
 
 def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
     """The keys reserve.lua and settle.lua touch, all in the tenant's slot."""
-    return [_tenant_key(tenant, name) for name in (f"res:{prompt_id}", "usage", "active", "ledger")]
+    slot = f"tn:{{{tenant}}}:"  # as _tenant_key writes them
+    return [f"{slot}res:{prompt_id}", f"{slot}usage", f"{slot}active", f"{slot}ledger"]
 
 
 def _prompt_key(prompt_id: str) -> str:
