@@ -77,6 +77,8 @@ class AuditLog:
 
     def _append(self, data: bytes) -> None:
         try:
+            if self.file.closed:  # a rotation that failed half-way
+                self.file = self._open()
             # the file's own size: other processes may append to the same log
             if self.max_bytes and self.backups and os.fstat(self.file.fileno()).st_size + len(data) > self.max_bytes:
                 self._rotate()
@@ -88,12 +90,14 @@ class AuditLog:
         """audit.log -> audit.log.1 -> ... -> audit.log.<backups> (the oldest is dropped), as logging's
         RotatingFileHandler does; no rotation when max_bytes or backups is 0."""
         self.file.close()
-        for n in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{n}")
-            if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
-        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self.file = self._open()
+        try:
+            for n in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        finally:
+            self.file = self._open()
 
 
 def _line(when: float, entry: dict[str, Any]) -> str:
