@@ -210,11 +210,11 @@ def prompt_audio_files(prompt: Mapping, node_id: str, input_dir: Path, tenant: s
         if folder not in (None, "input"):
             continue
         try:
-            path = paths.contained(input_dir, paths.clean_name(name), tenant)
+            real = paths.contained_file(input_dir, paths.clean_name(name), tenant)
         except paths.PathRefused:
             continue
-        if path.is_file() and path not in found:
-            found.append(path)
+        if real is not None and Path(real) not in found:
+            found.append(Path(real))
     return found
 
 
