@@ -35,14 +35,15 @@ async def upload(guard, request: web.Request, handler, principal: Principal) -> 
         return await handler(request)
     tenant = principal.tenant
     await guard.rate_limit(RateLimit.per_minute(f"upload:{tenant}", guard.plan_of(principal).uploads_per_minute))
-    name = _refuse_path(lambda: clean_name(image.filename))
-    if "/" in name:
-        raise Refusal(400, "invalid_filename", "the uploaded file name may not contain folders")
-    media.check_upload(image.file, name, guard.settings.max_upload_mb)
-    fields = MultiDict(form)
-    fields["type"] = "input"
-    fields["subfolder"] = _refuse_path(lambda: map_subfolder(tenant, form.get("subfolder", "")))
-    _refuse_path(lambda: contained(guard.folders["input"], f"{fields['subfolder']}/{name}", tenant))
+    with PATH_REFUSALS:
+        name = clean_name(image.filename)
+        if "/" in name:
+            raise Refusal(400, "invalid_filename", "the uploaded file name may not contain folders")
+        media.check_upload(image.file, name, guard.settings.max_upload_mb)
+        fields = MultiDict(form)
+        fields["type"] = "input"
+        fields["subfolder"] = map_subfolder(tenant, form.get("subfolder", ""))
+        contained(guard.folders["input"], f"{fields['subfolder']}/{name}", tenant)
     if "original_ref" in form:
         fields["original_ref"] = json.dumps(await _own_ref(guard, tenant, form["original_ref"]))
     http.replace_form(request, fields)
@@ -72,7 +73,7 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
     (previews in temp, outputs of nodes that ignore filename_prefix), which keep their real names."""
     if folder not in FOLDERS:
         raise Refusal(400, "invalid_type", f"type must be one of {', '.join(FOLDERS)}")
-    try:
+    with PATH_REFUSALS:
         name = clean_name(filename)
         if not name:
             raise Refusal(400, "missing_filename", "name the file with `filename`")
@@ -93,8 +94,6 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
             raise Refusal(404, "not_found", "no such preview among yours")
         contained(root, f"{real_sub}/{name}", tenant)
         return folder, real_sub, name
-    except PathRefused as exc:
-        raise Refusal(403, PathRefused.reason, str(exc)) from None
 
 
 async def view(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -161,8 +160,17 @@ def tenant_files(root: Path) -> list[str]:
     return found
 
 
-def _refuse_path(step):
-    try:
-        return step()
-    except PathRefused as exc:
-        raise Refusal(403, PathRefused.reason, str(exc)) from None
+class _PathRefusals:
+    """`with PATH_REFUSALS:` a name that would leave the caller's folder is the caller's fault: 403 with the
+    reason. (A plain object, not a generator: /view goes through it on every request.)"""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is not None and issubclass(kind, PathRefused):
+            raise Refusal(403, PathRefused.reason, str(exc)) from None
+        return False
+
+
+PATH_REFUSALS = _PathRefusals()

@@ -182,7 +182,7 @@ class RedisStore:
             for _attempt in range(2):
                 wire = self.lane.wire
                 if wire is None or wire.closed is not None:
-                    wire = await self.lane.open_wire()
+                    wire = await self.lane.open()
                 commands = before
                 if listing:
                     if self._listed[0] is not wire:  # a new connection may reach a new (restarted) server
@@ -445,7 +445,7 @@ def _tenant_key(tenant: str, name: str) -> str:
 
 def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
     """The keys reserve.lua and settle.lua touch, all in the tenant's slot."""
-    slot = f"tn:{{{tenant}}}:"  # as _tenant_key writes them
+    slot = _tenant_key(tenant, "")
     return [f"{slot}res:{prompt_id}", f"{slot}usage", f"{slot}active", f"{slot}ledger"]
 
 

@@ -119,19 +119,13 @@ class Lane:
         self.wire: _Wire | None = None
         self.opening: asyncio.Future | None = None
 
-    async def open_wire(self) -> _Wire:
-        """The connection to send on: the open one, else a new one."""
-        wire = self.wire
-        if wire is None or wire.closed is not None:
-            wire = await self._open()
-        return wire
-
     async def close(self) -> None:
         if self.wire is not None:
             self.wire.drop(RedisConnectionError(f"{self.description}: closed"))
             self.wire = None
 
-    async def _open(self) -> _Wire:
+    async def open(self) -> _Wire:
+        """A new connection to send on, when `wire` is missing or closed."""
         if self.opening is None or self.opening.done():  # callers arriving meanwhile wait for the same one
             self.opening = asyncio.ensure_future(asyncio.wait_for(self._connect(), self.timeout))
             # its failure is reported to the callers waiting; if they all gave up, nobody else needs it
