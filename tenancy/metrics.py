@@ -92,8 +92,11 @@ class TimedStore:
 
     def __getattr__(self, name: str):
         attribute = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attribute) or name.startswith("_"):
-            return attribute  # data, and local synchronous checks (identity_version): nothing to time
+        if name.startswith("_") or not callable(attribute):
+            return attribute  # data: read from the store each time
+        if not inspect.iscoroutinefunction(attribute):
+            setattr(self, name, attribute)  # local synchronous checks (identity_version): nothing to time
+            return attribute
 
         async def timed(*args, **kwargs):
             start = time.perf_counter()

@@ -103,7 +103,8 @@ async def view(guard, request: web.Request, handler, principal: Principal) -> we
     location = await real_location(guard, principal.tenant, folder, query.get("subfolder", ""), filename)
     rewritten = dict(query)
     rewritten.update(type=location[0], subfolder=location[1], filename=location[2])
-    return await handler(request.clone(rel_url=request.rel_url.with_query(rewritten)))
+    http.replace_query(request, rewritten)
+    return await handler(request)
 
 
 async def object_info(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:

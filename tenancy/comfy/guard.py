@@ -27,6 +27,7 @@ Surface = Callable[[web.Request, Handler, Principal], Awaitable[web.StreamRespon
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CREDENTIAL_ROUTES = ("/tenancy/login", "/tenancy/token", "/tenancy/refresh", "/api/tenancy/")
 PRINCIPAL_KEY = "tenancy.principal"
+AUDITED = "tenancy.audited"  # set when a surface wrote the request's audit line itself
 LOGIN_PAGE = "/tenancy/login"
 KNOWN_ROUTES = 1024
 
@@ -116,10 +117,8 @@ class Guard:
             return self.refuse(request, principal, refusal)
         except StoreUnavailable as exc:
             return self.refuse(request, principal, Refusal(503, "store_unavailable", str(exc), retry_after=5))
-        if request.method not in SAFE_METHODS and cls != PUBLIC:
-            self.audit.record(tenant=principal.tenant, principal=principal.credential, ip=request.remote,
-                              route=f"{request.method} {request.path}", decision="allow",
-                              status=getattr(response, "status", None))
+        if request.method not in SAFE_METHODS and cls != PUBLIC and AUDITED not in request:
+            self.record(request, principal, "allow", status=getattr(response, "status", None))
         return response
 
     async def _unauthenticated(self, request: web.Request, refusal: Refusal) -> web.Response:
@@ -181,10 +180,14 @@ class Guard:
         return Refusal(403, "cross_site_request", "cookie-authenticated requests must come from this site")
 
     def refuse(self, request: web.Request, principal: Principal, refusal: Refusal) -> web.Response:
-        self.audit.record(tenant=principal.tenant, principal=principal.credential or None, ip=request.remote,
-                          route=f"{request.method} {request.path}", decision="refuse", reason=refusal.reason,
-                          status=refusal.status)
+        self.record(request, principal, "refuse", reason=refusal.reason, status=refusal.status)
         return http.refusal_response(refusal)
+
+    def record(self, request: web.Request, principal: Principal, decision: str, **details) -> None:
+        """The request's line in the audit log: one per request, the surface's when it wrote a fuller one."""
+        request[AUDITED] = True
+        self.audit.record(tenant=principal.tenant, principal=principal.credential or None, ip=request.remote,
+                          route=f"{request.method} {request.path}", decision=decision, **details)
 
     async def owner_of(self, prompt_id: str) -> str | None:
         """Tenant of a prompt ("" for an admin's), None when unknown."""

@@ -51,8 +51,28 @@ async def json_body(request: web.Request) -> Any:
 
 
 def replace_json_body(request: web.Request, body: Any) -> None:
-    """ComfyUI's handler reads the body with `request.json()`, which uses aiohttp's cached bytes."""
-    request._read_bytes = json.dumps(body).encode()
+    """ComfyUI's handlers read the body with `request.json()`: it answers the rewritten object itself, with no
+    text written for ComfyUI to parse again; `read()` and `text()` serialise it only when someone asks."""
+
+    async def rewritten_json(**_options) -> Any:
+        return body
+
+    async def rewritten_bytes() -> bytes:
+        request._read_bytes = json.dumps(body).encode()
+        return request._read_bytes
+
+    request.json, request.read = rewritten_json, rewritten_bytes
+
+
+def replace_query(request: web.Request, query: dict[str, str]) -> None:
+    """ComfyUI's handlers read `request.rel_url.query`: the request's URL is rewritten in place (a clone of the
+    request cost more than the rest of the guard's work on /view); cached readings of the old URL go."""
+    request._rel_url = request._rel_url.with_query(query)
+    for name in URL_READINGS:
+        request._cache.pop(name, None)
+
+
+URL_READINGS = ("rel_url", "url", "query", "query_string", "path_qs")  # aiohttp caches each on first reading
 
 
 def replace_form(request: web.Request, fields: MultiDict) -> None:
@@ -60,14 +80,38 @@ def replace_form(request: web.Request, fields: MultiDict) -> None:
     request._post = MultiDictProxy(fields)
 
 
-def check_body_hooks() -> None:
-    """The two private aiohttp attributes above must still exist; fail closed at start-up otherwise."""
+def check_request_hooks() -> None:
+    """The rewrites above lean on aiohttp's request internals: fail closed at start-up when one no longer takes,
+    rather than let ComfyUI read what the caller sent."""
     from aiohttp.test_utils import make_mocked_request
 
-    probe = make_mocked_request("POST", "/")
-    for name in ("_read_bytes", "_post"):
-        if not hasattr(probe, name):
-            raise RuntimeError(f"aiohttp no longer has Request.{name}; the guard cannot rewrite bodies")
+    probe = make_mocked_request("POST", "/view?filename=sent&type=input")
+    for reading in ("rel_url", "url", "query", "query_string", "path_qs"):  # read before the rewrite, as the
+        getattr(probe, reading)  # guard's own checks do, so cached by aiohttp (named here, not from URL_READINGS)
+    replace_query(probe, {"filename": "rewritten"})
+    replace_json_body(probe, {"rewritten": True})
+    replace_form(probe, MultiDict(rewritten="yes"))
+    problems = [what for what, holds in (
+        ("Request.rel_url", probe.rel_url.query.get("filename") == "rewritten"),
+        ("Request.query", probe.query.get("filename") == "rewritten" and "type" not in probe.query),
+        ("Request.url", probe.url.query.get("filename") == "rewritten"),
+        ("Request.path_qs", probe.path_qs == "/view?filename=rewritten"),
+        ("Request.query_string", probe.query_string == "filename=rewritten"),
+        ("Request.json", _at_once(probe.json()) == {"rewritten": True}),
+        ("Request.text", _at_once(probe.text()) == '{"rewritten": true}'),
+        ("Request.post", _at_once(probe.post()).get("rewritten") == "yes")) if not holds]
+    if problems:
+        raise RuntimeError(f"aiohttp no longer lets the guard rewrite {', '.join(problems)}")
+
+
+def _at_once(coroutine) -> Any:
+    """The result of a coroutine that never waits (start-up may be inside a running event loop)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the probe request waited for a body it should already have")
 
 
 def answer_json(response: web.StreamResponse) -> Any | None:

@@ -35,9 +35,8 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
     if response.status != 200:
         await guard.accounting.released(outcome.prompt_id, "rejected")
     rewrites = [r.as_dict() for r in outcome.rewrites]
-    guard.audit.record(tenant=principal.tenant, principal=principal.credential, ip=request.remote,
-                       route="POST /prompt", decision="allow" if response.status == 200 else "comfy_rejected",
-                       prompt_id=outcome.prompt_id, rewrites=rewrites or None, status=response.status)
+    guard.record(request, principal, "allow" if response.status == 200 else "comfy_rejected",
+                 prompt_id=outcome.prompt_id, rewrites=rewrites or None, status=response.status)
     return http.with_field(response, "tenancy", {"rewrites": rewrites})
 
 

@@ -58,7 +58,7 @@ def install(server, warmups: dict | None = None) -> Guard | None:
             log.warning("[tenancy] GUARD DISABLED by `enabled: false` in %s: this ComfyUI is NOT multi-tenant and "
                         "every caller can reach every route", path)
             return None
-        http.check_body_hooks()
+        http.check_request_hooks()
         store = open_store(settings.store, settings.path("."),
                            other_process_changes_s=settings.auth.other_process_changes_s)
         folders = {"input": Path(folder_paths.get_input_directory()),
