@@ -326,8 +326,14 @@ class AdminApi:
         filters = {name: query[name] for name in ("tenant", "decision", "reason", "prompt_id", "principal", "ip",
                                                   "action") if query.get(name)}
         route = query.get("route") or ""
-        entries, scanned = await asyncio.to_thread(read_audit, self.guard.audit.path, filters, route, since, limit)
+        entries, scanned = await asyncio.to_thread(self._flushed_audit, filters, route, since, limit)
         return web.json_response({"entries": entries, "scanned": scanned, "limit": limit})
+
+    def _flushed_audit(self, filters: dict, route: str, since: float | None, limit: int):
+        """What this instance recorded until now is on disk before the file is read (its writer is a fraction of
+        a second behind)."""
+        self.guard.audit.flush()
+        return read_audit(self.guard.audit.path, filters, route, since, limit)
 
     # -- helpers -------------------------------------------------------------------------------------------
     async def _tenant_or_404(self, tenant_id: str) -> Tenant:

@@ -65,13 +65,15 @@ class ComfyUI:
         self.stop()
         raise RuntimeError(f"ComfyUI did not answer within {START_TIMEOUT_S}s:\n{self.log_tail()}")
 
-    def audit_text(self, containing: str = "", timeout: float = 5.0) -> str:
-        """The audit log, once it contains `containing` (it is written by a background thread)."""
+    def audit_text(self, *containing: str, timeout: float = 5.0) -> str:
+        """The audit log, once one of its lines contains all of `containing` (a background thread writes the
+        lines a fraction of a second after the decisions: wait for the one the test is about, not any alike)."""
         path = self.base / "user" / "tenancy" / "audit.log"
         deadline = time.monotonic() + timeout
         while True:
             text = path.read_text() if path.exists() else ""
-            if containing in text or time.monotonic() > deadline:
+            if any(all(part in line for part in containing) for line in text.splitlines()) \
+                    or time.monotonic() > deadline:
                 return text
             time.sleep(0.05)
 

@@ -196,7 +196,7 @@ def test_audit_entries_with_filters(operator, studio, comfyui):
     since = time.time()
     key = operator.post(f"/tenancy/admin/tenants/{studio['id']}/keys", json={"name": "audited"}).json()
     operator.delete(f"/tenancy/admin/keys/{key['key_id']}")
-    comfyui.audit_text(f'"action":"key_revoke","tenant":"{studio["id"]}"')
+    comfyui.audit_text('"action":"key_revoke"', key["key_id"])
     found = operator.get("/tenancy/admin/audit", params={"action": "key_revoke", "tenant": studio["id"],
                                                          "since": since}).json()["entries"]
     assert len(found) == 1 and found[0]["key_id"] == key["key_id"] and found[0]["decision"] == "admin"

@@ -61,10 +61,9 @@ def test_public_routes_answer_without_credentials(anonymous):
 def test_audit_log_records_decisions_without_secrets(comfyui, tenant_a, anonymous):
     tenant_a.post("/free", json={})
     anonymous.post("/prompt", json={})
-    tenant_a.run({"1": {"class_type": "TenancyTestParams", "inputs": {
-        "steps": 20, "cfg": 7.0, "duration": 1.0, "width": 256, "model_name": "base.safetensors"}}})
-    comfyui.audit_text('"decision":"settle"')
-    text = comfyui.audit_text('"reason":"unauthenticated"')
+    prompt_id = tenant_a.run({"1": {"class_type": "TenancyTestParams", "inputs": {
+        "steps": 20, "cfg": 7.0, "duration": 1.0, "width": 256, "model_name": "base.safetensors"}}})["prompt"][1]
+    text = comfyui.audit_text('"decision":"settle"', prompt_id)  # the lines recorded before it are there too
     entries = [json.loads(line) for line in text.splitlines()]
     refused = [e for e in entries if e.get("decision") == "refuse"]
     assert any(e.get("reason") == "admin_only" and e.get("tenant") == "tenant-a" for e in refused)
