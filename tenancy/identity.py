@@ -222,7 +222,7 @@ class Authenticator:
         self.settings = settings
         self._accepted: dict[str, tuple[Principal, float, object]] = {}  # credential -> (principal, until, version)
 
-    async def _recall(self, credential: str, now: float) -> tuple[Principal | None, object]:
+    def _recall(self, credential: str, now: float) -> tuple[Principal | None, object]:
         version = self.store.identity_version()
         entry = self._accepted.get(credential) if version is not None else None
         if entry is not None and entry[2] == version and now < entry[1]:
@@ -238,7 +238,7 @@ class Authenticator:
 
     async def from_api_key(self, key: str, now: float | None = None) -> Principal:
         now = time.time() if now is None else now
-        known, version = await self._recall(key, now)
+        known, version = self._recall(key, now)
         if known is not None:
             return known
         parts = split_api_key(key)
@@ -254,7 +254,7 @@ class Authenticator:
         return self._remember(key, principal, record.expires, version)
 
     async def from_access_token(self, token: str, via: str = "jwt") -> Principal:
-        known, version = await self._recall(f"{via}:{token}", time.time())
+        known, version = self._recall(f"{via}:{token}", time.time())
         if known is not None:
             return known
         claims = verify_access(self.settings, token)
