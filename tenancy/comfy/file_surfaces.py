@@ -101,9 +101,7 @@ async def view(guard, request: web.Request, handler, principal: Principal) -> we
     filename, annotated = split_annotation(query.get("filename", ""))
     folder = annotated or query.get("type", "output") or "output"
     location = await real_location(guard, principal.tenant, folder, query.get("subfolder", ""), filename)
-    rewritten = dict(query)
-    rewritten.update(type=location[0], subfolder=location[1], filename=location[2])
-    http.replace_query(request, rewritten)
+    http.replace_query(request, {**query, "type": location[0], "subfolder": location[1], "filename": location[2]})
     return await handler(request)
 
 

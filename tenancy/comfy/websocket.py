@@ -12,12 +12,14 @@ from aiohttp import web
 
 from ..records import Principal
 from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
+from . import http
 from .queue_surfaces import virtual_refs
 
 
 async def connect(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    client_id = namespaced_client_id(principal, request.rel_url.query.get("clientId"))
-    return await handler(request.clone(rel_url=request.rel_url.update_query({"clientId": client_id})))
+    query = request.rel_url.query
+    http.replace_query(request, {**query, "clientId": namespaced_client_id(principal, query.get("clientId"))})
+    return await handler(request)
 
 
 def install_message_routing(guard) -> None:
