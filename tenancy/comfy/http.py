@@ -64,15 +64,15 @@ def replace_json_body(request: web.Request, body: Any) -> None:
     request.json, request.read = rewritten_json, rewritten_bytes
 
 
+URL_READINGS = ("rel_url", "url", "query", "query_string", "path_qs")  # aiohttp caches each on first reading
+
+
 def replace_query(request: web.Request, query: dict[str, str]) -> None:
     """ComfyUI's handlers read `request.rel_url.query`: the request's URL is rewritten in place (a clone of the
     request cost more than the rest of the guard's work on /view); cached readings of the old URL go."""
     request._rel_url = request._rel_url.with_query(query)
     for name in URL_READINGS:
         request._cache.pop(name, None)
-
-
-URL_READINGS = ("rel_url", "url", "query", "query_string", "path_qs")  # aiohttp caches each on first reading
 
 
 def replace_form(request: web.Request, fields: MultiDict) -> None:
