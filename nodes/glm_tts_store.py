@@ -213,8 +213,8 @@ def prompt_audio_files(prompt: Mapping, node_id: str, input_dir: Path, tenant: s
             real = paths.contained_file(input_dir, paths.clean_name(name), tenant)
         except paths.PathRefused:
             continue
-        if real is not None and Path(real) not in found:
-            found.append(Path(real))
+        if real is not None and (path := Path(real)) not in found:
+            found.append(path)
     return found
 
 

@@ -72,10 +72,13 @@ class ComfyUI:
         deadline = time.monotonic() + timeout
         while True:
             text = path.read_text() if path.exists() else ""
-            if any(all(part in line for part in containing) for line in text.splitlines()) \
-                    or time.monotonic() > deadline:
+            if _line_with(text, containing) or time.monotonic() > deadline:
                 return text
             time.sleep(0.05)
+
+    def audit_line(self, *containing: str, timeout: float = 5.0) -> str:
+        """The first audit line that contains all of `containing`; "" when none came within `timeout`."""
+        return _line_with(self.audit_text(*containing, timeout=timeout), containing)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -98,3 +101,7 @@ class ComfyUI:
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def _line_with(text: str, parts: tuple[str, ...]) -> str:
+    return next((line for line in text.splitlines() if all(part in line for part in parts)), "")
