@@ -163,8 +163,8 @@ def main() -> None:
               f"({best(rounds, reference):.0f}/s)")
     for script, ours, reference in (("GCRA", "gcra 1", "bench gcra"), ("reserve", "pairs 1", "bench reserve")):
         print(f"redis-benchmark -c 1 calling the {script} script itself: {best(rounds, reference):.0f}/s, "
-              f"{ratio(rounds, reference, 'bench 1'):.1%} of the trivial script; our single caller makes "
-              f"{ratio(rounds, ours, reference):.1%} of that")
+              f"{ratio(rounds, reference, 'bench 1'):.1%} of the trivial script; our single caller "
+              f"({ours.split()[0]}) makes {ratio(rounds, ours, reference):.1%} of that")
 
 
 def redis_rounds(url: str, port: int, n: int, c: int, core: int, runs: int) -> list[dict[str, float]]:
