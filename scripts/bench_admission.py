@@ -37,13 +37,13 @@ import redis
 from redis.utils import HIREDIS_AVAILABLE
 
 from tenancy.records import ReserveRequest
-from tenancy.store.redis import GCRA, RESERVE, RedisStore
+from tenancy.store.redis import GCRA, RESERVE, RedisStore, _admission_keys
 from tenancy.store.sqlite import SqliteStore
 
 TRIVIAL_SCRIPT = "return 1"
 # A reservation of a new prompt, as the store sends it; `__rand_int__` makes the ids new (redis-benchmark -r)
-RESERVE_CALL = (RESERVE.sha, "4", "tn:{bench}:res:__rand_int__", "tn:{bench}:usage", "tn:{bench}:active",
-                "tn:{bench}:ledger", "p__rand_int__", "5.0", "-1", "1000000", "2026-11-22", "9999999999", "bench", "")
+RESERVE_CALL = (RESERVE.sha, "4", *_admission_keys("bench", "__rand_int__"),
+                "p__rand_int__", "5.0", "-1", "1000000", "2026-11-22", "9999999999", "bench", "")
 BATCHES = itertools.count()  # each run of `pairs` takes prompt ids of its own
 
 
@@ -74,18 +74,16 @@ def start_redis(folder: Path, core: int) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("redis-server did not start")
 
 
-def request(prompt_id: str, tenant: str) -> ReserveRequest:
-    return ReserveRequest(tenant=tenant, prompt_id=prompt_id, seconds=5.0, limit=-1, max_active=1_000_000,
-                          day="2026-11-22", deadline=time.time() + 3600, instance="bench")
-
-
 async def pairs(store, count: int, worker: int = 0) -> None:
     """Reserve and settle `count` prompts never seen before: a prompt id the store already decided on would
     only replay that decision (reserve is idempotent), which costs far less than deciding."""
     tenant, batch = f"bench{worker % 4}", next(BATCHES)
     for n in range(count):
-        await store.reserve(request(f"b{batch}-w{worker}-p{n}", tenant))
-        await store.settle(tenant, f"b{batch}-w{worker}-p{n}", 4.0, "success")
+        prompt_id = f"b{batch}-w{worker}-p{n}"
+        await store.reserve(ReserveRequest(tenant=tenant, prompt_id=prompt_id, seconds=5.0, limit=-1,
+                                           max_active=1_000_000, day="2026-11-22", deadline=time.time() + 3600,
+                                           instance="bench"))
+        await store.settle(tenant, prompt_id, 4.0, "success")
 
 
 async def gcra(store, count: int, worker: int = 0) -> None:

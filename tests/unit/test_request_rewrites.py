@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from tenancy.comfy import http
@@ -39,9 +40,6 @@ def test_a_rewritten_json_body_is_handed_over_as_the_object_and_serialised_only_
 def test_the_start_up_check_passes_on_this_aiohttp_and_fails_closed_when_a_rewrite_does_not_take(monkeypatch):
     http.check_request_hooks()
     monkeypatch.setattr(http, "URL_READINGS", ("url", "query"))  # a reading left cached: ComfyUI would see the old
-    try:
+    with pytest.raises(RuntimeError) as failure:
         http.check_request_hooks()
-    except RuntimeError as exc:
-        assert "Request.rel_url" in str(exc) and "Request.path_qs" in str(exc)
-    else:
-        raise AssertionError("the check passed with stale readings of the URL")
+    assert "Request.rel_url" in str(failure.value) and "Request.path_qs" in str(failure.value)
