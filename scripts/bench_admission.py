@@ -159,6 +159,9 @@ def main() -> None:
         print(f"redis   {label:15s} {best(rounds, ours):9.0f} decisions/s, {clients:2d} caller(s): "
               f"{ratio(rounds, ours, reference):5.1%} of redis-benchmark EVALSHA -c {clients} -P 1 "
               f"({best(rounds, reference):.0f}/s)")
+    print("redis   server time per EVALSHA (INFO commandstats, median of rounds): "
+          + ", ".join(f"{label} {statistics.median(r[f'server {name}'] for r in rounds):.1f} µs" for label, name in (
+              ("trivial script", "bench 1"), ("reserve/settle", "pairs 1"), ("GCRA", "gcra 1"))))
     for script, ours, reference in (("GCRA", "gcra 1", "bench gcra"), ("reserve", "pairs 1", "bench reserve")):
         print(f"redis-benchmark -c 1 calling the {script} script itself: {best(rounds, reference):.0f}/s, "
               f"{ratio(rounds, reference, 'bench 1'):.1%} of the trivial script; our single caller "
@@ -171,9 +174,9 @@ def redis_rounds(url: str, port: int, n: int, c: int, core: int, runs: int) -> l
     rounds = []
     for _ in range(runs):
         rounds.append({
-            "pairs 1": measure(lambda: RedisStore(url), pairs, n, 1, 2, 1),
-            "gcra 1": measure(lambda: RedisStore(url), gcra, 2 * n, 1, 1, 1),
-            "bench 1": redis_benchmark(port, 1, 4 * n, core),
+            **server_time("pairs 1", port, lambda: measure(lambda: RedisStore(url), pairs, n, 1, 2, 1)),
+            **server_time("gcra 1", port, lambda: measure(lambda: RedisStore(url), gcra, 2 * n, 1, 1, 1)),
+            **server_time("bench 1", port, lambda: redis_benchmark(port, 1, 4 * n, core)),
             f"pairs {c}": measure(lambda: RedisStore(url), pairs, n, c, 2, 1),
             f"gcra {c}": measure(lambda: RedisStore(url), gcra, 2 * n, c, 1, 1),
             f"bench {c}": redis_benchmark(port, c, 10 * n, core),
@@ -183,6 +186,15 @@ def redis_rounds(url: str, port: int, n: int, c: int, core: int, runs: int) -> l
             "bench reserve": redis_benchmark(port, 1, 4 * n, core, RESERVE_CALL, keyspace=10**8),
         })
     return rounds
+
+
+def server_time(name: str, port: int, run) -> dict[str, float]:
+    """`run()`'s rate under `name`, and under `server <name>` Redis's own microseconds per EVALSHA meanwhile
+    (INFO commandstats: the script and the commands it calls, not reading requests or writing replies)."""
+    client = redis.Redis(port=port)
+    client.config_resetstat()
+    rate = run()
+    return {name: rate, f"server {name}": client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]}
 
 
 def best(rounds: list[dict[str, float]], name: str) -> float:

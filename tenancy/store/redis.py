@@ -8,7 +8,7 @@ Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always
 
     tn:{acme}:res:<prompt_id>   hash   one reservation: seconds, day, deadline, instance, state, reason
                                        (refusals too, for replay), actual and outcome once settled
-    tn:{acme}:usage             hash   seconds used / held per day (fields <YYYY-MM-DD>:used / :held, %.17g)
+    tn:{acme}:usage             hash   seconds used / held per day (fields <YYYY-MM-DD>:used / :held, exact)
     tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
     tn:{acme}:ledger            stream every reserve and settle, exactly as charged
     tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
@@ -352,7 +352,8 @@ class RedisStore:
                                    repr(float(r.deadline)), r.instance, _now(r.now)]),
             before=before, listing=r.tenant)
         allowed, reason, used, held, active, replay = reply
-        return QuotaDecision(bool(allowed), reason, float(used), float(held), r.limit, active, replay=bool(replay))
+        held = float(held) + (float(r.seconds) if allowed and not replay else 0.0)  # it answered held before
+        return QuotaDecision(bool(allowed), reason, float(used), held, r.limit, active, replay=bool(replay))
 
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
                      now: float | None = None) -> Reservation | None:

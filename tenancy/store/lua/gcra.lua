@@ -23,6 +23,6 @@ if tat - now > tolerance then
 end
 local next_tat = tat + interval
 -- the key outlives its TAT by a second; once expired, a fresh TAT equals what the stored one would give
--- (a whole number of milliseconds: Redis's own number-to-text conversion prints it exactly)
-redis.call('SET', KEYS[1], exact(next_tat), 'PX', math.ceil((next_tat - now) * 1000) + 1000)
+-- (a whole number of milliseconds). Numbers go to redis.call as numbers: Redis writes them exactly, in C.
+redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil((next_tat - now) * 1000) + 1000)
 return '0'

@@ -3,8 +3,9 @@
 --       4 ledger stream (all share the tenant's {hash tag})
 -- ARGV: 1 prompt id, 2 seconds, 3 limit (negative: unlimited), 4 max active, 5 day, 6 deadline, 7 instance,
 --       8 now ('' for the server's TIME)
--- Returns {allowed 0|1, reason, used, held, active, replay 0|1}; seconds as %.17g strings so no bits are lost.
-local function exact(x) return string.format('%.17g', x) end
+-- Returns {allowed 0|1, reason, used, held, active, replay 0|1}: used and held as stored, before this reservation
+-- (the caller adds the seconds it reserved). Numbers go to redis.call as numbers: Redis writes them as text
+-- that reads back to the same double, and in C (string.format in Lua cost more than the commands it fed).
 
 local day = ARGV[5]
 local held_field = day .. ':held'
@@ -35,10 +36,9 @@ redis.call('HSET', KEYS[1], 'seconds', ARGV[2], 'day', day, 'deadline', ARGV[6],
 local now = ARGV[8]
 if now == '' then
   local t = redis.call('TIME')
-  now = exact(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-held_text = exact(held + seconds)
-redis.call('HSET', KEYS[2], held_field, held_text)
+redis.call('HSET', KEYS[2], held_field, held + seconds)
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'time', now, 'prompt_id', ARGV[1], 'kind', 'reserve', 'seconds', ARGV[2],
   'day', day, 'outcome', '')

@@ -2,8 +2,7 @@
 -- KEYS: 1 reservation hash, 2 usage hash (<day>:used, <day>:held), 3 held prompts, 4 ledger stream
 -- ARGV: 1 prompt id, 2 actual seconds, 3 outcome, 4 now ('' for the server's TIME)
 -- Returns false when nothing is held under that id (unknown, refused or already settled),
--- else {seconds, day, deadline, instance} of the reservation.
-local function exact(x) return string.format('%.17g', x) end
+-- else {seconds, day, deadline, instance} of the reservation. Numbers go to redis.call as numbers (see reserve.lua).
 
 local r = redis.call('HMGET', KEYS[1], 'state', 'seconds', 'day', 'deadline', 'instance')
 if r[1] ~= 'held' then
@@ -13,13 +12,13 @@ local day = r[3]
 local now = ARGV[4]
 if now == '' then
   local t = redis.call('TIME')
-  now = exact(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 redis.call('HSET', KEYS[1], 'state', 'settled', 'actual', ARGV[2], 'outcome', ARGV[3])
 local usage = redis.call('HMGET', KEYS[2], day .. ':used', day .. ':held')
 local used, held = tonumber(usage[1] or '0'), tonumber(usage[2] or '0')
-redis.call('HSET', KEYS[2], day .. ':used', exact(used + tonumber(ARGV[2])),
-  day .. ':held', exact(math.max(0, held - tonumber(r[2]))))
+redis.call('HSET', KEYS[2], day .. ':used', used + tonumber(ARGV[2]),
+  day .. ':held', math.max(0, held - tonumber(r[2])))
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'time', now, 'prompt_id', ARGV[1], 'kind', 'settle', 'seconds', ARGV[2],
   'day', day, 'outcome', ARGV[3])
