@@ -10,7 +10,7 @@
 local day = ARGV[5]
 local held_field = day .. ':held'
 local usage = redis.call('HMGET', KEYS[2], day .. ':used', held_field)
-local used_text, held_text = usage[1] or '0', usage[2] or '0'  -- as stored: %.17g already
+local used_text, held_text = usage[1] or '0', usage[2] or '0'  -- as stored: exact text already
 local used, held = tonumber(used_text), tonumber(held_text)
 local active = redis.call('ZCARD', KEYS[3])
 local previous = redis.call('HGET', KEYS[1], 'reason')
