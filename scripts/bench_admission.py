@@ -114,7 +114,9 @@ def measure(open_store, work, count: int, concurrency: int, per_call: int, runs:
 def redis_benchmark(port: int, clients: int, requests: int, core: int, call: tuple = (), keyspace: int = 64) -> float:
     """Requests per second of redis-benchmark calling a script by EVALSHA (default: a trivial one); each
     `__rand_int__` in the call becomes a number below `keyspace`."""
-    call = call or (redis.Redis(port=port).script_load(TRIVIAL_SCRIPT), "0")
+    if not call:
+        with redis.Redis(port=port) as client:
+            call = (client.script_load(TRIVIAL_SCRIPT), "0")
     out = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients), "-P", "1", "-r", str(keyspace),
          "--csv", "evalsha", *call], capture_output=True, text=True, check=True, preexec_fn=pin(core)).stdout
@@ -191,10 +193,10 @@ def redis_rounds(url: str, port: int, n: int, c: int, core: int, runs: int) -> l
 def server_time(name: str, port: int, run) -> dict[str, float]:
     """`run()`'s rate under `name`, and under `server <name>` Redis's own microseconds per EVALSHA meanwhile
     (INFO commandstats: the script and the commands it calls, not reading requests or writing replies)."""
-    client = redis.Redis(port=port)
-    client.config_resetstat()
-    rate = run()
-    return {name: rate, f"server {name}": client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]}
+    with redis.Redis(port=port) as client:
+        client.config_resetstat()
+        rate = run()
+        return {name: rate, f"server {name}": client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]}
 
 
 def best(rounds: list[dict[str, float]], name: str) -> float:
