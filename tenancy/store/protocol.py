@@ -17,6 +17,10 @@ from ..records import (
     Usage,
 )
 
+# What no longer decides anything is forgotten this long after (both backends): a settled or refused reservation
+# (a retried reserve of that prompt id is then decided anew), a prompt's owner, a used refresh token past expiry.
+KEPT_S = 7 * 86400
+
 
 class StoreUnavailable(RuntimeError):
     """The backend cannot be reached; the guard answers 503 store_unavailable (or lets work through

@@ -7,13 +7,14 @@ server restarted); time comes from Redis `TIME` unless the caller passes `now`, 
 Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always share a slot):
 
     tn:{acme}:res:<prompt_id>   hash   one reservation: seconds, day, deadline, instance, state, reason
-                                       (refusals too, for replay), actual and outcome once settled
+                                       (refusals too, for replay), actual and outcome once settled; expires a
+                                       week (KEPT_S) after it was refused or settled, never while held
     tn:{acme}:usage             hash   seconds used / held per day (fields <YYYY-MM-DD>:used / :held, exact)
     tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
     tn:{acme}:ledger            stream every reserve and settle, exactly as charged
     tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
     tn:rate:<key>               string a GCRA limit's theoretical arrival time, expiring when it no longer matters
-    tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's)
+    tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's), expiring a week after admission
     tn:output:<[folder, sub, name]>  string  JSON [tenant, prompt_id] of an output file
     tn:jti:<jti>                string a revoked access token, kept until the token expires (at least a minute)
     tn:{id}:tenants / :accounts / :keys   hash   JSON records by id (HSETNX creates, so a duplicate is a Conflict)
@@ -29,7 +30,8 @@ reaper cannot find (unless someone deletes `tn:admission` alone while the connec
 (`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys share the `{id}`
 slot (small, rarely written). Idempotency is per tenant and prompt id (the reservation lives
 in the tenant's slot). The client here is a plain (non-cluster) redis-py client; the layout is what a cluster
-client needs. Like the SQLite store, reservations, usage, the ledger and ownership are kept indefinitely.
+client needs. As in the SQLite store (which prunes by the same KEPT_S), usage, the ledger and the output index
+are kept indefinitely; decided reservations and prompt owners a week.
 
 Persistence: run Redis with `appendonly yes` and `appendfsync everysec`. A crash of the Redis host can then
 lose up to about one second of acknowledged writes (more during an AOF rewrite with no-appendfsync-on-rewrite):
@@ -77,7 +79,7 @@ from ..records import (
     Tenant,
     Usage,
 )
-from .protocol import Conflict, StoreUnavailable
+from .protocol import KEPT_S, Conflict, StoreUnavailable
 from .redis_lane import Lane, pack, pack_arguments
 
 try:
@@ -87,7 +89,6 @@ except ImportError:  # Python 3.10: redis-py depends on async-timeout there
 
 LUA = Path(__file__).with_name("lua")
 ADMISSION = "tn:admission"
-REFRESH_KEPT_S = 7 * 86400  # a used refresh token is still recognised (reuse revokes its family) this long
 JTI_MIN_TTL_S = 60  # clock skew between an instance's token check and Redis expiry
 LEDGER_PAGE = 1000
 PACKED_RATE_CALLS = 4096  # rate-limit calls kept packed (per-IP keys are many: the cache starts over when full)
@@ -143,11 +144,12 @@ class _Calls:
 
 
 class RedisStore:
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, kept_s: float = KEPT_S) -> None:
         parts = urlparse(url)
         self.description = f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}/" \
                            f"{parts.path.strip('/') or '0'}"
         self.timeout = timeout
+        self.kept_s = max(math.ceil(kept_s), 1)  # see protocol.KEPT_S: an expiry in whole seconds
         # socket_timeout stays None: a deadline per call bounds reads and writes more cheaply than redis-py's
         # own (a task per write); one immediate retry replaces a connection the server closed.
         self.redis = aioredis.Redis.from_url(
@@ -281,7 +283,7 @@ class RedisStore:
     # refresh tokens --------------------------------------------------------------------------------
     async def put_refresh(self, token: RefreshToken) -> None:
         key = f"tn:{{id}}:refresh:{token.token_hash}"
-        kept = max(math.ceil(token.expires - time.time()), 0) + REFRESH_KEPT_S
+        kept = max(math.ceil(token.expires - time.time()), 0) + self.kept_s
         async with self._calls():
             if not await self.redis.hsetnx(key, "data", json.dumps(asdict(token))):
                 raise Conflict(f"refresh token {token.token_hash[:8]}… exists")
@@ -315,7 +317,7 @@ class RedisStore:
     # ownership -------------------------------------------------------------------------------------
     async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
         async with self._calls():
-            await self.redis.set(_prompt_key(prompt_id), tenant or "")
+            await self.redis.set(_prompt_key(prompt_id), tenant or "", ex=self.kept_s)
 
     async def prompt_owner(self, prompt_id: str) -> str | None:
         async with self._calls():
@@ -342,14 +344,15 @@ class RedisStore:
             wait = await self.rate_limit(rate.key, rate.interval_s, rate.burst, request.now)
             if wait > 0:
                 return QuotaDecision.rate_limited(wait, request.limit)
-        return await self._reserve(request, (("SET", _prompt_key(request.prompt_id), request.tenant),))
+        return await self._reserve(request, (("SET", _prompt_key(request.prompt_id), request.tenant, "EX",
+                                              self.kept_s),))
 
     async def _reserve(self, request: ReserveRequest, before: tuple = ()) -> QuotaDecision:
         r = request
         reply = await self._script(
             RESERVE, RESERVE.call(_admission_keys(r.tenant, r.prompt_id),
                                   [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
-                                   repr(float(r.deadline)), r.instance, _now(r.now)]),
+                                   repr(float(r.deadline)), r.instance, _now(r.now), self.kept_s]),
             before=before, listing=r.tenant)
         allowed, reason, used, held, active, replay = reply
         held = float(held) + (float(r.seconds) if allowed and not replay else 0.0)  # it answered held before
@@ -358,7 +361,8 @@ class RedisStore:
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
                      now: float | None = None) -> Reservation | None:
         reply = await self._script(SETTLE, SETTLE.call(_admission_keys(tenant, prompt_id),
-                                                       [prompt_id, repr(float(actual)), outcome, _now(now)]))
+                                                       [prompt_id, repr(float(actual)), outcome, _now(now),
+                                                        self.kept_s]))
         if reply is None:
             return None
         seconds, day, deadline, instance = reply

@@ -25,7 +25,7 @@ from ..records import (
     Tenant,
     Usage,
 )
-from .protocol import Conflict, StoreUnavailable
+from .protocol import KEPT_S, Conflict, StoreUnavailable
 
 # Admission tables are clustered on their key (WITHOUT ROWID) and carry as few indexes as the queries need:
 # every page a decision touches is one more WAL frame written on the request path.
@@ -58,9 +58,10 @@ CREATE TABLE IF NOT EXISTS outputs (folder TEXT NOT NULL, subfolder TEXT NOT NUL
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, other_process_changes_s: float = 0.0) -> None:
+    def __init__(self, path: Path, *, other_process_changes_s: float = 0.0, kept_s: float = KEPT_S) -> None:
         self.path = Path(path)
         self.other_process_changes_s = other_process_changes_s
+        self.kept_s = kept_s  # see protocol.KEPT_S
         self.description = f"sqlite:///{self.path}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,9 +230,9 @@ class SqliteStore:
         with self._transaction():
             self._run("DELETE FROM rate WHERE tat < ?", (now,))
             self._run("DELETE FROM revoked_jti WHERE expires < ?", (now,))
-            self._run("DELETE FROM refresh_tokens WHERE expires < ?", (now - PRUNE_AFTER_S,))
-            self._run("DELETE FROM prompts WHERE created < ?", (now - PRUNE_AFTER_S,))
-            self._run("DELETE FROM reservations WHERE state != 'held' AND deadline < ?", (now - PRUNE_AFTER_S,))
+            self._run("DELETE FROM refresh_tokens WHERE expires < ?", (now - self.kept_s,))
+            self._run("DELETE FROM prompts WHERE created < ?", (now - self.kept_s,))
+            self._run("DELETE FROM reservations WHERE state != 'held' AND deadline < ?", (now - self.kept_s,))
 
     # admission -----------------------------------------------------------------------------------------
     async def reserve(self, request: ReserveRequest) -> QuotaDecision:
@@ -342,7 +343,6 @@ RESERVE_STATE = """SELECT (SELECT allowed FROM reservations WHERE prompt_id = ?1
     COALESCE((SELECT SUM(held) FROM usage WHERE tenant = ?2 AND day = ?3), 0),
     (SELECT COUNT(*) FROM holds WHERE tenant = ?2)"""
 OWN_PROMPT = "INSERT OR REPLACE INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?)"
-PRUNE_AFTER_S = 7 * 86400  # settled reservations, old prompts and expired refresh tokens are kept a week
 _RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome"
 _KEY_COLUMNS = "key_id, tenant, role, name, secret_hash, created, expires, revoked"
 

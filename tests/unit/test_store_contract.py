@@ -336,6 +336,36 @@ async def test_ledger_sums_equal_usage(store):
     assert [e.time for e in await store.ledger(since=NOW + 20)] == [e.time for e in entries if e.time >= NOW + 20]
 
 
+def test_decided_reservations_and_prompt_owners_are_forgotten_after_kept_s(backend: Backend) -> None:
+    """Settled and refused reservations and prompt owners go KEPT_S after (here 1 s, real time: Redis expires
+    keys by its own clock); a held reservation, usage and the ledger stay."""
+    async def run() -> None:
+        store = SqliteStore(Path(backend.target), kept_s=1) if backend.kind == "sqlite" else \
+            RedisStore(backend.target, kept_s=1)
+        try:
+            now = time.time()
+            for prompt in ("settled", "held"):
+                assert (await store.admit(hold(prompt, 10.0, deadline=now, now=None))).allowed
+            assert (await store.reserve(hold("refused", 500.0, deadline=now, now=None))).reason == "quota_exceeded"
+            await store.settle("acme", "settled", 4.0, "success")
+            assert await store.prompt_owner("settled") == "acme"
+            await asyncio.sleep(2.1)
+            await store.prune()
+            assert await store.prompt_owner("settled") is None
+            for prompt, seconds in (("settled", 10.0), ("refused", 5.0)):  # decided anew, not replayed
+                again = await store.reserve(hold(prompt, seconds, deadline=now + 60, now=None))
+                assert (again.allowed, again.replay) == (True, False)
+            assert sorted(r.prompt_id for r in await store.holds()) == ["held", "refused", "settled"]
+            assert (await store.settle("acme", "held", 1.0, "success")).seconds == 10.0
+            assert [(e.prompt_id, e.kind) for e in await store.ledger()][:3] == \
+                [("settled", "reserve"), ("held", "reserve"), ("settled", "settle")]
+            assert (await store.usage("acme", DAY)).used == 5.0
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
 # rate limits ------------------------------------------------------------------------------------------------
 @contract
 async def test_gcra_allows_a_burst_then_gives_the_exact_retry_after(store):

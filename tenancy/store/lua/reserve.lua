@@ -2,7 +2,7 @@
 -- KEYS: 1 reservation hash, 2 usage hash (<day>:used, <day>:held), 3 held prompts (zset by deadline),
 --       4 ledger stream (all share the tenant's {hash tag})
 -- ARGV: 1 prompt id, 2 seconds, 3 limit (negative: unlimited), 4 max active, 5 day, 6 deadline, 7 instance,
---       8 now ('' for the server's TIME)
+--       8 now ('' for the server's TIME), 9 seconds a refusal is kept (for replay)
 -- Returns {allowed 0|1, reason, used, held, active, replay 0|1}: used and held as stored, before this reservation
 -- (the caller adds the seconds it reserved). Numbers go to redis.call as numbers: Redis writes them as text
 -- that reads back to the same double, and in C (string.format in Lua cost more than the commands it fed).
@@ -28,6 +28,7 @@ end
 -- refusals are stored too, so a retried reserve replays the same refusal; settle adds actual and outcome
 if reason ~= 'ok' then
   redis.call('HSET', KEYS[1], 'state', 'refused', 'reason', reason)
+  redis.call('EXPIRE', KEYS[1], ARGV[9])
   return {0, reason, used_text, held_text, active, 0}
 end
 redis.call('HSET', KEYS[1], 'seconds', ARGV[2], 'day', day, 'deadline', ARGV[6], 'instance', ARGV[7],

@@ -1,6 +1,7 @@
 -- Settle one held reservation exactly once: release its hold and charge the actual seconds to its own day.
 -- KEYS: 1 reservation hash, 2 usage hash (<day>:used, <day>:held), 3 held prompts, 4 ledger stream
--- ARGV: 1 prompt id, 2 actual seconds, 3 outcome, 4 now ('' for the server's TIME)
+-- ARGV: 1 prompt id, 2 actual seconds, 3 outcome, 4 now ('' for the server's TIME), 5 seconds the settled
+--       reservation is kept (a retried settle or reserve of the prompt meanwhile finds it)
 -- Returns false when nothing is held under that id (unknown, refused or already settled),
 -- else {seconds, day, deadline, instance} of the reservation. Numbers go to redis.call as numbers (see reserve.lua).
 
@@ -15,6 +16,7 @@ if now == '' then
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 redis.call('HSET', KEYS[1], 'state', 'settled', 'actual', ARGV[2], 'outcome', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 local usage = redis.call('HMGET', KEYS[2], day .. ':used', day .. ':held')
 local used, held = tonumber(usage[1] or '0'), tonumber(usage[2] or '0')
 redis.call('HSET', KEYS[2], day .. ':used', used + tonumber(ARGV[2]),
