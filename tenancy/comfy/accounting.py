@@ -50,7 +50,7 @@ class Accounting:
         queue number; raise a Refusal when it may not run."""
         settings = self.guard.settings
         self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
-        self.guard.owners[prompt_id] = principal.tenant or ""
+        self.guard.owners.remember(prompt_id, principal.tenant or "")
         if principal.is_admin:
             await self.guard.store.own_prompt(prompt_id, None, time.time())
             if not body.get("front"):

@@ -3,6 +3,7 @@ surface that confines it (or straight to ComfyUI when the route needs no confine
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ PRINCIPAL_KEY = "tenancy.principal"
 AUDITED = "tenancy.audited"  # set when a surface wrote the request's audit line itself
 LOGIN_PAGE = "/tenancy/login"
 KNOWN_ROUTES = 1024
+KNOWN_OWNERS = 100_000  # prompt owners kept in memory (the store has them all); ~15 MB at most
 
 
 class Route(NamedTuple):
@@ -48,6 +50,22 @@ def route_pattern(resource) -> str | None:
     return canonical  # sub-application routes carry their prefix already
 
 
+class Owners(dict):
+    """prompt_id -> tenant ("" for an admin's), a cache of the store holding the `limit` most recently
+    remembered: a server up for months would otherwise keep every prompt it ever saw. The oldest tenth goes
+    when full, so the queued and running prompts (the websocket and log context read them here) stay."""
+
+    def __init__(self, limit: int = KNOWN_OWNERS) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, prompt_id: str, tenant: str) -> None:
+        if len(self) >= self.limit and prompt_id not in self:
+            for stale in list(itertools.islice(self, max(self.limit // 10, 1))):
+                del self[stale]
+        self[prompt_id] = tenant
+
+
 class Guard:
     def __init__(self, server, settings: Config, store: Store, folders: dict[str, Path]) -> None:
         self.server = server
@@ -64,7 +82,7 @@ class Guard:
 
         self.accounting = Accounting(self)
         self.surfaces: dict[tuple[str, str], Surface] = {}
-        self.owners: dict[str, str] = {}  # prompt_id -> tenant ("" for admins): a cache of the store
+        self.owners = Owners()
         self.catalogue = None  # built on first need from ComfyUI's node definitions
         self._routes: dict[tuple[str, object], Route] = {}
 
@@ -195,7 +213,7 @@ class Guard:
             return self.owners[prompt_id]
         owner = await self.store.prompt_owner(prompt_id)
         if owner is not None:
-            self.owners[prompt_id] = owner
+            self.owners.remember(prompt_id, owner)
         return owner
 
     def top_level_inputs(self) -> list[str]:
