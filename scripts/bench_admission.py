@@ -14,7 +14,7 @@ one after the other, and a ratio printed is the median of the rounds' ratios (th
 minutes). Rates are the best of --runs rounds (other load only slows a run down). The SQLite file and Redis's
 AOF go to --dir, tmpfs by default, so that a busy disk does not stand in for the stores' own cost.
 
-    python scripts/bench_admission.py [--pairs 5000] [--concurrency 16] [--runs 5] [--dir /dev/shm]
+    python scripts/bench_admission.py [--pairs 5000] [--concurrency 50] [--runs 5] [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -40,13 +40,14 @@ import redis
 from redis.utils import HIREDIS_AVAILABLE
 
 from tenancy.records import ReserveRequest
+from tenancy.store.protocol import KEPT_S
 from tenancy.store.redis import GCRA, RESERVE, RedisStore, _admission_keys
 from tenancy.store.sqlite import SqliteStore
 
 TRIVIAL_SCRIPT = "return 1"
 # A reservation of a new prompt, as the store sends it; `__rand_int__` makes the ids new (redis-benchmark -r)
 RESERVE_CALL = (RESERVE.sha, "4", *_admission_keys("bench", "__rand_int__"),
-                "p__rand_int__", "5.0", "-1", "1000000", "2026-11-22", "9999999999", "bench", "")
+                "p__rand_int__", "5.0", "-1", "1000000", "2026-11-22", "9999999999", "bench", "", str(KEPT_S))
 BATCHES = itertools.count()  # each run of `pairs` takes prompt ids of its own
 
 
@@ -138,7 +139,8 @@ def redis_benchmark(port: int, clients: int, requests: int, core: int, call: tup
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5_000, help="reserve+settle pairs per run")
-    parser.add_argument("--concurrency", type=int, default=16, help="concurrent callers in the second Redis run")
+    parser.add_argument("--concurrency", type=int, default=50,
+                        help="concurrent callers in the second Redis run (50: redis-benchmark's default -c)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", default="/dev/shm" if Path("/dev/shm").is_dir() else None,
                         help="where the SQLite file and Redis's AOF go (default: tmpfs)")
@@ -198,18 +200,21 @@ def redis_round(url: str, port: int, n: int, k: int, core: int) -> dict[str, flo
     gcra_call = (GCRA.sha, "1", "tn:rate:bench:__rand_int__", "0.001", "1000", "")
     return {
         **server_time(f"reserve {k}", port, ours(reserves, 2 * n)),
-        f"bench reserve {k}": redis_benchmark(port, k, 4 * n, core, RESERVE_CALL, keyspace=10**8),
+        **server_time(f"bench reserve {k}", port,
+                      lambda: redis_benchmark(port, k, 4 * n, core, RESERVE_CALL, keyspace=10**8)),
         **server_time(f"gcra {k}", port, ours(gcra, 2 * n)),
-        f"bench gcra {k}": redis_benchmark(port, k, 4 * n, core, gcra_call),
+        **server_time(f"bench gcra {k}", port, lambda: redis_benchmark(port, k, 4 * n, core, gcra_call)),
         **server_time(f"pairs {k}", port, ours(pairs, n, 2)),
         **server_time(f"bench {k}", port, lambda: redis_benchmark(port, k, 4 * n * (1 + (k > 1)), core)),
     }
 
 
 def server_time(name: str, port: int, run) -> dict[str, float]:
-    """`run()`'s rate under `name`, and under `server <name>` Redis's own microseconds per EVALSHA meanwhile
-    (INFO commandstats: the script and the commands it calls, not reading requests or writing replies)."""
+    """`run()`'s rate under `name`, on an empty dataset (reservations pile up otherwise, and a later
+    measurement would meet a larger one), and under `server <name>` Redis's own microseconds per EVALSHA
+    meanwhile (INFO commandstats: the script and the commands it calls, not reading requests or writing replies)."""
     with redis.Redis(port=port) as client:
+        client.flushall()  # scripts stay loaded
         client.config_resetstat()
         rate = run()
         return {name: rate, f"server {name}": client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]}
