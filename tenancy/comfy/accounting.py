@@ -150,7 +150,7 @@ class Accounting:
         if running is None or prompt_id not in [item[1] for item in queue.get_current_queue_volatile()[0]]:
             return
         running.timed_out = True
-        self.guard.outcomes[prompt_id] = "timeout"
+        self.guard.outcomes.remember(prompt_id, "timeout")
         self.guard.metrics.series(self.guard.metrics.timeouts, running.plan or "admin").inc()
         log.warning("[tenancy] prompt %s of %s ran past its plan's max_execution_s: interrupting it", prompt_id,
                     running.tenant)

@@ -306,7 +306,7 @@ class AdminApi:
             await self.guard.accounting.released(prompt_id, "cancelled")
             state = "pending"
         elif any(item[1] == prompt_id for item in running):
-            self.guard.outcomes[prompt_id] = "cancelled"
+            self.guard.outcomes.remember(prompt_id, "cancelled")
             if hasattr(queue, "interrupt_if_running"):
                 queue.interrupt_if_running(prompt_id)
             else:

@@ -31,7 +31,7 @@ PRINCIPAL_KEY = "tenancy.principal"
 AUDITED = "tenancy.audited"  # set when a surface wrote the request's audit line itself
 LOGIN_PAGE = "/tenancy/login"
 KNOWN_ROUTES = 1024
-KNOWN_OWNERS = 100_000  # prompt owners kept in memory (the store has them all); ~15 MB at most
+KNOWN_PROMPTS = 100_000  # prompts whose owner (or guard outcome) is kept in memory: ~15 MB at most
 
 
 class Route(NamedTuple):
@@ -50,12 +50,11 @@ def route_pattern(resource) -> str | None:
     return canonical  # sub-application routes carry their prefix already
 
 
-class Owners(dict):
-    """prompt_id -> tenant ("" for an admin's), a cache of the store holding the `limit` most recently
-    remembered: a server up for months would otherwise keep every prompt it ever saw. The oldest tenth goes
-    when full, so the queued and running prompts (the websocket and log context read them here) stay."""
+class RecentPrompts(dict):
+    """prompt_id -> a value, for the `limit` prompts most recently remembered: a server up for months would
+    otherwise keep every prompt it ever saw. The oldest tenth goes when full, so queued and running prompts stay."""
 
-    def __init__(self, limit: int = KNOWN_OWNERS) -> None:
+    def __init__(self, limit: int = KNOWN_PROMPTS) -> None:
         super().__init__()
         self.limit = limit
 
@@ -77,12 +76,13 @@ class Guard:
         self.tokens = token_settings(settings)
         self.auth = Authenticator(self.store, self.tokens)
         self.audit = AuditLog(settings.path(settings.audit.path), settings.audit.max_bytes, settings.audit.backups)
-        self.outcomes: dict[str, str] = {}  # prompt_id -> outcome the guard decided (timeout)
+        self.outcomes = RecentPrompts()  # prompt_id -> outcome the guard decided (timeout, cancelled)
         from .accounting import Accounting
 
         self.accounting = Accounting(self)
         self.surfaces: dict[tuple[str, str], Surface] = {}
-        self.owners = Owners()
+        # prompt_id -> tenant ("" for an admin's): a cache of the store, read by the websocket and log context
+        self.owners = RecentPrompts()
         self.catalogue = None  # built on first need from ComfyUI's node definitions
         self._routes: dict[tuple[str, object], Route] = {}
 

@@ -1,12 +1,12 @@
-"""The guard's in-memory cache of prompt owners stays bounded and keeps the most recent prompts."""
+"""What the guard keeps in memory per prompt (owners, outcomes) stays bounded and keeps the newest prompts."""
 
 from __future__ import annotations
 
-from tenancy.comfy.guard import Owners
+from tenancy.comfy.guard import RecentPrompts
 
 
-def test_the_owner_cache_forgets_the_oldest_tenth_when_full_and_keeps_the_newest():
-    owners = Owners(limit=50)
+def test_the_oldest_tenth_is_forgotten_when_full_and_the_newest_stay():
+    owners = RecentPrompts(limit=50)
     for n in range(50):
         owners.remember(f"p{n}", "acme")
     owners.remember("p7", "beta")  # known already: replaced, nothing forgotten
