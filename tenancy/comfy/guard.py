@@ -58,11 +58,11 @@ class RecentPrompts(dict):
         super().__init__()
         self.limit = limit
 
-    def remember(self, prompt_id: str, tenant: str) -> None:
+    def remember(self, prompt_id: str, value: str) -> None:
         if len(self) >= self.limit and prompt_id not in self:
             for stale in list(itertools.islice(self, max(self.limit // 10, 1))):
                 del self[stale]
-        self[prompt_id] = tenant
+        self[prompt_id] = value
 
 
 class Guard:
