@@ -37,8 +37,9 @@ class Backend:
     kind: str
     target: str
 
-    def open(self):
-        return SqliteStore(Path(self.target)) if self.kind == "sqlite" else RedisStore(self.target)
+    def open(self, **options):
+        return SqliteStore(Path(self.target), **options) if self.kind == "sqlite" else \
+            RedisStore(self.target, **options)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -340,8 +341,7 @@ def test_decided_reservations_and_prompt_owners_are_forgotten_after_kept_s(backe
     """Settled and refused reservations and prompt owners go KEPT_S after (here 1 s, real time: Redis expires
     keys by its own clock); a held reservation, usage and the ledger stay."""
     async def run() -> None:
-        store = SqliteStore(Path(backend.target), kept_s=1) if backend.kind == "sqlite" else \
-            RedisStore(backend.target, kept_s=1)
+        store = backend.open(kept_s=1)
         try:
             now = time.time()
             for prompt in ("settled", "held"):
