@@ -177,7 +177,7 @@ def main() -> None:
             against_same = f"{ratio(rounds, ours, same):6.1%} of the same script ({best(rounds, same):.0f}/s), " \
                 if same else ""
             print(f"redis   {label:15s} {best(rounds, ours):9.0f} decisions/s, {clients:2d} caller(s): "
-                  f"{against_same or ' ' * 29}{ratio(rounds, ours, trivial):6.1%} of a trivial script "
+                  f"{against_same:<38}{ratio(rounds, ours, trivial):6.1%} of a trivial script "
                   f"({best(rounds, trivial):.0f}/s)")
     print("        (redis-benchmark EVALSHA, as many connections as callers, -P 1, on the same server)")
     print("redis   server time per EVALSHA (INFO commandstats, median of rounds): "
