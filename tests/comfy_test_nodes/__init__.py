@@ -1,4 +1,4 @@
-"""Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, and a slow node."""
+"""Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node and a busy one."""
 
 import time
 
@@ -54,4 +54,32 @@ class TenancyTestSleep:
         return {"ui": {"text": [f"slept {seconds}"]}, "result": (tag,)}
 
 
-NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep}
+class TenancyTestSpin:
+    """Keeps ComfyUI's worker thread computing in Python, as a sampler's loop does, honouring the interrupt flag:
+    the worker holds the GIL most of the time, which the server's request handling then shares."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3600.0})}}
+
+    @classmethod
+    def IS_CHANGED(cls, seconds):
+        return time.time()
+
+    def run(self, seconds):
+        import comfy.model_management
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            sum(i * i for i in range(2000))
+        return {}
+
+
+NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep,
+                       "TenancyTestSpin": TenancyTestSpin}
