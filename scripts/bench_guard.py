@@ -24,7 +24,7 @@ from tests.harness.tenants import seed
 PORTRAIT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "media" / "portrait_astronaut_256.png"
 TRIVIAL = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
            "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
-SPIN_S = 300.0  # outlasts the timed requests; the `heavy` plan's execution limit interrupts it after that
+SPIN_S = 240.0  # outlasts the timed requests (the `heavy` plan interrupts a prompt after 300 s)
 SPIN = {"1": {"class_type": "TenancyTestSpin", "inputs": {"seconds": SPIN_S}}}
 
 
@@ -92,7 +92,7 @@ def main() -> None:
                         samples[(name, "prompt")].append(elapsed)
                         if args.busy:  # the busy worker would never reach it: keep the queue short
                             client.post("/queue", json={"delete": [response.json()["prompt_id"]]})
-            for client in clients.values():  # idle: the prompts' execution (and accounting) is over before /view
+            for client in clients.values():  # idle: the prompts' execution (and accounting) ends before /view is timed
                 if args.busy:
                     still_busy(client)
                 else:
