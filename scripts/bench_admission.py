@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import io
 import itertools
 import os
@@ -41,13 +42,15 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from tenancy.records import ReserveRequest
 from tenancy.store.protocol import KEPT_S
-from tenancy.store.redis import GCRA, RESERVE, RedisStore, _admission_keys
+from tenancy.store.redis import GCRA, RESERVE, RedisStore, _admission_keys, _reserve_arguments
 from tenancy.store.sqlite import SqliteStore
 
 TRIVIAL_SCRIPT = "return 1"
 # A reservation of a new prompt, as the store sends it; `__rand_int__` makes the ids new (redis-benchmark -r)
+BENCH_RESERVATION = ReserveRequest(tenant="bench", prompt_id="p__rand_int__", seconds=5.0, limit=-1,
+                                   max_active=1_000_000, day="2026-11-22", deadline=9999999999.0, instance="bench")
 RESERVE_CALL = (RESERVE.sha, "4", *_admission_keys("bench", "__rand_int__"),
-                "p__rand_int__", "5.0", "-1", "1000000", "2026-11-22", "9999999999", "bench", "", str(KEPT_S))
+                *map(str, _reserve_arguments(BENCH_RESERVATION, KEPT_S)))
 BATCHES = itertools.count()  # each run of `pairs` takes prompt ids of its own
 
 
@@ -91,12 +94,10 @@ async def pairs(store, count: int, worker: int = 0) -> None:
 
 
 async def reserves(store, count: int, worker: int = 0) -> None:
-    """Reserve `count` new prompts of the tenant redis-benchmark's reserve call uses, settling none."""
+    """Reserve `count` new prompts with redis-benchmark's arguments (BENCH_RESERVATION), settling none."""
     batch = next(BATCHES)
     for n in range(count):
-        await store.reserve(ReserveRequest(tenant="bench", prompt_id=f"r{batch}-w{worker}-p{n}", seconds=5.0,
-                                           limit=-1, max_active=1_000_000, day="2026-11-22", deadline=9999999999.0,
-                                           instance="bench"))
+        await store.reserve(dataclasses.replace(BENCH_RESERVATION, prompt_id=f"r{batch}-w{worker}-p{n}"))
 
 
 async def gcra(store, count: int, worker: int = 0) -> None:

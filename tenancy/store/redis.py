@@ -350,9 +350,7 @@ class RedisStore:
     async def _reserve(self, request: ReserveRequest, before: tuple = ()) -> QuotaDecision:
         r = request
         reply = await self._script(
-            RESERVE, RESERVE.call(_admission_keys(r.tenant, r.prompt_id),
-                                  [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
-                                   repr(float(r.deadline)), r.instance, _now(r.now), self.kept_s]),
+            RESERVE, RESERVE.call(_admission_keys(r.tenant, r.prompt_id), _reserve_arguments(r, self.kept_s)),
             before=before, listing=r.tenant)
         allowed, reason, used, held, active, replay = reply
         held = float(held) + (float(r.seconds) if allowed and not replay else 0.0)  # it answered held before
@@ -452,6 +450,12 @@ def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
     """The keys reserve.lua and settle.lua touch, all in the tenant's slot."""
     slot = _tenant_key(tenant, "")
     return [f"{slot}res:{prompt_id}", f"{slot}usage", f"{slot}active", f"{slot}ledger"]
+
+
+def _reserve_arguments(r: ReserveRequest, kept_s: int) -> list:
+    """reserve.lua's ARGV for a request (the admission bench sends redis-benchmark the same)."""
+    return [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
+            repr(float(r.deadline)), r.instance, _now(r.now), kept_s]
 
 
 def _prompt_key(prompt_id: str) -> str:
