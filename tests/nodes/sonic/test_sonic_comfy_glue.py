@@ -1,4 +1,4 @@
-"""Sonic's ComfyUI glue against ComfyUI's own modules (imported from the dev checkout, no server): the SVD
+"""Sonic's ComfyUI glue against ComfyUI's own modules (imported from the ComfyUI under test, no server): the SVD
 VAE and CLIP_VISION that ImageOnlyCheckpointLoader gives, and the model cache under comfy.model_management."""
 
 from __future__ import annotations
@@ -18,19 +18,29 @@ from nodes.sonic.sgm_vae import config_from_state, load_sgm_vae, to_diffusers
 from nodes.sonic.vae import TemporalVAE
 from nodes.sonic_files import SonicFolder
 from nodes.sonic_steps import prepare, render
-from tenancy.comfy.home import DEV_COMFYUI
+from tenancy.comfy.home import ComfyNotFound, locate
 from tests.conftest import FIXTURES
 from tests.harness.tiny_models import FixedFaces, write_sonic
 
-pytestmark = pytest.mark.skipif(not (DEV_COMFYUI / "comfy").is_dir(), reason="no ComfyUI checkout in .cache")
+
+def comfyui_root():
+    """$COMFYUI_DIR when set (the newer ComfyUI run), else the dev checkout: the one the server tests start."""
+    try:
+        return locate().root
+    except ComfyNotFound:
+        return None
+
+
+COMFYUI = comfyui_root()
+pytestmark = pytest.mark.skipif(COMFYUI is None, reason="no ComfyUI checkout (set COMFYUI_DIR or run make setup)")
 ENCODER = FIXTURES / "parity" / "denoise" / "image_encoder"
 
 
 @pytest.fixture(scope="module")
 def comfy():
     """ComfyUI's modules in this process, CPU only (appended to sys.path: our `nodes` package stays ours)."""
-    if str(DEV_COMFYUI) not in sys.path:
-        sys.path.append(str(DEV_COMFYUI))
+    if str(COMFYUI) not in sys.path:
+        sys.path.append(str(COMFYUI))
     from comfy.cli_args import args
 
     args.cpu = True
