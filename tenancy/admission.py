@@ -1,5 +1,6 @@
 """Admission decisions as pure functions: how many seconds a prompt will produce, which day it is charged
-to, and the queue number that shares the GPU fairly between tenants (weighted fair queueing)."""
+to, the queue number that shares the GPU fairly between tenants (weighted fair queueing), and what a hold
+whose result was lost is charged."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .catalogue import Catalogue
+from .records import Reservation
 
 # Characters per second of speech, by script: CJK is read per character, everything else per letter.
 DEFAULT_SPEAKING_RATE = {"cjk": 4.5, "latin": 14.0}
@@ -118,3 +120,12 @@ class FairQueue:
 
     def started(self, number: float) -> None:
         self.virtual_now = max(self.virtual_now, number)
+
+
+def reap_charge(hold: Reservation, policy: str) -> tuple[float, str]:
+    """(seconds charged, outcome) for a hold whose prompt's result will never come (its instance crashed or lost
+    it): one that never started is refunded; one that started ran on the GPU and is charged its reservation,
+    unless the operator's policy (`reap`) is refund."""
+    if hold.started is None:
+        return 0.0, "reaped"
+    return (hold.seconds, "lost_charged") if policy == "charge_reservation" else (0.0, "lost_refunded")

@@ -124,6 +124,12 @@ class Config:
     enabled: bool = setting(True, "false runs the plugin's nodes without the guard (logged loudly)")
     store: str = setting("sqlite:///tenancy.db",
                          "sqlite:///FILE (relative to this file) or redis://HOST:PORT/DB for several instances")
+    store_timeout_s: float = setting(1.0, "longest a store call may take before it counts as a failure: a Redis "
+                                     "round trip, or the wait for another process's SQLite write lock (the server "
+                                     "waits with it, so keep it short)", minimum=0.01, maximum=30)
+    store_retry_s: float = setting(1.0, "after a store failure, calls fail at once (503) for this long, then one "
+                                   "tries again: a hung store costs one timeout, not one per request",
+                                   minimum=0.05, maximum=60)
     on_store_error: str = setting("deny", "when the store is unreachable: deny (503) or allow (uncharged)",
                                   choices=("deny", "allow"))
     master_secret_file: str = setting("master.secret", "key material for data encrypted at rest (voices), 0600")
@@ -135,6 +141,9 @@ class Config:
     admin_weight: float = setting(8.0, "operators' fair-queueing weight", minimum=0.01)
     hold_timeout_s: float = setting(3600.0, "a quota hold older than this plus the plan's max_execution_s is "
                                             "settled by the reaper (crash, lost event)", minimum=60)
+    reap: str = setting("charge_reservation", "a hold whose prompt started but whose result is lost for good (its "
+                        "instance crashed): charge_reservation, or refund; one that never started is always refunded",
+                        choices=("charge_reservation", "refund"))
     charge_failed: str = setting("refund", "failed, cancelled and interrupted prompts: refund, or charge "
                                            "the elapsed compute seconds", choices=("refund", "elapsed"))
     speaking_rate: dict = setting({"cjk": 4.5, "latin": 14.0}, "characters per second used to estimate speech")

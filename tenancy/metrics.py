@@ -41,6 +41,8 @@ class Metrics:
                                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
                                        registry=r)
         self.store_errors = Counter("tenancy_store_errors_total", "Store calls that failed", registry=r)
+        self.outbox_backlog = Gauge("tenancy_outbox_backlog", "Store writes after execution waiting in the outbox "
+                                    "for the store", registry=r)
         self.gpu_memory = Gauge("tenancy_gpu_memory_bytes", "GPU memory allocated by torch", ["device"], registry=r)
 
     def tenant_label(self, tenant: str | None) -> str:
@@ -87,7 +89,7 @@ class TimedStore:
 
     def __init__(self, store, metrics: Metrics) -> None:
         self._store = store
-        self._latency = metrics.store_latency.labels(type(store).__name__.removesuffix("Store").lower())
+        self._latency = metrics.store_latency.labels(store.description.partition(":")[0])
         self._errors = metrics.store_errors
 
     def __getattr__(self, name: str):

@@ -153,6 +153,7 @@ class Reservation:
     state: str = "held"  # held | settled
     actual: float = 0.0
     outcome: str = ""
+    started: float | None = None  # when its prompt began executing (the reaper charges or refunds by it)
 
 
 @dataclass(frozen=True)

@@ -2,25 +2,29 @@
 fair queue number, interrupt it at its plan's deadline, and settle exactly what it produced.
 
 Decisions come from the pure core (`tenancy.admission`) and the store; this module only wires them to
-ComfyUI's request path and execution events."""
+ComfyUI's request path and execution events. What follows execution (the start, the outputs, the settlement)
+reaches the store through the outbox: ComfyUI's loops never wait for the store nor see it fail."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
 
-from ..admission import EstimateInputs, FairQueue, estimate_seconds, quota_day
+from ..admission import EstimateInputs, FairQueue, estimate_seconds, quota_day, reap_charge
 from ..records import Principal, RateLimit, ReserveRequest
 from ..refusal import Refusal, rate_limited
 from ..store import StoreUnavailable
+from ..store.outbox import Outbox
 from . import media
 
 log = logging.getLogger("tenancy")
 REAP_EVERY_S = 60.0
+RETRY_REAP_S = 1.0
 MEDIA_FOLDERS = ("output",)
 
 
@@ -42,6 +46,8 @@ class Accounting:
         self.numbers: dict[str, float] = {}
         self.prompts: dict[str, Running] = {}
         self.instance = guard.settings.instance or f"{socket.gethostname()}:{_comfy_port()}"
+        outbox_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance)
+        self.outbox = Outbox(guard.settings.path(f"outbox/{outbox_name}.jsonl"), self._apply)
 
     # -- before the queue ----------------------------------------------------------------------------------
     async def admit(self, principal: Principal, prompt_id: str, body: dict, catalogue,
@@ -69,6 +75,9 @@ class Accounting:
             decision = await self.guard.store.admit(request, rate)
         except StoreUnavailable as exc:
             if settings.on_store_error == "deny":
+                self.prompts.pop(prompt_id, None)
+                # the reservation may still reach the store (sent before the call gave up): refund it then
+                self.outbox.put({"kind": "abandon", "tenant": principal.tenant, "prompt_id": prompt_id})
                 raise Refusal(503, "store_unavailable", f"cannot account for this prompt: {exc}", retry_after=5) \
                     from None
             self.guard.metrics.uncharged.inc()
@@ -115,11 +124,13 @@ class Accounting:
 
     async def released(self, prompt_id: str, outcome: str) -> None:
         """ComfyUI refused or dropped a queued prompt: its hold is refunded."""
-        await self._settle(prompt_id, 0.0, outcome)
+        self._settle(prompt_id, 0.0, outcome)
 
     # -- execution events ---------------------------------------------------------------------------------
-    def on_event(self, event: str, data: dict) -> None:
+    def on_event(self, event: str, data: dict, owner: str | None) -> None:
         prompt_id = data.get("prompt_id")
+        if event == "executed":
+            self._index_outputs(prompt_id, owner, data.get("output"))
         running = self.prompts.get(prompt_id)
         if running is None:
             return
@@ -134,8 +145,18 @@ class Accounting:
                 running.watchdog.cancel()
             asyncio.get_running_loop().create_task(self._finished(prompt_id, running, event))
 
+    def _index_outputs(self, prompt_id: str, owner: str | None, output) -> None:
+        """Who owns each file a prompt wrote: known here at once, in the store once the outbox applies it."""
+        for folder, subfolder, filename in _file_refs(output):
+            self.guard.remember_output(folder, subfolder, filename, owner or "")
+            self.outbox.put({"kind": "output", "folder": folder, "subfolder": subfolder, "filename": filename,
+                             "tenant": owner or None, "prompt_id": prompt_id})
+
     def _started(self, prompt_id: str, running: Running) -> None:
         running.started = time.time()
+        if running.tenant:
+            self.outbox.put({"kind": "started", "tenant": running.tenant, "prompt_id": prompt_id,
+                             "at": running.started})
         self.fair.started(self.numbers.pop(prompt_id, self.fair.virtual_now))
         metrics = self.guard.metrics
         metrics.series(metrics.queue_wait, running.plan or "admin").observe(running.started - running.admitted)
@@ -174,50 +195,68 @@ class Accounting:
         if running.timed_out:
             self.guard.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
                                     reason="max_execution_s")
-        await self._settle(prompt_id, actual, outcome)
+        self._settle(prompt_id, actual, outcome)
 
-    async def _settle(self, prompt_id: str, actual: float, outcome: str) -> None:
+    def _settle(self, prompt_id: str, actual: float, outcome: str) -> None:
         running = self.prompts.pop(prompt_id, None)
         self.numbers.pop(prompt_id, None)
-        tenant = running.tenant if running else await self.guard.owner_of(prompt_id)
-        if not tenant:
-            return
-        try:
-            settled = await self.guard.store.settle(tenant, prompt_id, round(actual, 3), outcome)
-        except StoreUnavailable as exc:
-            log.error("[tenancy] could not settle %s (%s); the reaper will", prompt_id, exc)
-            return
-        if settled is not None:
-            self.guard.audit.record(tenant=tenant, prompt_id=prompt_id, decision="settle", outcome=outcome,
-                                    seconds=settled.actual, held=settled.seconds)
+        tenant = running.tenant if running else self.guard.owners.get(prompt_id)
+        if tenant:
+            self.outbox.put({"kind": "settle", "tenant": tenant, "prompt_id": prompt_id, "actual": round(actual, 3),
+                             "outcome": outcome, "at": time.time()})
+
+    async def _apply(self, write: dict) -> None:
+        """One outbox write, in the store (each is idempotent by prompt id: a replay changes nothing twice)."""
+        store, kind = self.guard.store, write["kind"]
+        if kind == "output":
+            await store.index_output(write["folder"], write["subfolder"], write["filename"], write["tenant"],
+                                     write["prompt_id"])
+        elif kind == "abandon":
+            await store.abandon(write["tenant"], write["prompt_id"])
+        elif kind == "started":
+            await store.mark_started(write["tenant"], write["prompt_id"], write["at"])
+        elif kind == "settle":
+            settled = await store.settle(write["tenant"], write["prompt_id"], write["actual"], write["outcome"],
+                                         now=write["at"])
+            if settled is not None:
+                self.guard.audit.record(tenant=write["tenant"], prompt_id=write["prompt_id"], decision="settle",
+                                        outcome=write["outcome"], seconds=settled.actual, held=settled.seconds)
+        else:
+            raise ValueError(f"unknown outbox write {kind!r}")
 
     # -- the reaper -----------------------------------------------------------------------------------------
     async def reap(self, own_instance: bool = False) -> int:
-        """Settle holds nobody will settle: this instance's after a restart, and any past its deadline."""
+        """Settle holds nobody will settle: this instance's after a restart, and any past its deadline. Run only
+        with the outbox drained, so a settlement that is merely late is never taken for a lost one."""
         store = self.guard.store
         holds = await store.instance_holds(self.instance) if own_instance else await store.expired_holds()
         reaped = 0
         for hold in holds:
             if hold.prompt_id in self.prompts:
                 continue  # alive here: its own events will settle it
-            if await store.settle(hold.tenant, hold.prompt_id, 0.0, "reaped") is not None:
+            charge, outcome = reap_charge(hold, self.guard.settings.reap)
+            if await store.settle(hold.tenant, hold.prompt_id, charge, outcome) is not None:
                 reaped += 1
                 self.guard.audit.record(tenant=hold.tenant, prompt_id=hold.prompt_id, decision="settle",
-                                        outcome="reaped", held=hold.seconds)
+                                        outcome=outcome, seconds=charge, held=hold.seconds)
         return reaped
 
     async def reaper(self) -> None:
-        try:
-            await self.reap(own_instance=True)
-        except StoreUnavailable as exc:
-            log.error("[tenancy] reaper: %s", exc)
+        """First this instance's holds that an earlier process left (after replaying its outbox), then, every
+        REAP_EVERY_S, the holds of any instance past their deadline."""
+        own_instance = True
         while True:
-            await asyncio.sleep(REAP_EVERY_S)
+            await self.outbox.drained()
             try:
-                await self.reap()
-                await self.guard.store.prune()
+                await self.reap(own_instance)
+                if not own_instance:
+                    await self.guard.store.prune()
             except StoreUnavailable as exc:
                 log.error("[tenancy] reaper: %s", exc)
+                await asyncio.sleep(RETRY_REAP_S)
+                continue
+            own_instance = False
+            await asyncio.sleep(REAP_EVERY_S)
 
 
 def _file_refs(output) -> list[tuple[str, str, str]]:

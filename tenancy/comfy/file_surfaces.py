@@ -87,7 +87,7 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
                     return folder, real_sub, name
             except PathRefused:
                 pass
-        if tenant is None or await guard.store.output_owner(folder, sub, name) == tenant:
+        if tenant is None or await guard.output_owner(folder, sub, name) == tenant:
             contained(root, relative)
             return folder, sub, name
         if folder == "temp":

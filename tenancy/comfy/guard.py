@@ -83,6 +83,7 @@ class Guard:
         self.surfaces: dict[tuple[str, str], Surface] = {}
         # prompt_id -> tenant ("" for an admin's): a cache of the store, read by the websocket and log context
         self.owners = RecentPrompts()
+        self.outputs = RecentPrompts()  # "folder/subfolder/name" -> tenant ("" admin) of files written here
         self.catalogue = None  # built on first need from ComfyUI's node definitions
         self._routes: dict[tuple[str, object], Route] = {}
 
@@ -215,6 +216,15 @@ class Guard:
         if owner is not None:
             self.owners.remember(prompt_id, owner)
         return owner
+
+    def remember_output(self, folder: str, subfolder: str, filename: str, owner: str) -> None:
+        self.outputs.remember(f"{folder}/{subfolder}/{filename}", owner)
+
+    async def output_owner(self, folder: str, subfolder: str, filename: str) -> str | None:
+        """Tenant of an output file ("" for an admin's), None when unknown: files written here are known at once
+        (their index reaches the store through the outbox), others are asked of the store."""
+        owner = self.outputs.get(f"{folder}/{subfolder}/{filename}")
+        return owner if owner is not None else await self.store.output_owner(folder, subfolder, filename)
 
     def top_level_inputs(self) -> list[str]:
         root = self.folders["input"]

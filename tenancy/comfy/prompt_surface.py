@@ -51,7 +51,7 @@ async def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> 
         if ref.folder == "temp":
             path = PurePosixPath(ref.relative)
             subfolder = "" if str(path.parent) == "." else str(path.parent)
-            owner = await guard.store.output_owner("temp", subfolder, path.name)
+            owner = await guard.output_owner("temp", subfolder, path.name)
             if owner != principal.tenant:
                 raise node_refusal(403, PathRefused.reason, node_id, classes[node_id], name,
                                    f"{ref.relative!r} is not one of your previews")

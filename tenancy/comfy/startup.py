@@ -13,6 +13,7 @@ from aiohttp import web
 from .. import bootstrap
 from .. import config as config_module
 from ..store import StoreUnavailable, open_store
+from ..store.breaker import Breaker
 from . import (
     admin_api,
     context,
@@ -59,8 +60,9 @@ def install(server, warmups: dict | None = None) -> Guard | None:
                         "every caller can reach every route", path)
             return None
         http.check_request_hooks()
-        store = open_store(settings.store, settings.path("."),
-                           other_process_changes_s=settings.auth.other_process_changes_s)
+        store = Breaker(open_store(settings.store, settings.path("."), timeout_s=settings.store_timeout_s,
+                                   other_process_changes_s=settings.auth.other_process_changes_s),
+                        settings.store_retry_s)
         folders = {"input": Path(folder_paths.get_input_directory()),
                    "output": Path(folder_paths.get_output_directory()),
                    "temp": Path(folder_paths.get_temp_directory())}
@@ -105,7 +107,9 @@ async def _start_warmup(wanted: dict, warmups: dict) -> None:
 
 
 async def _start_reaper(app: web.Application, guard: Guard) -> None:
-    app["tenancy.reaper"] = asyncio.get_running_loop().create_task(guard.accounting.reaper())
+    loop = asyncio.get_running_loop()
+    app["tenancy.outbox"] = loop.create_task(guard.accounting.outbox.run())
+    app["tenancy.reaper"] = loop.create_task(guard.accounting.reaper())
 
 
 def register_surfaces(guard: Guard) -> None:

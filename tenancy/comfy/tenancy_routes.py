@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from ..identity import Refused
 from ..records import Principal, RateLimit
 from ..refusal import Refusal
 from ..routes import TABLE, route_class
+from ..store import StoreUnavailable
 from . import http
 from .file_surfaces import real_location
 from .guard import PRINCIPAL_KEY, Guard
@@ -43,11 +45,16 @@ class TenancyApi:
         self.guard = guard
 
     async def health(self, request: web.Request) -> web.Response:
+        """ok, or degraded (503) while the store does not answer or writes wait in the outbox for it."""
+        outbox = self.guard.accounting.outbox
         try:
             await self.guard.store.ping()
+            healthy = not outbox.error
         except Exception:  # any store failure is "degraded"; details stay in the log
-            return web.json_response({"status": "degraded"}, status=503)
-        return web.json_response({"status": "ok"})
+            healthy = False
+        if healthy:
+            return web.json_response({"status": "ok"})
+        return web.json_response({"status": "degraded", "backlog": outbox.backlog}, status=503)
 
     async def login_page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(LOGIN_PAGE, headers={"Cache-Control": "no-store"})
@@ -177,7 +184,9 @@ class TenancyApi:
         principal: Principal = request[PRINCIPAL_KEY]
         if not principal.is_admin and request.remote not in self.guard.settings.metrics_allow:
             raise Refusal(403, "admin_only", "metrics are for operators and the configured scrapers")
-        await self._sample_quotas()
+        self.guard.metrics.outbox_backlog.set(self.guard.accounting.outbox.backlog)
+        with contextlib.suppress(StoreUnavailable):  # during an outage the other metrics matter most
+            await self._sample_quotas()
         return web.Response(body=self.guard.metrics.exposition(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

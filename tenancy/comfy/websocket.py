@@ -11,9 +11,12 @@ import threading
 from aiohttp import web
 
 from ..records import Principal
+from ..store import StoreUnavailable
 from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
 from . import http
 from .queue_surfaces import virtual_refs
+
+log = logging.getLogger("tenancy")
 
 
 async def connect(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -32,11 +35,12 @@ def install_message_routing(guard) -> None:
             prompt_id = getattr(server, "last_prompt_id", None)  # previews of the running prompt
         if prompt_id is None:
             return await original(event, data, sid)
-        owner = await guard.owner_of(prompt_id)
+        owner = await _owner(guard, prompt_id)
         if isinstance(data, dict):
-            guard.accounting.on_event(event, data)
-        if event == "executed" and isinstance(data.get("output"), dict):
-            await index_outputs(guard, prompt_id, owner, data["output"])
+            try:
+                guard.accounting.on_event(event, data, owner)
+            except Exception:  # ComfyUI's publish loop must never see the guard fail: it would stop the server
+                log.exception("[tenancy] accounting of %s for prompt %s failed", event, prompt_id)
         namespace = (owner or ADMIN_NAMESPACE) + ":"
         targets = [sid] if sid is not None else [s for s in list(server.sockets) if s.startswith(namespace)]
         for target in targets:
@@ -50,12 +54,12 @@ def install_message_routing(guard) -> None:
     server.send = send
 
 
-async def index_outputs(guard, prompt_id: str, owner: str | None, output: dict) -> None:
-    for refs in output.values():
-        for ref in refs if isinstance(refs, list) else ():
-            if isinstance(ref, dict) and {"filename", "type"} <= ref.keys():
-                await guard.store.index_output(ref["type"], ref.get("subfolder", ""), ref["filename"],
-                                               owner or None, prompt_id)
+async def _owner(guard, prompt_id: str) -> str | None:
+    """The prompt's owner; None (its messages reach operators only) when the store cannot say now."""
+    try:
+        return await guard.owner_of(prompt_id)
+    except StoreUnavailable:
+        return None
 
 
 class TenantLogTag(logging.Filter):

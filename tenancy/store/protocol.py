@@ -20,6 +20,7 @@ from ..records import (
 # What no longer decides anything is forgotten this long after (both backends): a settled or refused reservation
 # (a retried reserve of that prompt id is then decided anew), a prompt's owner, a used refresh token past expiry.
 KEPT_S = 7 * 86400
+ABANDONED = "abandoned"  # the outcome (and refusal reason) of a prompt whose admission failed part-way
 
 
 class StoreUnavailable(RuntimeError):
@@ -95,6 +96,14 @@ class Store(Protocol):
                      now: float | None = None) -> Reservation | None:
         """Release the hold and charge `actual` seconds to the reservation's day, exactly once.
         Returns the settled reservation, or None when there is no hold (unknown or already settled)."""
+
+    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None) -> Reservation | None:
+        """The prompt will never be queued (its admission failed part-way, the store unreachable): refund its hold
+        if one is held (as `settle` with 0 s, outcome abandoned); when none was ever reserved, store a refusal,
+        so that a reserve still on its way to the store replays it instead of holding seconds for ever."""
+
+    async def mark_started(self, tenant: str, prompt_id: str, now: float) -> None:
+        """Note that a held reservation's prompt began executing (the first time only); nothing when not held."""
 
     async def holds(self, tenant: str | None = None) -> list[Reservation]: ...
     async def expired_holds(self, now: float | None = None) -> list[Reservation]: ...

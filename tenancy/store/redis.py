@@ -7,7 +7,8 @@ server restarted); time comes from Redis `TIME` unless the caller passes `now`, 
 Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always share a slot):
 
     tn:{acme}:res:<prompt_id>   hash   one reservation: seconds, day, deadline, instance, state, reason
-                                       (refusals too, for replay), actual and outcome once settled; expires a
+                                       (refusals too, for replay), started once its prompt began executing,
+                                       actual and outcome once settled; expires a
                                        week (KEPT_S) after it was refused or settled, never while held
     tn:{acme}:usage             hash   seconds used / held per day (fields <YYYY-MM-DD>:used / :held, exact)
     tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
@@ -79,7 +80,7 @@ from ..records import (
     Tenant,
     Usage,
 )
-from .protocol import KEPT_S, Conflict, StoreUnavailable
+from .protocol import ABANDONED, KEPT_S, Conflict, StoreUnavailable
 from .redis_lane import Lane, pack, pack_arguments
 
 try:
@@ -110,7 +111,7 @@ class _Script:
         return b"*%d\r\n" % (3 + len(keys) + len(args)) + self.evalsha + pack_arguments((len(keys), *keys, *args))
 
 
-RESERVE, SETTLE, GCRA, USE_REFRESH = (_Script(n) for n in ("reserve", "settle", "gcra", "use_refresh"))
+RESERVE, SETTLE, START, GCRA, USE_REFRESH = (_Script(n) for n in ("reserve", "settle", "start", "gcra", "use_refresh"))
 
 
 def _failure(description: str, exc: BaseException) -> BaseException:
@@ -358,14 +359,24 @@ class RedisStore:
 
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
                      now: float | None = None) -> Reservation | None:
+        return await self._settle(tenant, prompt_id, actual, outcome, now, abandon=False)
+
+    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None) -> Reservation | None:
+        return await self._settle(tenant, prompt_id, 0.0, ABANDONED, now, abandon=True)
+
+    async def _settle(self, tenant: str, prompt_id: str, actual: float, outcome: str, now: float | None,
+                      abandon: bool) -> Reservation | None:
         reply = await self._script(SETTLE, SETTLE.call(_admission_keys(tenant, prompt_id),
                                                        [prompt_id, repr(float(actual)), outcome, _now(now),
-                                                        self.kept_s]))
+                                                        self.kept_s, int(abandon)]))
         if reply is None:
             return None
         seconds, day, deadline, instance = reply
         return Reservation(tenant, prompt_id, float(seconds), day, float(deadline), instance, "settled", actual,
                            outcome)
+
+    async def mark_started(self, tenant: str, prompt_id: str, now: float) -> None:
+        await self._script(START, START.call(_admission_keys(tenant, prompt_id)[:1], [repr(float(now))]))
 
     async def _held(self, tenants: list[str], before: float | None = None) -> list[Reservation]:
         """Held reservations of these tenants, those with a deadline before `before` when given."""
@@ -472,7 +483,8 @@ def _now(now: float | None) -> str:
 
 def _reservation(tenant: str, prompt_id: str, row: dict) -> Reservation:
     return Reservation(tenant, prompt_id, float(row["seconds"]), row["day"], float(row["deadline"]), row["instance"],
-                       row["state"], float(row.get("actual", 0.0)), row.get("outcome", ""))
+                       row["state"], float(row.get("actual", 0.0)), row.get("outcome", ""),
+                       float(row["started"]) if "started" in row else None)
 
 
 def _tenant(data: dict) -> Tenant:

@@ -25,7 +25,7 @@ from ..records import (
     Tenant,
     Usage,
 )
-from .protocol import KEPT_S, Conflict, StoreUnavailable
+from .protocol import ABANDONED, KEPT_S, Conflict, StoreUnavailable
 
 # Admission tables are clustered on their key (WITHOUT ROWID) and carry as few indexes as the queries need:
 # every page a decision touches is one more WAL frame written on the request path.
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS revoked_jti (jti TEXT PRIMARY KEY, expires REAL NOT N
 CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, tenant TEXT, created REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reservations (prompt_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, seconds REAL NOT NULL,
     day TEXT NOT NULL, deadline REAL NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL, actual REAL NOT NULL,
-    outcome TEXT NOT NULL, allowed INTEGER NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID;
+    outcome TEXT NOT NULL, allowed INTEGER NOT NULL, reason TEXT NOT NULL, started REAL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS holds (tenant TEXT NOT NULL, prompt_id TEXT NOT NULL, PRIMARY KEY (tenant, prompt_id))
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage (tenant TEXT NOT NULL, day TEXT NOT NULL, used REAL NOT NULL DEFAULT 0,
@@ -58,19 +58,21 @@ CREATE TABLE IF NOT EXISTS outputs (folder TEXT NOT NULL, subfolder TEXT NOT NUL
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, other_process_changes_s: float = 0.0, kept_s: float = KEPT_S) -> None:
+    def __init__(self, path: Path, *, other_process_changes_s: float = 0.0, kept_s: float = KEPT_S,
+                 timeout_s: float = 1.0) -> None:
         self.path = Path(path)
         self.other_process_changes_s = other_process_changes_s
         self.kept_s = kept_s  # see protocol.KEPT_S
         self.description = f"sqlite:///{self.path}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             # Fewer, larger checkpoints: each one fsyncs, and fsync is the slow part of a commit here.
             self.db.execute("PRAGMA wal_autocheckpoint=10000")
             self.db.executescript(SCHEMA)
+            _add_missing_columns(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"{self.description}: {exc}") from exc
         self._identity_writes = 0
@@ -292,10 +294,22 @@ class SqliteStore:
         return Reservation(held.tenant, prompt_id, held.seconds, held.day, held.deadline, held.instance, "settled",
                            actual, outcome)
 
+    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None) -> Reservation | None:
+        settled = await self.settle(tenant, prompt_id, 0.0, ABANDONED, now)
+        if settled is None:
+            self._run("INSERT OR IGNORE INTO reservations (prompt_id, tenant, seconds, day, deadline, instance, state, "
+                      "actual, outcome, allowed, reason) VALUES (?, ?, 0, '', 0, '', 'refused', 0, '', 0, ?)",
+                      (prompt_id, tenant, ABANDONED))
+        return settled
+
     def _ledger(self, now: float, tenant: str, prompt_id: str, kind: str, seconds: float, day: str,
                 outcome: str) -> None:
         self._run("INSERT INTO ledger (time, tenant, prompt_id, kind, seconds, day, outcome) "
                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, tenant, prompt_id, kind, seconds, day, outcome))
+
+    async def mark_started(self, tenant: str, prompt_id: str, now: float) -> None:
+        self._run("UPDATE reservations SET started = ? WHERE prompt_id = ? AND tenant = ? AND state = 'held' "
+                  "AND started IS NULL", (now, prompt_id, tenant))
 
     async def holds(self, tenant: str | None = None) -> list[Reservation]:
         sql = f"SELECT {_RES_COLUMNS} FROM reservations WHERE prompt_id IN (SELECT prompt_id FROM holds"
@@ -343,8 +357,15 @@ RESERVE_STATE = """SELECT (SELECT allowed FROM reservations WHERE prompt_id = ?1
     COALESCE((SELECT SUM(held) FROM usage WHERE tenant = ?2 AND day = ?3), 0),
     (SELECT COUNT(*) FROM holds WHERE tenant = ?2)"""
 OWN_PROMPT = "INSERT OR REPLACE INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?)"
-_RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome"
+_RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome, started"
 _KEY_COLUMNS = "key_id, tenant, role, name, secret_hash, created, expires, revoked"
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added after a store file was created (CREATE TABLE IF NOT EXISTS leaves old tables as they are)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(reservations)")}
+    if "started" not in columns:
+        db.execute("ALTER TABLE reservations ADD COLUMN started REAL")
 
 
 def _reservation(row: tuple) -> Reservation:

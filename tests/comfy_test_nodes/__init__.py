@@ -1,4 +1,5 @@
-"""Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node and a busy one."""
+"""Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node, a busy one and one
+that makes audio of a known length."""
 
 import time
 
@@ -81,5 +82,27 @@ class TenancyTestSpin:
         return {}
 
 
+class TenancyTestTone:
+    """`seconds` of quiet audio after `delay` seconds of work: a prompt whose measured output the tests know."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("AUDIO",)
+    FUNCTION = "run"
+    TENANCY_META = {"estimate": {"seconds_input": "seconds"}}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seconds": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 60.0}),
+                             "delay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0}),
+                             "tag": ("STRING", {"default": ""})}}
+
+    def run(self, seconds, delay, tag):
+        import torch
+
+        TenancyTestSleep().run(delay, tag)
+        rate = 8000
+        return ({"waveform": torch.zeros(1, 1, round(seconds * rate)), "sample_rate": rate},)
+
+
 NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep,
-                       "TenancyTestSpin": TenancyTestSpin}
+                       "TenancyTestSpin": TenancyTestSpin, "TenancyTestTone": TenancyTestTone}

@@ -68,3 +68,14 @@ def seed(base: Path, settings_overrides: dict | None = None) -> Seeded:
 
     keys, users = asyncio.run(work())
     return Seeded(config_path, keys, users)
+
+
+def share_config(base: Path, like: Path) -> None:
+    """Another instance of the same service: `base` gets `like`'s config and secrets (tokens verify on both)."""
+    folder = base / "user" / "tenancy"
+    folder.mkdir(parents=True)
+    for name in ("config.yaml", "jwt.secret", "master.secret"):
+        source = like / "user" / "tenancy" / name
+        (folder / name).write_bytes(source.read_bytes())
+        (folder / name).chmod(0o600)
+    (base / "custom_nodes").mkdir(exist_ok=True)

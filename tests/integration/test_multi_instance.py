@@ -1,6 +1,6 @@
 """Several real ComfyUI processes: two instances sharing one Redis enforce one quota and one concurrency
-cap; a crashed instance's holds are reaped on restart; a Redis outage refuses work instead of running it
-uncharged, and admission resumes when Redis returns."""
+cap; a Redis outage refuses work instead of running it uncharged, and admission resumes when Redis returns
+(more faults: test_store_faults.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import requests
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.redis import RedisServer
-from tests.harness.tenants import seed
+from tests.harness.tenants import seed, share_config
 
 pytestmark = pytest.mark.comfy
 
@@ -39,22 +39,11 @@ def pair(tmp_path_factory, shared_redis):
     """Two ComfyUI instances, one Redis: the second is seeded through the first's shared store."""
     bases = [tmp_path_factory.mktemp(f"instance-{i}") for i in range(2)]
     seeded = seed(bases[0], {"store": shared_redis.url})
-    seed_config_only(bases[1], bases[0])
+    share_config(bases[1], bases[0])
     servers = [ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start() for base in bases]
     yield servers, seeded
     for server in servers:
         server.stop()
-
-
-def seed_config_only(base, like) -> None:
-    """The second instance shares the first one's config and secrets (so tokens verify on both)."""
-    folder = base / "user" / "tenancy"
-    folder.mkdir(parents=True)
-    for name in ("config.yaml", "jwt.secret", "master.secret"):
-        source = like / "user" / "tenancy" / name
-        (folder / name).write_bytes(source.read_bytes())
-        (folder / name).chmod(0o600)
-    (base / "custom_nodes").mkdir(exist_ok=True)
 
 
 def test_one_concurrency_cap_across_instances(pair):
@@ -104,7 +93,7 @@ def test_redis_outage_refuses_work_and_admission_resumes_when_it_returns(pair, s
         during = tenant.queue(sleep(0.1, "during"))
         assert during.status_code == 503
         assert during.json()["error"]["type"] == "store_unavailable"
-        assert requests.get(first.url + "/tenancy/health", timeout=10).json() == {"status": "degraded"}
+        assert requests.get(first.url + "/tenancy/health", timeout=10).json()["status"] == "degraded"
     finally:
         shared_redis.start()
     deadline = time.monotonic() + 30
@@ -114,27 +103,3 @@ def test_redis_outage_refuses_work_and_admission_resumes_when_it_returns(pair, s
             break
         time.sleep(0.5)
     assert after.status_code == 200, after.text
-
-
-def test_a_crashed_instance_has_its_holds_reaped_on_restart(tmp_path):
-    base = tmp_path / "crashing"
-    seeded = seed(base)
-    server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
-    tenant = ComfyClient(server.url, seeded.keys["b"])
-    slow = tenant.queue(params(5.0) | {"2": sleep(30.0, "held")["1"]})
-    assert slow.status_code == 200, slow.text
-    assert tenant.get("/tenancy/me").json()["usage"]["held_seconds"] == pytest.approx(5.0)
-    server.kill()
-    restarted = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}, port=server.port).start()
-    try:
-        tenant = ComfyClient(restarted.url, seeded.keys["b"])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            usage = tenant.get("/tenancy/me").json()["usage"]
-            if usage["held_seconds"] == 0:
-                break
-            time.sleep(0.3)
-        assert usage["held_seconds"] == 0 and usage["active"] == 0
-        assert restarted.audit_line('"outcome":"reaped"', slow.json()["prompt_id"])
-    finally:
-        restarted.stop()

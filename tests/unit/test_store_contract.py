@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -299,6 +300,55 @@ async def test_the_reaper_finds_holds_past_their_deadline(store):
     assert await store.expired_holds(now=NOW + 100) == []
     assert [r.prompt_id for r in await store.holds()] == ["later"]
     assert (await store.usage("acme", DAY)).active == 1
+
+
+@contract
+async def test_a_hold_remembers_when_its_prompt_started_and_only_while_held(store):
+    await store.reserve(hold("ran"))
+    await store.reserve(hold("waiting"))
+    await store.mark_started("acme", "ran", NOW + 3)
+    await store.mark_started("acme", "ran", NOW + 9)  # a replayed start keeps the first time
+    await store.mark_started("acme", "never-reserved", NOW + 3)  # unknown: nothing is created
+    started = {r.prompt_id: r.started for r in await store.holds("acme")}
+    assert started == {"ran": NOW + 3, "waiting": None}
+    await store.settle("acme", "waiting", 0.0, "refund")
+    await store.mark_started("acme", "waiting", NOW + 4)  # settled: nothing changes
+    assert [r.prompt_id for r in await store.holds("acme")] == ["ran"]
+    assert await store.settle("acme", "never-reserved", 1.0, "success") is None
+
+
+@contract
+async def test_an_abandoned_prompt_is_refunded_and_a_reserve_arriving_late_is_refused(store):
+    await store.reserve(hold("held", 10.0))
+    abandoned = await store.abandon("acme", "held", now=NOW + 1)
+    assert (abandoned.outcome, abandoned.actual, abandoned.seconds) == ("abandoned", 0.0, 10.0)
+    assert await store.abandon("acme", "held") is None  # once
+    assert await store.abandon("acme", "in-flight") is None
+    late = await store.reserve(hold("in-flight"))  # sent before its caller gave up on the store, arriving now
+    assert (late.allowed, late.reason, late.replay) == (False, "abandoned", True)
+    usage = await store.usage("acme", DAY)
+    assert (usage.used, usage.held, usage.active) == (0.0, 0.0, 0)
+    assert await store.holds() == []
+    assert [(e.prompt_id, e.kind, e.outcome) for e in await store.ledger("acme")] == \
+        [("held", "reserve", ""), ("held", "settle", "abandoned")]
+
+
+def test_an_older_sqlite_file_gains_the_started_column(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE reservations (prompt_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, seconds REAL NOT "
+                   "NULL, day TEXT NOT NULL, deadline REAL NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL, "
+                   "actual REAL NOT NULL, outcome TEXT NOT NULL, allowed INTEGER NOT NULL, reason TEXT NOT NULL) "
+                   "WITHOUT ROWID")
+
+    async def run() -> None:
+        store = SqliteStore(path)
+        await store.reserve(hold("p"))
+        await store.mark_started("acme", "p", NOW + 1)
+        assert [r.started for r in await store.holds()] == [NOW + 1]
+        await store.close()
+
+    asyncio.run(run())
 
 
 @contract

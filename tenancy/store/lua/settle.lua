@@ -1,12 +1,18 @@
 -- Settle one held reservation exactly once: release its hold and charge the actual seconds to its own day.
 -- KEYS: 1 reservation hash, 2 usage hash (<day>:used, <day>:held), 3 held prompts, 4 ledger stream
 -- ARGV: 1 prompt id, 2 actual seconds, 3 outcome, 4 now ('' for the server's TIME), 5 seconds the settled
---       reservation is kept (a retried settle or reserve of the prompt meanwhile finds it)
+--       reservation is kept (a retried settle or reserve of the prompt meanwhile finds it), 6 '1' to abandon:
+--       when nothing was ever reserved under the id, a refusal is stored, so that a reserve still on its way
+--       (sent before its caller gave up on the store) replays it instead of holding seconds nobody will settle
 -- Returns false when nothing is held under that id (unknown, refused or already settled),
 -- else {seconds, day, deadline, instance} of the reservation. Numbers go to redis.call as numbers (see reserve.lua).
 
 local r = redis.call('HMGET', KEYS[1], 'state', 'seconds', 'day', 'deadline', 'instance')
 if r[1] ~= 'held' then
+  if ARGV[6] == '1' and not r[1] then
+    redis.call('HSET', KEYS[1], 'state', 'refused', 'reason', ARGV[3])
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+  end
   return false
 end
 local day = r[3]
