@@ -270,7 +270,7 @@ class SqliteStore:
         if allowed:
             self._run("INSERT INTO holds (tenant, prompt_id) VALUES (?, ?)", (r.tenant, r.prompt_id))
             self._run("INSERT INTO usage (tenant, day, used, held) VALUES (?, ?, 0, ?) "
-                      "ON CONFLICT (tenant, day) DO UPDATE SET held = held + excluded.held",
+                      "ON CONFLICT (tenant, day) DO UPDATE SET held = ROUND(held + excluded.held, 3)",
                       (r.tenant, r.day, r.seconds))
             self._ledger(now, r.tenant, r.prompt_id, "reserve", r.seconds, r.day, "")
             held, active = held + r.seconds, active + 1
@@ -288,7 +288,8 @@ class SqliteStore:
             self._run("UPDATE reservations SET state = 'settled', actual = ?, outcome = ? WHERE prompt_id = ?",
                       (actual, outcome, prompt_id))
             self._run("DELETE FROM holds WHERE tenant = ? AND prompt_id = ?", (tenant, prompt_id))
-            self._run("UPDATE usage SET held = MAX(0, held - ?), used = used + ? WHERE tenant = ? AND day = ?",
+            self._run("UPDATE usage SET held = MAX(0, ROUND(held - ?, 3)), used = ROUND(used + ?, 3) "
+                      "WHERE tenant = ? AND day = ?",
                       (held.seconds, actual, tenant, held.day))
             self._ledger(now, tenant, prompt_id, "settle", actual, held.day, outcome)
         return Reservation(held.tenant, prompt_id, held.seconds, held.day, held.deadline, held.instance, "settled",

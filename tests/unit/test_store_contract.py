@@ -197,6 +197,18 @@ async def test_reserve_holds_seconds_and_settle_charges_the_actual(store):
 
 
 @contract
+async def test_holds_of_whole_milliseconds_return_to_exactly_zero(store):
+    """Found by CI: a day's hold left at 4.4e-16 after its last prompt settled, for ever (a float's residue)."""
+    reserved = {"p0": 0.5, "p1": 1.9, "p2": 0.3, "p3": 0.9, "p4": 0.4, "p5": 1.6, "p6": 1.5, "p7": 1.6, "p8": 1.3}
+    for prompt_id, seconds in reserved.items():
+        await store.reserve(hold(prompt_id, seconds))
+    for prompt_id in ["p5", "p7", "p2", "p4", "p6", "p0", "p8", "p1", "p3"]:  # in plain floats: held 7.8e-16
+        await store.settle("acme", prompt_id, reserved[prompt_id], "success", now=NOW + 30)
+    usage = await store.usage("acme", DAY)
+    assert (usage.used, usage.held, usage.active) == (10.0, 0, 0)
+
+
+@contract
 async def test_a_retried_reserve_replays_the_same_decision(store):
     first = await store.reserve(hold("p1", 10.0, limit=15.0))
     again = await store.reserve(hold("p1", 10.0, limit=15.0))

@@ -7,6 +7,10 @@
 -- (the caller adds the seconds it reserved). Numbers go to redis.call as numbers: Redis writes them as text
 -- that reads back to the same double, and in C (string.format in Lua cost more than the commands it fed).
 
+-- Seconds are whole milliseconds (the estimate and the measure are rounded so): sums are rounded back to them,
+-- so that a day's hold returns to exactly 0 when its last prompt settles, not to a float's residue.
+local function ms(x) return math.floor(x * 1000 + 0.5) / 1000 end
+
 local day = ARGV[5]
 local held_field = day .. ':held'
 local usage = redis.call('HMGET', KEYS[2], day .. ':used', held_field)
@@ -39,7 +43,7 @@ if now == '' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-redis.call('HSET', KEYS[2], held_field, held + seconds)
+redis.call('HSET', KEYS[2], held_field, ms(held + seconds))
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'time', now, 'prompt_id', ARGV[1], 'kind', 'reserve', 'seconds', ARGV[2],
   'day', day, 'outcome', '')

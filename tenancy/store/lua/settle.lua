@@ -7,6 +7,8 @@
 -- Returns false when nothing is held under that id (unknown, refused or already settled),
 -- else {seconds, day, deadline, instance} of the reservation. Numbers go to redis.call as numbers (see reserve.lua).
 
+local function ms(x) return math.floor(x * 1000 + 0.5) / 1000 end  -- sums stay whole milliseconds (reserve.lua)
+
 local r = redis.call('HMGET', KEYS[1], 'state', 'seconds', 'day', 'deadline', 'instance')
 if r[1] ~= 'held' then
   if ARGV[6] == '1' and not r[1] then
@@ -25,8 +27,8 @@ redis.call('HSET', KEYS[1], 'state', 'settled', 'actual', ARGV[2], 'outcome', AR
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 local usage = redis.call('HMGET', KEYS[2], day .. ':used', day .. ':held')
 local used, held = tonumber(usage[1] or '0'), tonumber(usage[2] or '0')
-redis.call('HSET', KEYS[2], day .. ':used', used + tonumber(ARGV[2]),
-  day .. ':held', math.max(0, held - tonumber(r[2])))
+redis.call('HSET', KEYS[2], day .. ':used', ms(used + tonumber(ARGV[2])),
+  day .. ':held', math.max(0, ms(held - tonumber(r[2]))))
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'time', now, 'prompt_id', ARGV[1], 'kind', 'settle', 'seconds', ARGV[2],
   'day', day, 'outcome', ARGV[3])
