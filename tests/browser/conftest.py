@@ -105,13 +105,17 @@ class Browser:
     # -- signing in ----------------------------------------------------------------------------------------
     def sign_in(self, username: str = "", password: str = "", api_key: str = "") -> None:
         """Fill the login page and submit it (the page must be open)."""
+        self.fill_login(username, password, api_key)
+        self.find("#submit").click()
+
+    def fill_login(self, username: str = "", password: str = "", api_key: str = "") -> None:
+        """Type into the login page's fields without submitting (the page must be open)."""
         self.wait_for("#submit")
         for field, value in (("#username", username), ("#password", password), ("#api_key", api_key)):
             element = self.find(field)
             element.clear()
             if value:
                 element.send_keys(value)
-        self.find("#submit").click()
 
     def wait_editor(self, timeout: float = EDITOR_TIMEOUT_S) -> None:
         """The graph editor is up and the tenancy extension has shown its status at least once."""
