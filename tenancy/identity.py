@@ -221,6 +221,8 @@ class Authenticator:
         self.store = store
         self.settings = settings
         self._accepted: dict[str, tuple[Principal, float, object]] = {}  # credential -> (principal, until, version)
+        # credential -> (principal, until): the last acceptance whatever the version, for reads during an outage
+        self._last: dict[str, tuple[Principal, float]] = {}
 
     def _recall(self, credential: str, now: float) -> tuple[Principal | None, object]:
         version = self.store.identity_version()
@@ -230,11 +232,23 @@ class Authenticator:
         return None, version
 
     def _remember(self, credential: str, principal: Principal, until: float | None, version: object) -> Principal:
+        until = math.inf if until is None else until
         if version is not None:
             if len(self._accepted) >= REMEMBERED_CREDENTIALS:
                 self._accepted.clear()
-            self._accepted[credential] = (principal, math.inf if until is None else until, version)
+            self._accepted[credential] = (principal, until, version)
+        if len(self._last) >= REMEMBERED_CREDENTIALS:
+            self._last.clear()
+        self._last[credential] = (principal, until)
         return principal
+
+    def last_accepted(self, via: str, credential: str, now: float | None = None) -> Principal | None:
+        """Who this unexpired credential was when the store last vouched for it: what the guard can still serve
+        reads to while the store is unreachable (a revocation made meanwhile applies once the store is back)."""
+        entry = self._last.get(credential if via == "api_key" else f"{via}:{credential}")
+        if entry is None or (time.time() if now is None else now) >= entry[1]:
+            return None
+        return entry[0]
 
     async def from_api_key(self, key: str, now: float | None = None) -> Principal:
         now = time.time() if now is None else now

@@ -29,6 +29,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CREDENTIAL_ROUTES = ("/tenancy/login", "/tenancy/token", "/tenancy/refresh", "/api/tenancy/")
 PRINCIPAL_KEY = "tenancy.principal"
 AUDITED = "tenancy.audited"  # set when a surface wrote the request's audit line itself
+STALE = "tenancy.stale"  # set when the caller was recognised from memory because the store is unreachable
 LOGIN_PAGE = "/tenancy/login"
 KNOWN_ROUTES = 1024
 KNOWN_PROMPTS = 100_000  # prompts whose owner (or guard outcome) is kept in memory: ~15 MB at most
@@ -178,16 +179,31 @@ class Guard:
         return route
 
     async def identify(self, request: web.Request) -> Principal:
+        """The caller; while the store is unreachable, reads are served to credentials it vouched for before
+        (the request is marked STALE)."""
+        presented = self.credential(request)
+        if presented is None:
+            return ANONYMOUS
+        via, credential = presented
+        try:
+            if via == "api_key":
+                return await self.auth.from_api_key(credential)
+            return await self.auth.from_access_token(credential, via=via)
+        except StoreUnavailable:
+            known = self.auth.last_accepted(via, credential) if request.method in SAFE_METHODS else None
+            if known is None:
+                raise
+            request[STALE] = True
+            return known
+
+    def credential(self, request: web.Request) -> tuple[str, str] | None:
+        """(api_key | jwt | cookie, the credential) the request presents, if any."""
         header = request.headers.get("Authorization", "")
         if header.lower().startswith("bearer "):
             credential = header[7:].strip()
-            if split_api_key(credential):
-                return await self.auth.from_api_key(credential)
-            return await self.auth.from_access_token(credential)
+            return ("api_key" if split_api_key(credential) else "jwt"), credential
         cookie = request.cookies.get(self.settings.auth.cookie_name)
-        if cookie:
-            return await self.auth.from_access_token(cookie, via="cookie")
-        return ANONYMOUS
+        return ("cookie", cookie) if cookie else None
 
     def cross_site(self, request: web.Request, principal: Principal) -> Refusal | None:
         """Cookies ride along on cross-site requests: state changes and websockets need our own origin."""

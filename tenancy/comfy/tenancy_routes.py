@@ -18,7 +18,7 @@ from ..routes import TABLE, route_class
 from ..store import StoreUnavailable
 from . import http
 from .file_surfaces import real_location
-from .guard import PRINCIPAL_KEY, Guard
+from .guard import PRINCIPAL_KEY, STALE, Guard
 from .queue_surfaces import owner_in
 
 LOGIN_PAGE = Path(__file__).resolve().parents[2] / "web" / "login.html"
@@ -166,19 +166,26 @@ class TenancyApi:
         return response
 
     async def me(self, request: web.Request) -> web.Response:
+        """Who the caller is and what is left today; `stale` while the store cannot be asked (usage then null)."""
         principal: Principal = request[PRINCIPAL_KEY]
         plan = self.guard.plan_of(principal)
-        usage = None
+        usage, stale = None, bool(request.get(STALE))
         if plan is not None:
             today = quota_day(time.time(), plan.timezone)
-            current = await self.guard.store.usage(principal.tenant, today)
-            remaining = -1 if plan.daily_seconds < 0 else max(0.0, plan.daily_seconds - current.used - current.held)
-            usage = {"day": today, "used_seconds": current.used, "held_seconds": current.held,
-                     "remaining_seconds": remaining, "daily_seconds": plan.daily_seconds, "active": current.active}
+            try:
+                current = await self.guard.store.usage(principal.tenant, today)
+            except StoreUnavailable:
+                stale = True
+            else:
+                remaining = -1 if plan.daily_seconds < 0 else \
+                    max(0.0, plan.daily_seconds - current.used - current.held)
+                usage = {"day": today, "used_seconds": current.used, "held_seconds": current.held,
+                         "remaining_seconds": remaining, "daily_seconds": plan.daily_seconds,
+                         "active": current.active}
         return web.json_response({
             "tenant": principal.tenant, "plan": principal.plan, "role": principal.role,
             "subject": principal.subject, "via": principal.via, "usage": usage, "session_expires": principal.expires,
-            "limits": dataclasses.asdict(plan) if plan else None})
+            "limits": dataclasses.asdict(plan) if plan else None, "stale": stale})
 
     async def metrics(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL_KEY]

@@ -122,6 +122,7 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
     servers, seeded = instances
     reset_account(redis_aof.url)
     clients = [ComfyClient(s.url, seeded.keys["light"]) for s in servers]
+    assert all(c.get("/tenancy/me").json()["stale"] is False for c in clients)  # each instance knows the key
     seed_value = random.randrange(1 << 30)
     chooser = random.Random(seed_value)
     start_after_s, lasts_s = chooser.uniform(0.3, 2.5), chooser.uniform(3.0, 6.0)
@@ -141,6 +142,7 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
         else:
             assert refused_for_the_store(answer), (context, answer.status_code, answer.text)
             refused += 1
+            served_from_memory(clients[i % 2], context)
         time.sleep(0.25)
     fault_thread.join()
     assert all(server.process.poll() is None for server in servers), context
@@ -167,6 +169,17 @@ def outage(server: RedisServer, fault: str, start_after_s: float, lasts_s: float
         server.process.send_signal(signal.SIGSTOP)
         time.sleep(lasts_s)
         server.process.send_signal(signal.SIGCONT)
+
+
+def served_from_memory(client: ComfyClient, context: str) -> None:
+    """Reads the guard can answer without the store: who the caller is (marked stale), its own queue and history
+    (prompt owners are in memory); or, when the store came back meanwhile, the same reads fresh."""
+    me = client.get("/tenancy/me")
+    assert me.status_code == 200, (context, me.text)
+    assert me.json()["stale"] or me.json()["usage"] is not None, context
+    for path in ("/queue", "/history"):
+        answer = client.get(path)
+        assert answer.status_code == 200, (context, path, answer.text)
 
 
 def admitted_now(client: ComfyClient, workflow: dict) -> requests.Response | None:

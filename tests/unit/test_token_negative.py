@@ -693,3 +693,18 @@ def test_a_token_remembered_as_a_header_is_not_reused_as_a_cookie(env):
     token, _ = identity.mint_access(env.settings, "account:alice", TENANT, "member")
     assert run(auth.from_access_token(token)).via == "jwt"
     assert run(auth.from_access_token(token, via="cookie")).via == "cookie"  # cookies need the same-origin check
+
+
+def test_only_credentials_the_store_vouched_for_are_recalled_in_an_outage_and_only_until_they_expire(env):
+    """What the guard serves reads to while the store is unreachable (`Authenticator.last_accepted`)."""
+    auth = env.auth
+    key, _ = run(accounts.create_key(env.store, TENANT, "ci"))
+    token = env.token()
+    assert auth.last_accepted("api_key", key) is None and auth.last_accepted("jwt", token) is None  # never seen
+    run(auth.from_api_key(key))
+    run(auth.from_access_token(token, via="cookie"))
+    assert auth.last_accepted("api_key", key).tenant == TENANT
+    assert auth.last_accepted("cookie", token).tenant == TENANT
+    assert auth.last_accepted("jwt", token) is None  # accepted as a cookie only
+    assert auth.last_accepted("cookie", token, now=time.time() + 301) is None  # past its exp
+    assert auth.last_accepted("api_key", key + "x") is None
