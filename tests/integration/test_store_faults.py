@@ -127,6 +127,7 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
     chooser = random.Random(seed_value)
     start_after_s, lasts_s = chooser.uniform(0.3, 2.5), chooser.uniform(3.0, 6.0)
     context = f"fault={fault} seed={seed_value} start={start_after_s:.2f}s lasting={lasts_s:.2f}s"
+    listener = Listener(servers[0].url, clients[0])  # websocket routing must go on through the fault
     fault_thread = threading.Thread(target=outage, args=(redis_aof, fault, start_after_s, lasts_s))
     fault_thread.start()
     admitted: dict[str, tuple[float, ComfyClient]] = {}
@@ -135,7 +136,7 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
     for i in range(30):
         seconds = round(0.5 + 0.1 * i, 1)
         started = time.monotonic()
-        answer = clients[i % 2].queue(tone(seconds, f"{tag}-{i:02d}"))
+        answer = clients[i % 2].queue(tone(seconds, f"{tag}-{i:02d}"), client_id=listener.sid if i % 2 == 0 else "")
         slowest = max(slowest, time.monotonic() - started)
         if answer.status_code == 200:
             admitted[answer.json()["prompt_id"]] = (seconds, clients[i % 2])
@@ -148,7 +149,8 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
     assert all(server.process.poll() is None for server in servers), context
     assert refused > 0, f"the burst never met the fault: {context}"
     assert slowest < 3.0, f"a request waited {slowest:.1f} s on the store: {context}"
-    after = wait_until(lambda: admitted_now(clients[0], tone(0.5, f"{tag}-after")), RETURNS_WITHIN_S,
+    after = wait_until(lambda: admitted_now(clients[0], tone(0.5, f"{tag}-after"), client_id=listener.sid),
+                       RETURNS_WITHIN_S,
                        f"admission did not resume: {context}")
     admitted[after.json()["prompt_id"]] = (0.5, clients[0])
     for prompt_id, (_, client) in admitted.items():
@@ -156,7 +158,37 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
     for server in servers:
         wait_until(lambda server=server: healthy(server), 30, f"{server.url} did not drain its outbox: {context}")
     assert_charged_exactly(redis_aof.url, {pid: seconds for pid, (seconds, _) in admitted.items()})
+    heard = listener.close()
+    assert {pid for pid, (_, client) in admitted.items() if client is clients[0]} <= heard, context
     assert written_outputs(servers, tag) == len(admitted), f"output of a refused prompt exists: {context}"
+
+
+class Listener:
+    """The tenant's editor: a websocket collecting the ids of the prompts it hears finish (`executed`)."""
+
+    def __init__(self, url: str, client: ComfyClient) -> None:
+        self.socket = websocket.create_connection(url.replace("http", "ws") + "/ws?clientId=fault",
+                                                  header=[f"Authorization: {client.session.headers['Authorization']}"])
+        self.sid = json.loads(self.socket.recv())["data"]["sid"]
+        self.heard: set[str] = set()
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        try:
+            while True:
+                message = self.socket.recv()
+                if isinstance(message, str):
+                    event = json.loads(message)
+                    if event["type"] == "executed":
+                        self.heard.add(event["data"]["prompt_id"])
+        except (websocket.WebSocketException, OSError):
+            return  # closed
+
+    def close(self) -> set[str]:
+        self.socket.close()
+        self.thread.join(10)
+        return self.heard
 
 
 def outage(server: RedisServer, fault: str, start_after_s: float, lasts_s: float) -> None:
@@ -182,8 +214,8 @@ def served_from_memory(client: ComfyClient, context: str) -> None:
         assert answer.status_code == 200, (context, path, answer.text)
 
 
-def admitted_now(client: ComfyClient, workflow: dict) -> requests.Response | None:
-    answer = client.queue(workflow)
+def admitted_now(client: ComfyClient, workflow: dict, **body) -> requests.Response | None:
+    answer = client.queue(workflow, **body)
     return answer if answer.status_code == 200 else None
 
 
