@@ -46,9 +46,9 @@ class ComfyUI:
             env["TENANCY_CONFIG"] = str(self.config)
         command = self.home.command("127.0.0.1", self.port, "--cpu", "--database-url", "sqlite:///:memory:",
                                     *self.extra_args, python=sys.executable)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, cwd=self.home.root, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(command, cwd=self.home.root, env=env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
         return self
 

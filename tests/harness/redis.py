@@ -25,10 +25,11 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed: `make test` installs it (apt-get install redis-server)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--dir", str(self.data_dir), *(["--requirepass", self.password] if self.password else [])],
-            stdout=(self.data_dir / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+        with (self.data_dir / "redis.log").open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                 "--dir", str(self.data_dir), *(["--requirepass", self.password] if self.password else [])],
+                stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 15
         while True:

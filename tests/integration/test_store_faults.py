@@ -178,6 +178,8 @@ class Listener:
         try:
             while True:
                 message = self.socket.recv()
+                if not message:
+                    return  # closed
                 if isinstance(message, str):
                     event = json.loads(message)
                     if event["type"] == "executed":
