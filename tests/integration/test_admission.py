@@ -11,6 +11,7 @@ from tests.conftest import FIXTURES
 from tests.harness.client import ComfyClient
 
 pytestmark = pytest.mark.comfy
+BLOCKER_S = 600.0  # longer than any wait here: the tests end the blocker themselves (`release`)
 
 
 def client(comfyui, short: str) -> ComfyClient:
@@ -30,14 +31,22 @@ def started_at(entry: dict) -> int:
     return next(m[1]["timestamp"] for m in entry["status"]["messages"] if m[0] == "execution_start")
 
 
-def block_worker(operator: ComfyClient, seconds: float = 8.0) -> str:
-    """Keep ComfyUI's single worker busy so the prompts queued next wait together and run in number order."""
+def block_worker(operator: ComfyClient) -> str:
+    """Keep ComfyUI's single worker busy until `release`, so that the prompts queued meanwhile wait together and
+    then run in number order. (A blocker of fixed length once ended before a loaded machine had queued them.)"""
     wait_idle(operator)
-    return operator.queue(sleep(seconds, "blocker")).json()["prompt_id"]
+    blocker = operator.queue(sleep(BLOCKER_S, "blocker")).json()["prompt_id"]
+    deadline = time.monotonic() + 60
+    while not any(item[1] == blocker for item in operator.get("/queue").json()["queue_running"]):
+        assert time.monotonic() < deadline, "the blocker never started"
+        time.sleep(0.05)
+    return blocker
 
 
-def still_running(operator: ComfyClient, prompt_id: str) -> bool:
-    return any(item[1] == prompt_id for item in operator.get("/queue").json()["queue_running"])
+def release(operator: ComfyClient, blocker: str) -> None:
+    """End the blocker now (it honours ComfyUI's interrupt flag); the prompts behind it start in order."""
+    assert operator.post("/interrupt", json={"prompt_id": blocker}).status_code == 200
+    operator.wait_history(blocker)
 
 
 def wait_idle(operator: ComfyClient, timeout: float = 120) -> None:
@@ -78,12 +87,12 @@ def test_quota_refuses_a_prompt_larger_than_what_is_left(comfyui):
 
 def test_concurrency_cap_counts_queued_and_running_prompts(comfyui, operator):
     capped = client(comfyui, "capped")
-    blocker = block_worker(operator, 4.0)
+    blocker = block_worker(operator)
     first, second, third = (capped.queue(sleep(0.1, str(i))) for i in range(3))
     assert first.status_code == 200 and second.status_code == 200, (first.text, second.text)
     assert third.status_code == 429 and third.json()["error"]["type"] == "concurrency_limit"
     assert third.headers.get("Retry-After")
-    operator.wait_history(blocker)
+    release(operator, blocker)
     capped.wait_history(second.json()["prompt_id"])
     assert capped.queue(sleep(0.1, "after")).status_code == 200
 
@@ -93,8 +102,7 @@ def test_a_tenant_burst_does_not_starve_another_tenants_single_prompt(comfyui, o
     blocker = block_worker(operator)
     burst = [light.queue(sleep(0.2, f"burst-{i}")).json()["prompt_id"] for i in range(20)]
     single = heavy.queue(sleep(0.2, "single")).json()["prompt_id"]
-    assert still_running(operator, blocker), "the machine is too slow for this test's blocker"
-    operator.wait_history(blocker)
+    release(operator, blocker)
     single_start = started_at(heavy.wait_history(single))
     light_starts = sorted(started_at(light.wait_history(pid, timeout=180)) for pid in burst)
     assert sum(start < single_start for start in light_starts) <= 1
@@ -105,8 +113,7 @@ def test_weights_four_to_one_interleave_four_to_one(comfyui, operator):
     blocker = block_worker(operator)
     queued = [("light", light.queue(sleep(0.1, f"l{i}")).json()["prompt_id"]) for i in range(5)]
     queued += [("heavy", heavy.queue(sleep(0.1, f"h{i}")).json()["prompt_id"]) for i in range(20)]
-    assert still_running(operator, blocker), "the machine is too slow for this test's blocker"
-    operator.wait_history(blocker)
+    release(operator, blocker)
     who = {pid: name for name, pid in queued}
     starts = sorted((started_at(operator.wait_history(pid, timeout=180)), pid) for _, pid in queued)
     order = [who[pid] for _, pid in starts]
