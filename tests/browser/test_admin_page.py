@@ -67,8 +67,10 @@ def test_cancel_another_tenants_running_prompt(admin_page, web_b):
     prompt_id = queued.json()["prompt_id"]
     row = f"#queue-table tr[data-prompt-id='{prompt_id}'][data-state='running']"
     admin_page.wait_for(row, 60)
-    assert "web-b" in admin_page.find(row).text
-    admin_page.find(f"{row} button.cancel").click()
+    # The page redraws the queue every 2 s: read and click inside the page, in one step, never through an element
+    # found earlier (one that a redraw in between replaced is stale).
+    assert "web-b" in admin_page.js("return document.querySelector(arguments[0]).textContent", row)
+    admin_page.js("document.querySelector(arguments[0]).click()", f"{row} button.cancel")
     entry = web_b.client.wait_history(prompt_id, timeout=20)
     assert entry["status"]["status_str"] == "error"
     assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"])
