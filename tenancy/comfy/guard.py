@@ -21,6 +21,7 @@ from ..refusal import Refusal, rate_limited
 from ..routes import PUBLIC, allowed, normalise, normalise_overrides, route_class
 from ..store import Store, StoreUnavailable
 from . import http
+from .user_surfaces import COMFY_USER_HEADER, comfy_user
 
 log = logging.getLogger("tenancy")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -127,6 +128,7 @@ class Guard:
         if problem:
             return self.refuse(request, principal, problem)
         request[PRINCIPAL_KEY] = principal
+        self.as_comfy_user(request, principal)
         try:
             if route.surface is not None and principal.authenticated:
                 response = await route.surface(request, handler, principal)
@@ -139,6 +141,17 @@ class Guard:
         if request.method not in SAFE_METHODS and cls != PUBLIC and AUDITED not in request:
             self.record(request, principal, "allow", status=getattr(response, "status", None))
         return response
+
+    def as_comfy_user(self, request: web.Request, principal: Principal) -> None:
+        """ComfyUI's own per-user separation (user data, settings, asset owners) on every route, with the user
+        taken from the identity: the client's `comfy-user` is replaced, and removed for anonymous callers."""
+        user = comfy_user(principal) if principal.authenticated else None
+        if user is not None:
+            users = self.server.user_manager.users
+            if user not in users:
+                users[user] = user
+        if user is not None or COMFY_USER_HEADER in request.headers:
+            http.replace_header(request, COMFY_USER_HEADER, user)
 
     async def _unauthenticated(self, request: web.Request, refusal: Refusal) -> web.Response:
         """Unauthenticated callers and bad credentials count against the caller's IP."""
