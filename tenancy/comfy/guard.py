@@ -51,6 +51,12 @@ def route_pattern(resource) -> str | None:
     return canonical  # sub-application routes carry their prefix already
 
 
+def _surface_method(method: str) -> str:
+    """aiohttp answers HEAD with a GET route's handler: it is confined by the GET surface (a HEAD of /view would
+    otherwise tell whether another tenant's file exists, and its size)."""
+    return "GET" if method == "HEAD" else method
+
+
 class RecentPrompts(dict):
     """prompt_id -> a value, for the `limit` prompts most recently remembered: a server up for months would
     otherwise keep every prompt it ever saw. The oldest tenth goes when full, so queued and running prompts stay."""
@@ -187,7 +193,7 @@ class Guard:
             table_key = normalise(pattern or "")
             route = self._routes[key] = Route(pattern, table_key,
                                               route_class(request.method, pattern, self.route_overrides)[0],
-                                              self.surfaces.get((request.method, table_key)))
+                                              self.surfaces.get((_surface_method(request.method), table_key)))
         return route
 
     async def identify(self, request: web.Request) -> Principal:

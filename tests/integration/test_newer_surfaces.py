@@ -143,3 +143,12 @@ def test_routes_the_guard_does_not_know_are_for_operators(tenant_b, operator):
         response = tenant_b.session.request(method, tenant_b.url + path, timeout=30)
         assert response.status_code == 403 and response.json()["error"]["type"] == "admin_only", (method, path)
         assert operator.session.request(method, operator.url + path, timeout=30).status_code != 403
+
+
+def test_head_requests_are_confined_like_get(tenant_a, tenant_b, folders):
+    mine = {"filename": "p.png", "subfolder": folders["b"], "type": "input"}
+    theirs = {"filename": "p.png", "subfolder": f"tenants/tenant-a/{folders['a']}", "type": "input"}
+    for params in (theirs, dict(theirs, subfolder=f"../tenant-a/{folders['a']}")):
+        response = tenant_b.session.head(tenant_b.url + "/api/view", params=params, timeout=30)
+        assert response.status_code in (403, 404), (params, response.status_code)
+    assert tenant_b.session.head(tenant_b.url + "/view", params=mine, timeout=30).status_code == 200
