@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .paths import TENANTS_DIR
+
 UPLOAD_FLAGS = {"image_upload": "image", "audio_upload": "audio", "video_upload": "video"}
 PREFIX_INPUTS = frozenset({"filename_prefix"})
 # Names that mean the same thing in most packs; a node's TENANCY_META may add its own.
@@ -34,6 +36,7 @@ class NodeSpec:
     class_type: str
     inputs: Mapping[str, InputSpec]
     file_inputs: frozenset[str] = frozenset()
+    folder_inputs: Mapping[str, str] = field(default_factory=dict)  # input -> the folder (input/output) it lists
     duration_inputs: frozenset[str] = DURATION_INPUTS
     resolution_inputs: frozenset[str] = RESOLUTION_INPUTS
     frame_inputs: frozenset[str] = FRAME_INPUTS
@@ -50,10 +53,12 @@ class Catalogue:
     @classmethod
     def build(cls, object_info: Mapping[str, Mapping], meta: Mapping[str, Mapping] | None = None,
               file_inputs: Mapping[str, Iterable[str]] | None = None,
-              input_files: Iterable[str] = ()) -> Catalogue:
+              input_files: Iterable[str] = (), subfolders: Mapping[str, Iterable[str]] | None = None) -> Catalogue:
         """`object_info`: class -> ComfyUI's node info; `meta`: class -> TENANCY_META; `file_inputs`: the
-        config table; `input_files`: names in the input folder (combos listing them are file inputs)."""
+        config table; `input_files`: names in the input folder (combos listing them are file inputs);
+        `subfolders`: folder (input, output) -> the subfolders in it (combos listing them are folder inputs)."""
         meta, file_inputs, known_files = meta or {}, file_inputs or {}, set(input_files)
+        subfolders = {folder: set(names) for folder, names in (subfolders or {}).items()}
         nodes = {}
         for class_type, info in object_info.items():
             inputs = dict(_inputs(info))
@@ -62,14 +67,27 @@ class Catalogue:
             files |= {n for n, spec in inputs.items()
                       if spec.options and known_files and set(map(str, spec.options)) <= known_files}
             files |= set(file_inputs.get(class_type, ())) | set(node_meta.get("file_inputs", ()))
+            folders = {}
+            for name, spec in inputs.items():
+                listed = _lists_tenant_folders(spec)
+                if listed == "folders":
+                    folders[name] = _folder_listed(spec, subfolders)
+                elif listed == "files":
+                    files.add(name)
             files -= set(node_meta.get("tenant_lists", {}))  # per-tenant items (voices), not input files
+            files -= set(folders)
             nodes[class_type] = NodeSpec(
-                class_type=class_type, inputs=inputs, file_inputs=frozenset(files),
+                class_type=class_type, inputs=inputs, file_inputs=frozenset(files), folder_inputs=folders,
                 duration_inputs=DURATION_INPUTS | frozenset(node_meta.get("duration_inputs", ())),
                 resolution_inputs=RESOLUTION_INPUTS | frozenset(node_meta.get("resolution_inputs", ())),
                 frame_inputs=FRAME_INPUTS | frozenset(node_meta.get("frame_inputs", ())),
                 meta=node_meta)
         return cls(nodes)
+
+    @staticmethod
+    def options_of(entry: Any) -> tuple | None:
+        """The names a combo input offers, whichever shape ComfyUI answered; None for other inputs."""
+        return _input_spec("", entry).options if isinstance(entry, (list, tuple)) and entry else None
 
 
 def _inputs(info: Mapping) -> Iterable[tuple[str, InputSpec]]:
@@ -88,3 +106,26 @@ def _input_spec(name: str, spec: Any) -> InputSpec:
     return InputSpec(name=name, type="COMBO" if options is not None else str(kind), default=opts.get("default"),
                      minimum=opts.get("min"), maximum=opts.get("max"),
                      options=tuple(options) if options is not None else None, upload=upload)
+
+
+def _lists_tenant_folders(spec: InputSpec) -> str | None:
+    """What a combo lists that lies in the tenants' folders, told by its options (not by the node's name):
+    "folders" when it lists the `tenants` folder itself (a listing of subfolders, e.g. dataset nodes' `folder`),
+    "files" when it lists names inside it (a recursive file listing), None when neither."""
+    if spec.upload or not spec.options:
+        return None
+    names = [o for o in spec.options if isinstance(o, str)]
+    if TENANTS_DIR in names:
+        return "folders"
+    if any(n.startswith(TENANTS_DIR + "/") for n in names):
+        return "files"
+    return None
+
+
+def _folder_listed(spec: InputSpec, subfolders: Mapping[str, set[str]]) -> str:
+    """input or output: the folder whose subfolders the combo lists (input when both or neither fit)."""
+    names = {o for o in spec.options or () if isinstance(o, str)}
+    for folder in ("input", "output"):
+        if folder in subfolders and names <= subfolders[folder]:
+            return folder
+    return "input"

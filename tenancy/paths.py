@@ -70,6 +70,7 @@ class FileRef:
     folder: str  # input | output | temp
     relative: str  # relative to the folder root on disk
     comfy_value: str  # what the input is rewritten to
+    is_folder: bool = False  # names a folder (a folder combo's value), not a file
 
 
 def map_file_input(tenant: str, value: object) -> FileRef:
@@ -92,6 +93,12 @@ def map_file_input(tenant: str, value: object) -> FileRef:
     folder = annotated or "input"
     relative = f"{tenant_root(tenant)}/{name}"
     return FileRef(folder, relative, f"{relative} [{folder}]" if annotated else relative)
+
+
+def map_folder_input(tenant: str, value: object, folder: str = "input") -> FileRef:
+    """A tenant's folder-combo value (a subfolder of its input or output folder) -> the real one."""
+    relative = f"{tenant_root(tenant)}/{_non_empty(clean_name(value))}"
+    return FileRef(folder, relative, relative, is_folder=True)
 
 
 def map_output_prefix(tenant: str, prefix: object) -> str:

@@ -14,12 +14,16 @@ from typing import Any
 
 from .catalogue import DURATION_INPUTS, FRAME_INPUTS, PREFIX_INPUTS, RESOLUTION_INPUTS, Catalogue, NodeSpec
 from .config import Plan
-from .paths import FileRef, PathRefused, map_file_input, map_output_prefix
+from .paths import FileRef, PathRefused, map_file_input, map_folder_input, map_output_prefix
 from .records import Principal
 from .refusal import Refusal, node_refusal
 
 ADMIN_NAMESPACE = "_admin"
 CLIENT_FIELDS = ("number", "front", "prompt_id", "client_id")
+# What a tenant's client may put in `extra_data` (the editor's workflow for PNG metadata, its own comfy.org
+# credentials for API nodes, its preview format); the rest (client_id, create_time, usage source, the guard's
+# own `tenancy`, keys a newer ComfyUI may read or echo) is the server's to set.
+TENANT_EXTRA_DATA = frozenset({"extra_pnginfo", "auth_token_comfy_org", "api_key_comfy_org", "preview_method"})
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,10 @@ def _confine(node_id: str, class_type: str, name: str, value: Any, spec: NodeSpe
             ref = map_file_input(tenant, value)
             outcome.files.append((node_id, name, ref))
             return ref.comfy_value
+        if spec is not None and name in spec.folder_inputs:
+            ref = map_folder_input(tenant, value, spec.folder_inputs[name])
+            outcome.files.append((node_id, name, ref))
+            return ref.comfy_value
     except PathRefused as exc:
         raise node_refusal(403, PathRefused.reason, node_id, class_type, name,
                            f"{value!r} is outside your files ({exc})") from None
@@ -169,6 +177,10 @@ def _server_fields(body: dict, principal: Principal, outcome: Outcome) -> None:
     body["client_id"] = outcome.client_id
     extra = body.get("extra_data")
     extra = dict(extra) if isinstance(extra, dict) else {}
+    if not principal.is_admin:
+        extra = {key: value for key, value in extra.items() if key in TENANT_EXTRA_DATA}
+        if not isinstance(extra.get("preview_method"), (str, type(None))):
+            del extra["preview_method"]
     extra["tenancy"] = {"tenant": principal.tenant, "plan": principal.plan}
     body["extra_data"] = extra
 

@@ -46,10 +46,18 @@ def run(args: argparse.Namespace) -> int:
     extra = [a for a in args.comfy_args if a != "--"]
     if (args.cpu or not _gpu_available()) and "--cpu" not in extra:
         extra.insert(0, "--cpu")
+    if not any(a == "--database-url" or a.startswith("--database-url=") for a in extra):
+        # ComfyUI's database (newer ComfyUI's asset table) in the base folder's user/, where it may write;
+        # its default lies in the checkout, which a read-only install or a second instance cannot share.
+        extra += ["--database-url", database_url(home)]
     env = dict(os.environ, **{config_module.ENV_CONFIG: str(config_path), REQUIRE_GUARD_ENV: "1"})
     command = home.command(args.host, args.port, *extra)
     print(f"[tenancy] ComfyUI {home.version} at {home.root} -> http://{args.host}:{args.port}/")
     return _run_foreground(command, env, cwd=home.root)
+
+
+def database_url(home) -> str:
+    return f"sqlite:///{(home.user_dir / 'comfyui.db').resolve()}"
 
 
 def _gpu_available() -> bool:

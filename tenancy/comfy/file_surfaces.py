@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -23,9 +25,13 @@ from ..paths import (
 )
 from ..records import Principal, RateLimit
 from ..refusal import Refusal
-from . import http, media
+from . import assets, http, media
 
 MAX_LISTED = 5000
+# `<scheme>:<rest>` file names ComfyUI may resolve itself rather than as a path (newer ComfyUI: `blake3:<hash>`
+# through its asset table, which knows no tenants). Only hashes of the tenant's own files are served.
+NAME_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+ASSET_HASH_SCHEMES = ("blake3:",)
 
 
 async def upload(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -98,11 +104,49 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
 
 async def view(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
     query = request.rel_url.query
-    filename, annotated = split_annotation(query.get("filename", ""))
+    raw = query.get("filename", "")
+    if NAME_SCHEME.match(raw) and not principal.is_admin:
+        location = await owned_asset(guard, principal.tenant, raw) if raw.startswith(ASSET_HASH_SCHEMES) else None
+        if location is None:
+            raise Refusal(404, "not_found", "no such file among yours")
+        http.replace_query(request, {**query, "type": location[0], "subfolder": location[1], "filename": location[2]})
+        return await handler(request)
+    filename, annotated = split_annotation(raw)
     folder = annotated or query.get("type", "output") or "output"
     location = await real_location(guard, principal.tenant, folder, query.get("subfolder", ""), filename)
     http.replace_query(request, {**query, "type": location[0], "subfolder": location[1], "filename": location[2]})
     return await handler(request)
+
+
+async def owned_asset(guard, tenant: str, asset_hash: str) -> tuple[str, str, str] | None:
+    """(folder, real subfolder, filename) of a file of the tenant's with this content hash, None when it has none:
+    the asset table lists every copy of the content; one of them must be the tenant's (in its folders, or an
+    output the index attributes to it)."""
+    for path in await asyncio.to_thread(assets.files_with_hash, asset_hash):
+        located = _in_folders(guard, path)
+        if located is None:
+            continue
+        folder, relative = located
+        sub, _, name = relative.rpartition("/")
+        mine = folder != "temp" and virtual_subfolder(tenant, sub) is not None
+        if not mine and await guard.output_owner(folder, sub, name) != tenant:
+            continue
+        try:
+            if contained_file(guard.folders[folder], relative, tenant if mine else None):
+                return folder, sub, name
+        except PathRefused:
+            continue
+    return None
+
+
+def _in_folders(guard, path: str) -> tuple[str, str] | None:
+    """(folder, name relative to it) of a path inside input/, output/ or temp/; None elsewhere."""
+    real = os.path.realpath(path)
+    for folder in FOLDERS:
+        root = os.path.realpath(guard.folders[folder])
+        if real.startswith(root.rstrip(os.sep) + os.sep):
+            return folder, os.path.relpath(real, root).replace(os.sep, "/")
+    return None
 
 
 async def object_info(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -123,6 +167,8 @@ async def object_info(guard, request: web.Request, handler, principal: Principal
                  for name in spec.file_inputs}
         lists.update({name: tenant_data.list_items(tenancy_dir, principal.tenant, kind)
                       for name, kind in spec.meta.get("tenant_lists", {}).items()})
+        lists.update({name: tenant_folders(guard.folders[folder] / tenant_root(principal.tenant))
+                      for name, folder in spec.folder_inputs.items()})
         for name, names in lists.items():
             for section in ("required", "optional"):
                 entry = (info.get("input", {}).get(section) or {}).get(name)
@@ -157,6 +203,21 @@ def tenant_files(root: Path) -> list[str]:
                 if len(found) >= MAX_LISTED:
                     return found
     return found
+
+
+def tenant_folders(root: Path) -> list[str]:
+    """The tenant's subfolders by the names it uses (relative to its folder), sorted, bounded."""
+    found: list[str] = []
+    if not root.is_dir():
+        return found
+    for directory, subdirs, _ in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        rel = os.path.relpath(directory, root)
+        if rel != ".":
+            found.append(rel.replace(os.sep, "/"))
+            if len(found) >= MAX_LISTED:
+                break
+    return sorted(found)
 
 
 class _PathRefusals:

@@ -21,6 +21,7 @@ from ..refusal import Refusal, rate_limited
 from ..routes import PUBLIC, allowed, normalise, normalise_overrides, route_class
 from ..store import Store, StoreUnavailable
 from . import http
+from .user_surfaces import COMFY_USER_HEADER, comfy_user
 
 log = logging.getLogger("tenancy")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,6 +50,12 @@ def route_pattern(resource) -> str | None:
     if isinstance(resource, web.StaticResource):
         canonical = canonical.rstrip("/") + "/*"
     return canonical  # sub-application routes carry their prefix already
+
+
+def _surface_method(method: str) -> str:
+    """aiohttp answers HEAD with a GET route's handler: it is confined by the GET surface (a HEAD of /view would
+    otherwise tell whether another tenant's file exists, and its size)."""
+    return "GET" if method == "HEAD" else method
 
 
 class RecentPrompts(dict):
@@ -128,6 +135,7 @@ class Guard:
         if problem:
             return self.refuse(request, principal, problem)
         request[PRINCIPAL_KEY] = principal
+        self.as_comfy_user(request, principal)
         try:
             if route.surface is not None and principal.authenticated:
                 response = await route.surface(request, handler, principal)
@@ -140,6 +148,17 @@ class Guard:
         if request.method not in SAFE_METHODS and cls != PUBLIC and AUDITED not in request:
             self.record(request, principal, "allow", status=getattr(response, "status", None))
         return response
+
+    def as_comfy_user(self, request: web.Request, principal: Principal) -> None:
+        """ComfyUI's own per-user separation (user data, settings, asset owners) on every route, with the user
+        taken from the identity: the client's `comfy-user` is replaced, and removed for anonymous callers."""
+        user = comfy_user(principal) if principal.authenticated else None
+        if user is not None:
+            users = self.server.user_manager.users
+            if user not in users:
+                users[user] = user
+        if user is not None or COMFY_USER_HEADER in request.headers:
+            http.replace_header(request, COMFY_USER_HEADER, user)
 
     async def _unauthenticated(self, request: web.Request, refusal: Refusal) -> web.Response:
         """Unauthenticated callers and bad credentials count against the caller's IP."""
@@ -175,7 +194,7 @@ class Guard:
             table_key = normalise(pattern or "")
             route = self._routes[key] = Route(pattern, table_key,
                                               route_class(request.method, pattern, self.route_overrides)[0],
-                                              self.surfaces.get((request.method, table_key)))
+                                              self.surfaces.get((_surface_method(request.method), table_key)))
         return route
 
     async def identify(self, request: web.Request) -> Principal:

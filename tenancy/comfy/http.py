@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from multidict import MultiDict, MultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from ..refusal import Refusal
 
@@ -75,6 +75,20 @@ def replace_query(request: web.Request, query: dict[str, str]) -> None:
         request._cache.pop(name, None)
 
 
+def replace_header(request: web.Request, name: str, value: str | None) -> None:
+    """One header set to `value` (removed when None), for ComfyUI's handlers and for clones of the request:
+    the request's header view and its parsed message are replaced in place (a clone costs more)."""
+    headers = CIMultiDict(request.headers)
+    headers.popall(name, None)
+    if value is not None:
+        headers[name] = value
+    proxy = CIMultiDictProxy(headers)
+    raw = tuple((k.encode("utf-8"), v.encode("utf-8")) for k, v in headers.items())
+    request._message = request._message._replace(headers=proxy, raw_headers=raw)
+    request._headers = proxy
+    request._cache.pop("headers", None)  # aiohttp caches the header view on first reading
+
+
 def replace_form(request: web.Request, fields: MultiDict) -> None:
     """ComfyUI's upload handlers read `request.post()`, which returns aiohttp's cached form."""
     request._post = MultiDictProxy(fields)
@@ -86,11 +100,14 @@ def check_request_hooks() -> None:
     from aiohttp.test_utils import make_mocked_request
 
     probe = make_mocked_request("POST", "/view?filename=sent&type=input")
+    headed = make_mocked_request("GET", "/userdata", headers={"comfy-user": "sent"})
+    headed.headers  # noqa: B018 (read before the rewrite, as the guard's own checks do, so cached by aiohttp)
     for reading in ("rel_url", "url", "query", "query_string", "path_qs"):  # read before the rewrite, as the
         getattr(probe, reading)  # guard's own checks do, so cached by aiohttp (named here, not from URL_READINGS)
     replace_query(probe, {"filename": "rewritten"})
     replace_json_body(probe, {"rewritten": True})
     replace_form(probe, MultiDict(rewritten="yes"))
+    replace_header(headed, "comfy-user", "rewritten")
     problems = [what for what, holds in (
         ("Request.rel_url", probe.rel_url.query.get("filename") == "rewritten"),
         ("Request.query", probe.query.get("filename") == "rewritten" and "type" not in probe.query),
@@ -99,7 +116,9 @@ def check_request_hooks() -> None:
         ("Request.query_string", probe.query_string == "filename=rewritten"),
         ("Request.json", _at_once(probe.json()) == {"rewritten": True}),
         ("Request.text", _at_once(probe.text()) == '{"rewritten": true}'),
-        ("Request.post", _at_once(probe.post()).get("rewritten") == "yes")) if not holds]
+        ("Request.post", _at_once(probe.post()).get("rewritten") == "yes"),
+        ("Request.headers", headed.headers.getall("comfy-user") == ["rewritten"]
+         and headed.clone().headers.getall("comfy-user") == ["rewritten"])) if not holds]
     if problems:
         raise RuntimeError(f"aiohttp no longer lets the guard rewrite {', '.join(problems)}")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import PurePosixPath
 
 from aiohttp import web
 
 from ..catalogue import Catalogue
-from ..paths import PathRefused, contained
+from ..paths import TENANTS_DIR, PathRefused, clean_name, contained, tenant_root
 from ..records import Principal, RateLimit
 from ..refusal import Refusal, node_refusal
 from ..workflow import Outcome, apply_policy
@@ -43,11 +44,15 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
 async def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> None:
     classes = {nid: node.get("class_type", "") for nid, node in outcome.body["prompt"].items()}
     for node_id, name, ref in outcome.files:
+        owner = None if ref.folder == "temp" else principal.tenant
         try:
-            contained(guard.folders[ref.folder], ref.relative, None if ref.folder == "temp" else principal.tenant)
+            real = contained(guard.folders[ref.folder], ref.relative, owner)
         except PathRefused as exc:
             raise node_refusal(403, PathRefused.reason, node_id, classes[node_id], name,
                                f"{ref.relative!r} {exc}") from None
+        if ref.is_folder and not os.path.isdir(real):  # nodes with such combos often skip ComfyUI's option check
+            raise node_refusal(400, "no_such_folder", node_id, classes[node_id], name,
+                               f"{virtual_name(principal.tenant, ref.relative)!r} is none of your folders")
         if ref.folder == "temp":
             path = PurePosixPath(ref.relative)
             subfolder = "" if str(path.parent) == "." else str(path.parent)
@@ -55,6 +60,10 @@ async def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> 
             if owner != principal.tenant:
                 raise node_refusal(403, PathRefused.reason, node_id, classes[node_id], name,
                                    f"{ref.relative!r} is not one of your previews")
+
+
+def virtual_name(tenant: str, relative: str) -> str:
+    return relative[len(tenant_root(tenant)) + 1:]
 
 
 async def node_catalogue(guard, request: web.Request) -> Catalogue:
@@ -66,8 +75,33 @@ async def node_catalogue(guard, request: web.Request) -> Catalogue:
     classes = getattr(comfy_nodes, "NODE_CLASS_MAPPINGS", {})
     meta = {name: getattr(cls, "TENANCY_META", None) for name, cls in classes.items()}
     guard.catalogue = Catalogue.build(object_info, {k: v for k, v in meta.items() if v},
-                                      guard.settings.file_inputs, guard.top_level_inputs())
+                                      guard.settings.file_inputs, guard.top_level_inputs(),
+                                      listed_subfolders(guard, object_info))
     return guard.catalogue
+
+
+def listed_subfolders(guard, object_info: dict) -> dict[str, set[str]]:
+    """folder -> which of the names that combos listing the tenants folder offer are subfolders of it (tells an
+    input-folder combo from an output-folder one); one stat per offered name, once."""
+    offered = set()
+    for info in object_info.values():
+        for section in ("required", "optional"):
+            for entry in ((info.get("input") or {}).get(section) or {}).values():
+                options = Catalogue.options_of(entry)
+                if options and TENANTS_DIR in options:
+                    offered.update(o for o in options if isinstance(o, str))
+    found = {}
+    for folder in ("input", "output"):
+        root = guard.folders[folder]
+        found[folder] = {name for name in offered if _is_subfolder(root, name)}
+    return found
+
+
+def _is_subfolder(root, name: str) -> bool:
+    try:
+        return (root / clean_name(name)).is_dir() and bool(name)
+    except (PathRefused, OSError):
+        return False
 
 
 async def comfy_object_info(request: web.Request) -> dict:

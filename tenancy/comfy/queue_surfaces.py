@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 from aiohttp import web
 
@@ -72,6 +73,24 @@ async def queue(guard, request: web.Request, handler, principal: Principal) -> w
 def _queue_items(guard) -> tuple[list, list]:
     running, pending = guard.server.prompt_queue.get_current_queue_volatile()
     return running, pending
+
+
+def remaining_by_owner(guard) -> Counter:
+    """owner (None for operators' prompts) -> how many of its prompts are queued or running."""
+    running, pending = _queue_items(guard)
+    return Counter(owner_in(item[3]) if len(item) > 3 else None for item in running + pending)
+
+
+def queue_info(remaining: int) -> dict:
+    """ComfyUI's queue summary (`GET /prompt`, the websocket's `status`) for one caller's prompts."""
+    return {"exec_info": {"queue_remaining": remaining}}
+
+
+async def queue_status(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    """GET /prompt: a tenant's own queue; another tenant's load is not its business."""
+    if principal.is_admin:
+        return await handler(request)
+    return web.json_response(queue_info(remaining_by_owner(guard)[principal.tenant]))
 
 
 async def edit_queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:

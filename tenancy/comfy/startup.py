@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .. import bootstrap
 from .. import config as config_module
+from ..paths import TENANTS_DIR
 from ..store import StoreUnavailable, open_store
 from ..store.breaker import Breaker
 from . import (
@@ -31,10 +32,6 @@ from .guard import Guard
 
 log = logging.getLogger("tenancy")
 REQUIRE_GUARD_ENV = "TENANCY_REQUIRE_GUARD"
-USER_DATA_ROUTES = [("GET", "/settings"), ("POST", "/settings"), ("GET", "/settings/{id}"), ("POST", "/settings/{id}"),
-                    ("GET", "/userdata"), ("GET", "/v2/userdata"), ("GET", "/userdata/{file}"),
-                    ("POST", "/userdata/{file}"), ("DELETE", "/userdata/{file}"),
-                    ("POST", "/userdata/{file}/move/{dest}")]
 
 
 def config_path() -> Path:
@@ -66,11 +63,14 @@ def install(server, warmups: dict | None = None) -> Guard | None:
         folders = {"input": Path(folder_paths.get_input_directory()),
                    "output": Path(folder_paths.get_output_directory()),
                    "temp": Path(folder_paths.get_temp_directory())}
+        for folder in ("input", "output"):  # there from the start, so combos listing folders show it
+            (folders[folder] / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
         guard = Guard(server, settings, store, folders)
+        _enable_per_tenant_user_data()
+        user_surfaces.check_multi_user(server)
     except (config_module.ConfigError, StoreUnavailable, OSError, ValueError, RuntimeError) as exc:
         _refuse_to_serve(server, exc)
         return None
-    _enable_per_tenant_user_data()
     context.attach(guard)
     register_surfaces(guard)
     tenancy_routes.add_routes(server.routes, guard)
@@ -134,16 +134,17 @@ def register_surfaces(guard: Guard) -> None:
         ("POST", "/jobs/{job_id}/cancel"): queue_surfaces.job,
         ("POST", "/jobs/cancel"): queue_surfaces.cancel_jobs,
         ("GET", "/ws"): websocket.connect,
+        ("GET", "/prompt"): queue_surfaces.queue_status,
         ("GET", "/users"): user_surfaces.users,
         ("GET", "/system_stats"): user_surfaces.system_stats,
+        ("GET", "/features"): user_surfaces.features,
     }
-    table.update({route: user_surfaces.as_comfy_user for route in USER_DATA_ROUTES})
     guard.surfaces.update({route: bind(surface) for route, surface in table.items()})
 
 
 def _enable_per_tenant_user_data() -> None:
-    """ComfyUI keeps settings and saved workflows per `comfy-user` only in multi-user mode; the guard sets
-    that user from the identity, so each tenant gets its own."""
+    """ComfyUI keeps settings, saved workflows and asset owners per `comfy-user` only in multi-user mode; the
+    guard sets that user from the identity on every request, so each tenant gets its own."""
     from comfy.cli_args import args
 
     if hasattr(args, "multi_user"):

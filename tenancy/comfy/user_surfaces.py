@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
-from multidict import CIMultiDict
 
 from ..records import Principal
 from . import http
 
 COMFY_USER_PREFIX = "tenant-"
+COMFY_USER_HEADER = "comfy-user"
 
 
 def comfy_user(principal: Principal) -> str:
     return f"{COMFY_USER_PREFIX}{principal.tenant}" if principal.tenant else "default"
 
 
-async def as_comfy_user(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    """ComfyUI's own per-user storage, with the user taken from the identity (the client's header ignored)."""
-    user = comfy_user(principal)
-    users = guard.server.user_manager.users
-    if user not in users:
-        users[user] = user
-    headers = CIMultiDict(request.headers)
-    headers["comfy-user"] = user
-    return await handler(request.clone(headers=headers))
+def check_multi_user(server) -> None:
+    """The guard gives each tenant its own ComfyUI user through `comfy-user`: refuse to start when this ComfyUI
+    does not honour that header (no multi-user mode), rather than let every tenant share one user's data."""
+    from aiohttp.test_utils import make_mocked_request
+
+    probe = f"{COMFY_USER_PREFIX}probe-{uuid.uuid4().hex}"
+    try:
+        manager = server.user_manager
+        manager.users[probe] = probe
+        try:
+            answered = manager.get_request_user_id(make_mocked_request("GET", "/userdata",
+                                                                       headers={COMFY_USER_HEADER: probe}))
+        finally:
+            manager.users.pop(probe, None)
+    except Exception as exc:  # any shape this probe does not know is a ComfyUI the guard cannot vouch for
+        raise RuntimeError(f"cannot check ComfyUI's multi-user mode: {exc!r}") from None
+    if answered != probe:
+        raise RuntimeError("ComfyUI ignores the comfy-user header (no multi-user mode): tenants would share "
+                           "one user's settings, workflows and assets")
 
 
 async def users(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -45,3 +57,17 @@ async def system_stats(guard, request: web.Request, handler, principal: Principa
     for device in answer.get("devices", []):
         device.pop("index", None)
     return http.json_like(response, answer)
+
+
+async def features(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+    """Tenants are told the asset library is off (its routes are the operators'), so the editor does not use it."""
+    response = await handler(request)
+    answer = http.answer_json(response)
+    if principal.is_admin or not isinstance(answer, dict):
+        return response
+    return http.json_like(response, tenant_features(answer))
+
+
+def tenant_features(flags: dict) -> dict:
+    """The server's feature flags as a tenant gets them (HTTP and the websocket's `feature_flags`)."""
+    return dict(flags, assets=False)

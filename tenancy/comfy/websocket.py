@@ -1,6 +1,9 @@
 """The websocket: sockets named per tenant, and every message about a prompt delivered to its owner only.
 
-ComfyUI sends everything through `PromptServer.send`; the guard wraps it once at start-up.
+ComfyUI sends everything through `PromptServer.send`; the guard wraps it once at start-up. A message that names
+no prompt reaches a tenant only when it is known to be safe: `status` (with the tenant's own queue),
+`feature_flags` (as tenants get them), and messages ComfyUI addresses to the socket of the prompt it is running
+(they are about that prompt). Everything else (asset scans, other packs' broadcasts) goes to operators only.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from ..records import Principal
 from ..store import StoreUnavailable
 from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
 from . import http
-from .queue_surfaces import virtual_refs
+from .queue_surfaces import queue_info, remaining_by_owner, virtual_refs
+from .user_surfaces import tenant_features
 
 log = logging.getLogger("tenancy")
 
@@ -30,11 +34,9 @@ def install_message_routing(guard) -> None:
     original = server.send
 
     async def send(event, data, sid=None):
-        prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
-        if prompt_id is None and sid is None and not isinstance(data, dict):
-            prompt_id = getattr(server, "last_prompt_id", None)  # previews of the running prompt
+        prompt_id = _prompt_of(server, data, sid)
         if prompt_id is None:
-            return await original(event, data, sid)
+            return await _send_unowned(guard, original, event, data, sid)
         owner = await _owner(guard, prompt_id)
         if isinstance(data, dict):
             try:
@@ -52,6 +54,38 @@ def install_message_routing(guard) -> None:
             await original(event, payload, target)
 
     server.send = send
+
+
+def _prompt_of(server, data, sid) -> str | None:
+    """The prompt a message is about: the one it names; for previews and other binary messages, and for messages
+    addressed to the socket that queued the running prompt, the running prompt."""
+    if isinstance(data, dict):
+        prompt_id = data.get("prompt_id")
+        if prompt_id is None and sid is not None and sid == getattr(server, "client_id", None):
+            prompt_id = getattr(server, "last_prompt_id", None)
+        return prompt_id
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], dict) and data[1].get("prompt_id"):
+        return data[1]["prompt_id"]  # a preview with its metadata
+    return getattr(server, "last_prompt_id", None)
+
+
+async def _send_unowned(guard, original, event, data, sid) -> None:
+    """A message about no prompt: as it is to operators; to tenants only what is known to be safe."""
+    server = guard.server
+    targets = [sid] if sid is not None else list(server.sockets)
+    admin = ADMIN_NAMESPACE + ":"
+    remaining = None
+    for target in targets:
+        if str(target).startswith(admin):
+            await original(event, data, target)
+            continue
+        tenant = str(target).partition(":")[0]
+        if event == "status" and isinstance(data, dict):
+            if remaining is None:
+                remaining = remaining_by_owner(guard)  # once per message, whatever the number of sockets
+            await original(event, dict(data, status=queue_info(remaining[tenant])), target)
+        elif event == "feature_flags" and isinstance(data, dict):
+            await original(event, tenant_features(data), target)
 
 
 async def _owner(guard, prompt_id: str) -> str | None:

@@ -112,3 +112,5 @@ def test_serve_runs_guarded_and_ctrl_c_stops_it_cleanly(tmp_path):
     assert process.returncode == 0, output
     assert "[tenancy] guard installed" in output
     assert "[tenancy] stopped" in output
+    assert "Failed to initialize database" not in output  # its database lives in the base folder's user/
+    assert (tmp_path / "user" / "comfyui.db").is_file()
