@@ -1,7 +1,8 @@
-"""GLM-TTS text front end: normalisation (upstream's pre/post rules around our own TN) and chunking.
+"""GLM-TTS text front end: normalisation (upstream's pre/post rules around WeTextProcessing) and chunking.
 
-`text_normalize` follows upstream `TextFrontEnd.text_normalize` step by step; `split_by_len` cuts long
-text into chunks of about 30-60 character equivalents (an English syllable counts 0.7).
+`text_normalize` follows upstream `TextFrontEnd.text_normalize` step by step, with WeTextProcessing
+1.0.3's own grammars (text_grammar) as the normaliser; `split_by_len` cuts long text into chunks of about
+30-60 character equivalents (an English syllable counts 0.7).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
-from .normalize_en import cardinal, normalize_en
-from .normalize_zh import normalize_zh
+from .text_grammar import normalize_en, normalize_zh
 
 PUNCTUATION = "。？！；：、.?!;:，,"
 PUNCTUATION_SET = frozenset(PUNCTUATION)
@@ -133,8 +134,27 @@ def normalize_chinese(text: str, replacements: Sequence[tuple[str, str]] = ()) -
     return post_replace(special_replace(text)).lower()
 
 
+@lru_cache(maxsize=1)
+def _inflect_engine():
+    import inflect
+
+    return inflect.engine()
+
+
 def spell_out_digits(text: str) -> str:
-    return re.sub(r"\d+", lambda m: cardinal(int(m.group(0))), text)
+    """Digit runs the grammar left (str.isdigit, as upstream) read by inflect, as upstream does."""
+    out, start = [], None
+    for i, ch in enumerate(text):
+        if ch.isdigit():
+            start = i if start is None else start
+            continue
+        if start is not None:
+            out.append(_inflect_engine().number_to_words(text[start:i]))
+            start = None
+        out.append(ch)
+    if start is not None:
+        out.append(_inflect_engine().number_to_words(text[start:]))
+    return "".join(out)
 
 
 def normalize_english(text: str) -> str:
