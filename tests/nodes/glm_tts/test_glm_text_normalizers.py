@@ -63,3 +63,9 @@ def test_extract_refuses_a_wheel_whose_grammar_differs(tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         grammars.extract(wheel, tmp_path / "out")
     assert not (tmp_path / "out" / "tn" / "zh_tn_tagger.fst").exists()
+
+
+def test_only_what_the_emoji_package_calls_an_emoji_is_dropped():
+    from nodes.glm_tts.frontend import remove_emoji
+
+    assert remove_emoji("好★☆😊👍🏽!") == "好★☆!"  # stars are not emoji; a skin-tone sequence is one
