@@ -69,3 +69,16 @@ def test_only_what_the_emoji_package_calls_an_emoji_is_dropped():
     from nodes.glm_tts.frontend import remove_emoji
 
     assert remove_emoji("好★☆😊👍🏽!") == "好★☆!"  # stars are not emoji; a skin-tone sequence is one
+
+
+FRONTEND = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "wetext" / "glm_frontend_cases.json")
+                      .read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", FRONTEND["cases"], ids=lambda c: c["input"][:24])
+def test_whole_front_end_matches_upstream_on_sentences_outside_the_parity_set(case):
+    from nodes.glm_tts.frontend import split_by_len, text_normalize
+
+    normalized = text_normalize(case["input"])
+    assert normalized == case["text_normalize"]
+    assert split_by_len(normalized) == case["split_by_len"]
