@@ -62,6 +62,8 @@ class Transducer:
         lines = [f"{i} {i + 1} {byte}" for i, byte in enumerate(data)]
         lines.append(str(len(data)))
         lattice = kaldifst.compose(kaldifst.compile("\n".join(lines), acceptor=True), self.fst)
+        if lattice.start == -1:
+            raise GrammarError(f"no reading for {text!r}")
         ok, _, olabels, _ = kaldifst.get_linear_symbol_sequence(kaldifst.shortest_path(lattice, 1))
         if not ok:
             raise GrammarError(f"no reading for {text!r}")
