@@ -6,6 +6,7 @@ it refuses a requirements file that names them and pins whatever torch build is 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -59,7 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     constraints.unlink(missing_ok=True)
     outcome = "dry run, nothing installed" if dry_run else "installed" if result.returncode == 0 else "FAILED"
     print(f"[comfyui-tenancy] requirements: {outcome}")
-    return result.returncode
+    if result.returncode != 0 or dry_run:
+        return result.returncode
+    return fetch_grammars()
+
+
+def fetch_grammars() -> int:
+    """Extracts WeTextProcessing 1.0.3's grammar files from its wheel (downloaded without dependencies)."""
+    spec = importlib.util.spec_from_file_location("glm_tts_grammars", HERE / "nodes" / "glm_tts" / "grammars.py")
+    grammars = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grammars)
+    try:
+        folder = grammars.fetch()
+    except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+        print(f"[comfyui-tenancy] GLM-TTS grammars: FAILED ({exc})")
+        return 1
+    print(f"[comfyui-tenancy] GLM-TTS grammars: {grammars.PACKAGE}=={grammars.VERSION} in {folder}")
+    return 0
 
 
 if __name__ == "__main__":

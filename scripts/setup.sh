@@ -79,5 +79,7 @@ elif [ ! -f "$COMFYUI_DIR/main.py" ]; then
   say "COMFYUI_DIR=$COMFYUI_DIR has no main.py"; exit 1
 fi
 install_packages
+# GLM-TTS text normaliser: WeTextProcessing 1.0.3's grammar files into .cache/ (no-op when present).
+"$venv/bin/python" nodes/glm_tts/grammars.py 2>&1 | grep -v "is ignored: it is neither" || true
 link_plugin
 say "ready: ComfyUI $("$venv/bin/python" -c "import runpy,sys; print(runpy.run_path(sys.argv[1])['__version__'])" "$comfy/comfyui_version.py") at $comfy"

@@ -1,7 +1,8 @@
-"""GLM-TTS text front end: normalisation (upstream's pre/post rules around our own TN) and chunking.
+"""GLM-TTS text front end: normalisation (upstream's pre/post rules around WeTextProcessing) and chunking.
 
-`text_normalize` follows upstream `TextFrontEnd.text_normalize` step by step; `split_by_len` cuts long
-text into chunks of about 30-60 character equivalents (an English syllable counts 0.7).
+`text_normalize` follows upstream `TextFrontEnd.text_normalize` step by step, with WeTextProcessing
+1.0.3's own grammars (text_grammar) as the normaliser; `split_by_len` cuts long text into chunks of about
+30-60 character equivalents (an English syllable counts 0.7).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
-from .normalize_en import cardinal, normalize_en
-from .normalize_zh import normalize_zh
+from .text_grammar import normalize_en, normalize_zh
 
 PUNCTUATION = "。？！；：、.?!;:，,"
 PUNCTUATION_SET = frozenset(PUNCTUATION)
@@ -19,11 +20,6 @@ LINE_ENDINGS = {".", "!", "?", ";", ":", "：", "。", "！", "？", "；", "，
 BRACKETS = [("(", ")"), ("（", "）"), ("【", "】"), ("「", "」"), ("`", "`"), ("《", "》"), ("『", "』"),
             ("{", "}"), ("[", "]")]
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
-EMOJI = re.compile(
-    "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u231A\u231B\u2328\u23CF\u23E9-\u23F3\u23F8-\u23FA"
-    "\u24C2\u25AA\u25AB\u25B6\u25C0\u25FB-\u25FE\u2934\u2935\u3030\u303D\u3297\u3299\u00A9\u00AE\u203C"
-    "\u2049\u2122\u2139\u2194-\u2199\u21A9\u21AA\uFE0F\u200D\u20E3\U000E0020-\U000E007F]+"
-)
 SYMBOL_READINGS = {
     "†": "，", "²": "平方", "³": "立方", "/": "每", "~": "到", "～": "到",
     "①": "一", "②": "二", "③": "三", "④": "四", "⑤": "五", "⑥": "六", "⑦": "七", "⑧": "八", "⑨": "九", "⑩": "十",
@@ -37,6 +33,13 @@ SYMBOL_READINGS = {
     "⊇": "真包含", "⊄": "不属于", "⊅": "非超集", "⊈": "不属于", "⊉": "非超集",
 }
 ZH_DIGITS = "零一二三四五六七八九"
+
+
+def remove_emoji(text: str) -> str:
+    """Upstream drops what the `emoji` package (its pin, 2.14.1) calls an emoji."""
+    import emoji
+
+    return emoji.replace_emoji(text, replace="")
 
 
 def contains_chinese(text: str) -> bool:
@@ -133,8 +136,27 @@ def normalize_chinese(text: str, replacements: Sequence[tuple[str, str]] = ()) -
     return post_replace(special_replace(text)).lower()
 
 
+@lru_cache(maxsize=1)
+def _inflect_engine():
+    import inflect
+
+    return inflect.engine()
+
+
 def spell_out_digits(text: str) -> str:
-    return re.sub(r"\d+", lambda m: cardinal(int(m.group(0))), text)
+    """Digit runs the grammar left (str.isdigit, as upstream) read by inflect, as upstream does."""
+    out, start = [], None
+    for i, ch in enumerate(text):
+        if ch.isdigit():
+            start = i if start is None else start
+            continue
+        if start is not None:
+            out.append(_inflect_engine().number_to_words(text[start:i]))
+            start = None
+        out.append(ch)
+    if start is not None:
+        out.append(_inflect_engine().number_to_words(text[start:]))
+    return "".join(out)
 
 
 def normalize_english(text: str) -> str:
@@ -197,7 +219,7 @@ def ensure_ending(text: str) -> str:
 def text_normalize(text: str, replacements: Sequence[tuple[str, str]] = ()) -> str:
     """Normalise one text for the LM. `replacements` are (origin, new) pairs applied to Chinese text
     before TN (upstream reads them from configs/custom_replace.jsonl)."""
-    text = EMOJI.sub("", join_lines(markdown_norm(text)))
+    text = remove_emoji(join_lines(markdown_norm(text)))
     text = re.sub(r"(?<=[a-zA-Z])-(?=[a-zA-Z])", " ", text)
     text = normalize_chinese(text, replacements) if contains_chinese(text) else normalize_english(text)
     return ensure_ending(normalize_punctuation(text))

@@ -48,7 +48,10 @@ def karras_schedule(config: SchedulerConfig, steps: int) -> Schedule:
     lo, hi = config.sigma_min ** (1 / KARRAS_RHO), config.sigma_max ** (1 / KARRAS_RHO)
     sigmas = (hi + ramp * (lo - hi)) ** KARRAS_RHO
     sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
-    return Schedule(sigmas=sigmas, timesteps=0.25 * sigmas[:-1].log())
+    # One float32 log per noise level, as diffusers' set_timesteps takes them (a vectorised log over the
+    # whole tensor may round differently in the last bit).
+    timesteps = torch.stack([0.25 * sigma.log() for sigma in sigmas[:-1]])
+    return Schedule(sigmas=sigmas, timesteps=timesteps)
 
 
 def scale_model_input(sample: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

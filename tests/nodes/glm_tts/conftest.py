@@ -41,10 +41,16 @@ class ParityFixtures:
         with np.load(self.dir(name) / file) as data:
             return {k: data[k] for k in data.files}
 
-    def media(self, spec: dict[str, Any]) -> Path:
-        """Input audio: where the fixture records it (relative to the root), else tests/fixtures/media."""
-        recorded = self.root / spec["path"]
-        path = recorded if recorded.exists() else MEDIA_DIR / Path(spec["path"]).name
+    def collect(self, name: str, file: str) -> Any:
+        """A fixture file read at collection time (for parametrising); None when the set lacks it."""
+        path = self.root / name / file
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def media(self, name: str, spec: dict[str, Any]) -> Path:
+        """Input media as fixture `name` records it: relative to its folder, else to the set's root, else
+        our copy in tests/fixtures/media (the public set's `../testdata/` is not shipped)."""
+        candidates = [self.root / name / spec["path"], self.root / spec["path"], MEDIA_DIR / Path(spec["path"]).name]
+        path = next((c for c in candidates if c.is_file()), candidates[-1])
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert digest == spec["sha256"], f"{path} does not match the fixture's sha256"
         return path
@@ -66,7 +72,7 @@ def parity() -> ParityFixtures:
 @pytest.fixture(scope="session")
 def zh_prompt(parity: ParityFixtures) -> tuple[torch.Tensor, int]:
     """The Chinese prompt recording of the features and speech_tokenizer fixtures."""
-    return read_wav(parity.media(parity.meta("features")["inputs"]["audio"]))
+    return read_wav(parity.media("features", parity.meta("features")["inputs"]["audio"]))
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,14 @@ def flow(parity):
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def traced(parity, io):
+    """The case whose estimator calls and Euler states the fixture records."""
+    cases = [c for c in parity.meta(NAME)["inputs"]["cases"] if f"{c}.mid_x_before_step1" in io]
+    assert cases, "the flow fixture records the intermediate states of one case"
+    return cases[0]
+
+
 def _run(flow, io, case, callback=None):
     return flow.inference(torch.from_numpy(io[f"{case}.in_tokens"])[None],
                           torch.from_numpy(io[f"{case}.in_prompt_tokens"]),
@@ -46,8 +54,8 @@ def _run(flow, io, case, callback=None):
 
 
 @pytest.mark.parametrize("branch", ["cond", "uncond"])
-def test_first_estimator_call_of_each_cfg_branch_matches_upstream_dit(flow, io, tol, branch):
-    p = f"A_matched.mid_first_estimator_call_{branch}."
+def test_first_estimator_call_of_each_cfg_branch_matches_upstream_dit(flow, io, tol, traced, branch):
+    p = f"{traced}.mid_first_estimator_call_{branch}."
     with torch.inference_mode():
         out = flow.estimator(torch.from_numpy(io[p + "middle_point_btd"]), torch.from_numpy(io[p + "condition_btd"]),
                              torch.from_numpy(io[p + "text"]), torch.from_numpy(io[p + "time_step_1d"]),
@@ -55,7 +63,7 @@ def test_first_estimator_call_of_each_cfg_branch_matches_upstream_dit(flow, io, 
     np.testing.assert_allclose(out.numpy(), io[p + "out"], atol=tol["atol"], rtol=tol["rtol"])
 
 
-def test_euler_states_before_every_step_match_upstream(flow, io, tol):
+def test_euler_states_before_every_step_match_upstream(flow, io, tol, traced):
     seen: list[torch.Tensor] = []
     calls = []
 
@@ -66,13 +74,13 @@ def test_euler_states_before_every_step_match_upstream(flow, io, tol):
 
     handle = flow.estimator.register_forward_pre_hook(record)
     try:
-        _run(flow, io, "A_matched")
+        _run(flow, io, traced)
     finally:
         handle.remove()
-    steps = sorted(int(k.rsplit("step", 1)[1]) for k in io if k.startswith("A_matched.mid_x_before_step"))
+    steps = sorted(int(k.rsplit("step", 1)[1]) for k in io if k.startswith(f"{traced}.mid_x_before_step"))
     assert len(seen) == len(steps) == flow.cfg.n_timesteps
     for k in steps:
-        ref = io[f"A_matched.mid_x_before_step{k}"]
+        ref = io[f"{traced}.mid_x_before_step{k}"]
         np.testing.assert_allclose(seen[k - 1].numpy(), ref, atol=tol["atol"], rtol=tol["rtol"])
 
 
@@ -96,9 +104,9 @@ def test_prompt_mel_length_sets_the_cut_not_the_prompt_tokens(parity):
         assert spec["out_mel_frames"] == spec["feat_len"] - spec["n_prompt_mel"]
 
 
-def test_solver_reports_each_step_and_can_be_interrupted(flow, io):
+def test_solver_reports_each_step_and_can_be_interrupted(flow, io, traced):
     steps = []
-    _run(flow, io, "A_matched", callback=lambda s, n: steps.append((s, n)))
+    _run(flow, io, traced, callback=lambda s, n: steps.append((s, n)))
     assert steps == [(s, flow.cfg.n_timesteps) for s in range(1, flow.cfg.n_timesteps + 1)]
 
     class Interrupted(Exception):
@@ -108,12 +116,12 @@ def test_solver_reports_each_step_and_can_be_interrupted(flow, io):
         raise Interrupted
 
     with pytest.raises(Interrupted):
-        _run(flow, io, "A_matched", callback=stop)
+        _run(flow, io, traced, callback=stop)
 
 
-def test_noise_of_the_wrong_shape_is_refused(flow, io):
+def test_noise_of_the_wrong_shape_is_refused(flow, io, traced):
     with pytest.raises(ValueError, match="noise_shape_mismatch"):
-        flow.inference(torch.from_numpy(io["A_matched.in_tokens"])[None],
-                       torch.from_numpy(io["A_matched.in_prompt_tokens"]),
-                       torch.from_numpy(io["A_matched.in_prompt_feat"]), torch.from_numpy(io["in_embedding"]),
+        flow.inference(torch.from_numpy(io[f"{traced}.in_tokens"])[None],
+                       torch.from_numpy(io[f"{traced}.in_prompt_tokens"]),
+                       torch.from_numpy(io[f"{traced}.in_prompt_feat"]), torch.from_numpy(io["in_embedding"]),
                        noise=torch.zeros(1, 3, 80))

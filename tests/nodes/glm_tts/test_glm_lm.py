@@ -17,6 +17,7 @@ from nodes.glm_tts.sampling import (
     topk_sampling,
 )
 from nodes.glm_tts.tokenizer import SpecialTokenIds
+from tests.nodes.glm_tts.conftest import ParityFixtures
 
 NAME = "llm"
 
@@ -96,14 +97,22 @@ def test_multinomial_draw_is_the_exponential_race_argmax_p_over_q(io, cases):
             assert int(np.argmax(probs / q)) == index
 
 
+def stepped_runs(cases) -> list[str]:
+    """The runs whose per-step draws the fixture records (`<run>_steps`)."""
+    runs = [key[: -len("_steps")] for key in cases if key.endswith("_steps")]
+    return [run for run in runs if run in cases["ar_runs"]]
+
+
 def test_ras_decode_with_recorded_draws_reproduces_upstream_tokens(io, cases, ids, model, input_ids):
-    recorded = []
-    for step in cases["ras_seed0_steps"]:
-        recorded.append(io[f"ras_seed0.step{step['step']}.q_nucleus"])
-        if step["fallback"]:
-            recorded.append(io[f"ras_seed0.step{step['step']}.q_full"])
-    tokens = generate_speech_tokens(model, input_ids, io["text_ids"].shape[1], ids, recorded_draws(recorded))
-    assert tokens == cases["ar_runs"]["ras_seed0"]["tokens"]
+    assert stepped_runs(cases), "the fixture records the draws of at least one run"
+    for run in stepped_runs(cases):
+        recorded = []
+        for step in cases[f"{run}_steps"]:
+            recorded.append(io[f"{run}.step{step['step']}.q_nucleus"])
+            if step["fallback"]:
+                recorded.append(io[f"{run}.step{step['step']}.q_full"])
+        tokens = generate_speech_tokens(model, input_ids, io["text_ids"].shape[1], ids, recorded_draws(recorded))
+        assert tokens == cases["ar_runs"][run]["tokens"], run
 
 
 def test_decode_stops_within_the_text_ratio_bounds(io, cases, ids, model, input_ids):
@@ -128,7 +137,12 @@ def test_callback_exception_interrupts_the_decode(io, ids, model, input_ids):
                                exponential_draws(torch.Generator().manual_seed(0)), callback=stop)
 
 
-@pytest.mark.parametrize("run", ["ras_seed0", "ras_seed1234", "topk_seed0"])
+def pytest_generate_tests(metafunc):
+    if "run" in metafunc.fixturenames:
+        cases = ParityFixtures().collect(NAME, "sampling_cases.json") or {}
+        metafunc.parametrize("run", list(cases.get("ar_runs", {})))
+
+
 def test_seeded_decode_matches_upstream_on_cpu_rng(io, cases, ids, model, input_ids, run):
     # Upstream seeds torch's global RNG; a CPU generator with the same seed yields the same Exp(1) stream.
     spec = cases["ar_runs"][run]

@@ -1,60 +1,84 @@
-"""Our own Chinese and English number normalisers beyond the fixture cases (WeTextProcessing's readings)."""
+"""WeTextProcessing 1.0.3's grammars run through kaldifst give what WeTextProcessing itself (pynini) gives."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from nodes.glm_tts.normalize_en import cardinal, normalize_en, ordinal, year
-from nodes.glm_tts.normalize_zh import normalize_zh, read_integer
+from nodes.glm_tts import grammars
+from nodes.glm_tts.text_grammar import (
+    EN_FIELD_ORDER,
+    ZH_FIELD_ORDER,
+    Token,
+    normalize_en,
+    normalize_zh,
+    parse_tokens,
+)
+
+CASES = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "wetext" / "tn_cases.json")
+                   .read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize(("n", "reading"), [
-    (10, "十"), (15, "十五"), (101, "一百零一"), (110, "一百一十"), (1001, "一千零一"), (1010, "一千零一十"),
-    (2000, "两千"), (1200, "一千两百"), (10500, "一万零五百"), (110000, "十一万"), (220000, "二十二万"),
-])
-def test_chinese_integers_read_with_wetext_zeros_and_liang(n, reading):
-    assert read_integer(n) == reading
+@pytest.mark.parametrize("case", CASES["zh"], ids=lambda c: c["input"][:24])
+def test_chinese_grammar_reads_like_wetextprocessing_with_glm_tts_options(case):
+    assert normalize_zh(case["input"]) == case["normalized"]
 
 
-@pytest.mark.parametrize(("text", "reading"), [
-    ("共15人", "共十五人"),  # 2 digits: a number
-    ("房间1024", "房间一千零二十四"),  # 4 digits: a number
-    ("编号12345", "编号幺二三四五"),  # 5 digits: read digit by digit
-    ("买2个", "买两个"),  # 二 before a measure word is 两
-    ("2月", "二月"),  # ... except before 月/号
-    ("90后", "九零后"),
-    ("2024/3/8", "二零二四年三月八日"),
-    ("8:05am", "上午八点零五分"),
-    ("5~10个", "五到十个"),
-    ("速度是50km", "速度是五十公里"),
-    ("ＡＢＣ，好", "ABC,好"),  # full width folded to half width (the post rules turn ',' back into '，')
-])
-def test_chinese_numbers_dates_times_and_units(text, reading):
-    assert normalize_zh(text) == reading
+@pytest.mark.parametrize("case", CASES["en"], ids=lambda c: c["input"][:24])
+def test_english_grammar_reads_like_wetextprocessing(case):
+    assert normalize_en(case["input"]) == case["normalized"]
 
 
-@pytest.mark.parametrize(("n", "words"), [
-    (0, "zero"), (7, "seven"), (42, "forty two"), (100, "one hundred"), (221, "two hundred and twenty one"),
-    (1005, "one thousand and five"), (1234, "one thousand two hundred and thirty four"), (2_000_000, "two million"),
-])
-def test_english_cardinals_are_british_style_without_hyphens(n, words):
-    assert cardinal(n) == words
+def test_tokens_are_parsed_with_any_spacing_and_escaped_quotes():
+    tokens = parse_tokens('char { value: "\\"" }  money {  currency_maj: "dollars" integer_part: "one"  } ')
+    assert tokens == [Token("char", {"value": '\\"'}),
+                      Token("money", {"currency_maj": "dollars", "integer_part": "one"})]
 
 
-def test_english_ordinals_and_years():
-    assert [ordinal(n) for n in (1, 2, 3, 5, 12, 20, 21)] == [
-        "first", "second", "third", "fifth", "twelfth", "twentieth", "twenty first"]
-    assert [year(n) for n in (1999, 2005, 2024, 1900, 1905)] == [
-        "nineteen ninety nine", "two thousand five", "twenty twenty four", "nineteen hundred", "nineteen oh five"]
+def test_fields_take_the_verbalisers_order_and_unlisted_fields_drop_unless_order_is_preserved():
+    money = Token("money", {"currency_maj": "dollars", "integer_part": "one", "extra": "x"})
+    assert money.render(EN_FIELD_ORDER) == 'money { integer_part: "one" currency_maj: "dollars" }'
+    date = Token("date", {"month": "may", "day": "sixth", "preserve_order": "true"})
+    assert date.render(EN_FIELD_ORDER) == 'date { month: "may" day: "sixth" preserve_order: "true" }'
+    assert Token("char", {"value": "a"}).render(ZH_FIELD_ORDER) == 'char { value: "a" }'
 
 
-@pytest.mark.parametrize(("text", "spoken"), [
-    ("It was 25% off", "It was twenty five percent off"),
-    ("in 1999", "in nineteen ninety nine"),
-    ("1999 people", "one thousand nine hundred and ninety nine people"),
-    ("Mr. Lee paid £3", "mister Lee paid three pounds"),
-    ("on March 3rd", "on the third of march"),
-    ("at 10:00", "at ten o'clock"),
-])
-def test_english_numbers_money_dates_and_abbreviations(text, spoken):
-    assert normalize_en(text) == spoken
+def test_a_missing_grammar_file_names_the_package_and_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv(grammars.ENV, str(tmp_path))
+    monkeypatch.setattr(grammars, "default_dir", lambda: tmp_path / "absent")
+    monkeypatch.setattr(grammars, "PACKAGE", "WeTextProcessing-not-installed")
+    with pytest.raises(grammars.MissingGrammar, match=r"tn/zh_tn_tagger.fst of WeTextProcessing-not-installed==1.0.3"):
+        grammars.grammar_path("tn/zh_tn_tagger.fst")
+
+
+def test_extract_refuses_a_wheel_whose_grammar_differs(tmp_path):
+    import zipfile
+
+    wheel = tmp_path / "WeTextProcessing-1.0.3-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name in grammars.FILES:
+            zf.writestr(name, b"not the grammar")
+    with pytest.raises(ValueError, match="does not match"):
+        grammars.extract(wheel, tmp_path / "out")
+    assert not (tmp_path / "out" / "tn" / "zh_tn_tagger.fst").exists()
+
+
+def test_only_what_the_emoji_package_calls_an_emoji_is_dropped():
+    from nodes.glm_tts.frontend import remove_emoji
+
+    assert remove_emoji("好★☆😊👍🏽!") == "好★☆!"  # stars are not emoji; a skin-tone sequence is one
+
+
+FRONTEND = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "wetext" / "glm_frontend_cases.json")
+                      .read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", FRONTEND["cases"], ids=lambda c: c["input"][:24])
+def test_whole_front_end_matches_upstream_on_sentences_outside_the_parity_set(case):
+    from nodes.glm_tts.frontend import split_by_len, text_normalize
+
+    normalized = text_normalize(case["input"])
+    assert normalized == case["text_normalize"]
+    assert split_by_len(normalized) == case["split_by_len"]

@@ -13,6 +13,7 @@ import torch
 from nodes.glm_tts import GlmTtsPaths, Voice, load_glm_tts, make_voice, synthesize
 from nodes.glm_tts.flow import FlowConfig
 from nodes.glm_tts.hift import HiFTConfig
+from tests.harness.tiny_models import PARITY as TINY_SOURCE
 from tests.harness.tiny_models import write_glm_tts
 from tests.nodes.glm_tts.conftest import MEDIA_DIR, read_wav
 
@@ -42,10 +43,11 @@ def test_the_folder_has_upstreams_layout(root):
     assert not list(root.rglob("*.py")), "no code ships with the weights"
 
 
-def test_flow_and_vocoder_sizes_are_read_from_the_checkpoints(models, parity):
-    spec = json.loads((parity.dir("flow") / "flow_config.json").read_text(encoding="utf-8"))
+def test_flow_and_vocoder_sizes_are_read_from_the_checkpoints(models):
+    # The configurations this tiny set was written from (the harness's own copy, whatever PARITY_FIXTURES says).
+    spec = json.loads((TINY_SOURCE / "flow" / "flow_config.json").read_text(encoding="utf-8"))
     assert models.flow.cfg == FlowConfig.from_upstream(spec["Flow"], spec["DiT_overrides"])
-    hift = json.loads((parity.dir("hift") / "hift_config.json").read_text(encoding="utf-8"))
+    hift = json.loads((TINY_SOURCE / "hift" / "hift_config.json").read_text(encoding="utf-8"))
     assert models.vocoder.cfg == HiFTConfig.from_upstream(hift["HiFTGenerator"], hift["ConvRNNF0Predictor"])
 
 

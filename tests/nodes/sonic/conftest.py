@@ -72,10 +72,11 @@ class ParityFixture:
         raise KeyError(f"no precondition matches {pattern!r}")
 
     def media(self, reference: dict[str, str]) -> Path:
-        """A file the fixture names relative to the parity root (`../testdata/x`), else our media copy."""
-        candidate = (self.path.parent / reference["path"]).resolve()
-        if not candidate.exists():
-            candidate = MEDIA_DIR / Path(reference["path"]).name
+        """A file the fixture names: relative to its folder, else to the set's root, else our media copy
+        (the public set's `../testdata/` is not shipped)."""
+        relative = reference["path"]
+        candidates = [self.path / relative, self.path.parent / relative, MEDIA_DIR / Path(relative).name]
+        candidate = next((c for c in candidates if c.is_file()), candidates[-1])
         digest = hashlib.sha256(candidate.read_bytes()).hexdigest()
         assert digest == reference["sha256"], f"{candidate} is not the file the fixture was made from"
         return candidate

@@ -93,6 +93,15 @@ def test_karras_schedule_matches_upstream_sigmas_and_timesteps(schedule, data):
     np.testing.assert_array_equal(schedule.timesteps.numpy(), data["mid_timesteps"])
 
 
+@pytest.mark.parametrize("steps", [1, 3, 7, 25, 50])
+def test_timesteps_are_taken_one_float32_sigma_at_a_time_like_diffusers(steps):
+    # diffusers' set_timesteps: [0.25 * sigma.log() for sigma in float32 sigmas], one scalar log each.
+    schedule = karras_schedule(SchedulerConfig(), steps)
+    expected = [0.25 * torch.tensor(float(s), dtype=torch.float32).log() for s in schedule.sigmas[:-1]]
+    assert schedule.timesteps.dtype == torch.float32
+    assert torch.equal(schedule.timesteps, torch.stack(expected))
+
+
 def test_windows_wrap_around_and_shift_back_every_step(fixture, data, denoise_settings):
     num_frames = data["in_init_noise"].shape[1]
     recorded = fixture.json("windows.json")["windows"]
