@@ -56,3 +56,11 @@ def test_pip_resolves_our_requirements_without_any_torch_package(tmp_path):
     resolved = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert "pyjwt" in resolved
     assert not resolved & TORCH
+
+
+def test_pyproject_lists_what_requirements_txt_installs():
+    """ComfyUI-Manager installs requirements.txt, pip installs pyproject's list: both must agree."""
+    requirement_name = load_install().requirement_name
+    wanted = {requirement_name(line) for line in (PLUGIN_ROOT / "requirements.txt").read_text().splitlines()} - {None}
+    deps = tomllib.loads((PLUGIN_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert {requirement_name(d) for d in deps} == wanted
