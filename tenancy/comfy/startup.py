@@ -17,6 +17,7 @@ from ..store.breaker import Breaker
 from . import (
     admin_api,
     context,
+    execution_confinement,
     file_surfaces,
     http,
     oidc,
@@ -46,7 +47,7 @@ def config_path() -> Path:
     return Path(folder_paths.get_user_directory()) / "tenancy" / config_module.CONFIG_FILE
 
 
-def install(server, warmups: dict | None = None) -> Guard | None:
+def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | None:
     """Load the config and put the guard in front of every route; fail closed when that is impossible."""
     import folder_paths
 
@@ -67,6 +68,7 @@ def install(server, warmups: dict | None = None) -> Guard | None:
                    "output": Path(folder_paths.get_output_directory()),
                    "temp": Path(folder_paths.get_temp_directory())}
         guard = Guard(server, settings, store, folders)
+        execution_confinement.install(guard, trusted_classes)
     except (config_module.ConfigError, StoreUnavailable, OSError, ValueError, RuntimeError) as exc:
         _refuse_to_serve(server, exc)
         return None
