@@ -158,8 +158,8 @@ def refuse(execution: Execution, what: str) -> ConfinementRefused:
     node_id, class_type = _node()
     message = f"{REASON}: node {node_id} ({class_type}): {what}"
     execution.refused.append(message)
-    execution.guard.audit.record(tenant=execution.tenant, prompt_id=execution.prompt_id, decision="refuse",
-                                 reason=REASON, node=node_id, class_type=class_type, detail=what)
+    execution.guard.audit.record(tenant=execution.tenant, prompt_id=execution.prompt_id, route="execution",
+                                 decision="refuse", reason=REASON, node=node_id, class_type=class_type, detail=what)
     return ConfinementRefused(message)
 
 
@@ -319,7 +319,6 @@ WATCHED = {
     "os.mkdir": ((0, WRITE, 2),),
     "os.rename": ((0, WRITE, 2), (1, WRITE, 3)),
     "os.link": ((0, READ, 2), (1, WRITE, 3)),
-    "os.symlink": ((1, WRITE, 2),),
     "os.truncate": ((0, WRITE, None),),
     "os.chmod": ((0, WRITE, 2),),
     "shutil.copyfile": ((0, READ, None), (1, WRITE, None)),
@@ -345,6 +344,10 @@ def _targets(event: str, args: tuple) -> list[tuple[object, str, object]]:
     if event == "open":
         path = args[0]
         return [] if isinstance(path, int) else [(path, _open_access(args[1], args[2]), None)]
+    if event == "os.symlink" and isinstance(args[0], (str, bytes, os.PathLike)):
+        # a link pointing at another tenant's file is refused when made, not only when followed
+        link, target = os.fsdecode(os.fspath(args[1])), os.fsdecode(os.fspath(args[0]))
+        return [(os.path.join(os.path.dirname(link), target), READ, None), (args[1], WRITE, args[2])]
     return [(args[i], access, args[fd] if fd is not None and fd < len(args) else None)
             for i, access, fd in WATCHED[event] if i < len(args)]
 
