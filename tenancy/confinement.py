@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from .paths import TENANTS_DIR, PathRefused, clean_name, tenant_root
 
@@ -27,12 +28,31 @@ class Layout:
     read_only: Mapping[str, str]  # model folders (and the other folders ComfyUI lists models from)
 
     def tenant_folders(self, tenant: str) -> tuple[str, ...]:
-        roots = [*self.shared.values(), self.private.get("tenancy")]
-        return tuple(os.path.join(root, TENANTS_DIR, tenant) for root in roots if root)
+        known = self._tenant_folders
+        if tenant not in known:
+            roots = [*self.shared.values(), self.private.get("tenancy")]
+            known[tenant] = tuple(os.path.join(root, TENANTS_DIR, tenant) for root in roots if root)
+        return known[tenant]
+
+    @cached_property
+    def _tenant_folders(self) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    @cached_property
+    def closed(self) -> tuple[str, ...]:
+        """The folders of tenant data and of the server's own (shared and private roots), as path prefixes."""
+        return tuple(root.rstrip(os.sep) + os.sep for root in (*self.shared.values(), *self.private.values()))
+
+    @cached_property
+    def watched(self) -> tuple[str, ...]:
+        """Every folder the rule says anything about: one `startswith` tells a path that is in none of them."""
+        return (*self.shared.values(), *self.private.values(), *self.read_only.values())
 
 
 def decide(layout: Layout, tenant: str, path: str, access: str) -> str | None:
     """None when `tenant`'s prompt may `access` (read | write | list) the real absolute `path`, else why not."""
+    if not path.startswith(layout.watched):
+        return None  # the Python install, packages, /tmp: no tenant's data
     if any(_inside(path, folder) for folder in layout.tenant_folders(tenant)):
         return None
     for name, root in layout.shared.items():

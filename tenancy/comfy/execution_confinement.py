@@ -10,6 +10,7 @@ import functools
 import inspect
 import logging
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 
@@ -127,6 +128,10 @@ def layout() -> Layout:
             for index, path in enumerate(paths):
                 read_only[f"{name}#{index}" if index else name] = real(path)
         found = _runtime["layout"] = Layout(shared, private, read_only)
+        given = {_root(folder): shared[folder] for folder in FOLDERS}
+        given[folder_paths.get_user_directory()] = private["user"]
+        _runtime["aliases"] = tuple((os.path.normpath(os.path.abspath(g)), r) for g, r in given.items()
+                                    if os.path.normpath(os.path.abspath(g)) != r)
     return found
 
 
@@ -328,16 +333,48 @@ WATCHED = {
 }
 
 
-def _real(path, dir_fd) -> str | None:
-    """The real absolute path an event names; None for an already open file."""
+def _located(execution: Execution, path, dir_fd) -> str:
+    """The absolute path an event names, as real as the rule needs it: symlinks are followed wherever they could
+    lead a name from outside the tenant's folders into them or out of them, but a name inside the tenant's folder
+    costs one lstat per component below it (not realpath's one per component from /)."""
     if path is None:
         path = "."
     if isinstance(path, int):
         return os.path.realpath(os.readlink(_FD_PATH.format(path)))
     path = os.fsdecode(os.fspath(path))
-    if not os.path.isabs(path) and isinstance(dir_fd, int) and dir_fd >= 0:
-        path = os.path.join(os.readlink(_FD_PATH.format(dir_fd)), path)
-    return os.path.realpath(path)
+    if not os.path.isabs(path):
+        fd_dir = isinstance(dir_fd, int) and dir_fd >= 0
+        path = os.path.join(os.readlink(_FD_PATH.format(dir_fd)) if fd_dir else os.getcwd(), path)
+    if "/../" in path or path.endswith("/.."):
+        return os.path.realpath(path)  # `link/..` is the link target's parent, not what the text says
+    text = _dealiased(os.path.normpath(path))
+    for folder in execution.layout.tenant_folders(execution.tenant):
+        if text == folder or text.startswith(folder + os.sep):
+            return _below(folder, text)
+    if (text + os.sep).startswith(execution.layout.closed):
+        return text  # another tenant's, or shared: refused (or a folder root listed) as named
+    return os.path.realpath(text)
+
+
+def _below(folder: str, text: str) -> str:
+    """`text` unless a component below `folder` is a symlink (then where it really leads)."""
+    current = folder
+    for part in text[len(folder) + 1:].split(os.sep) if text != folder else ():
+        current = f"{current}{os.sep}{part}"
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return os.path.realpath(text)
+        except OSError:
+            return text  # missing from here on: nothing below can be a link
+    return text
+
+
+def _dealiased(text: str) -> str:
+    """A path under a folder root as ComfyUI names it (perhaps through a symlink) -> under its real path."""
+    for given, real in _runtime.get("aliases", ()):
+        if text == given or text.startswith(given + os.sep):
+            return real + text[len(given):]
+    return text
 
 
 def _targets(event: str, args: tuple) -> list[tuple[object, str, object]]:
@@ -367,7 +404,7 @@ def _audit(event: str, args: tuple) -> None:
 def _check(execution: Execution, event: str, args: tuple) -> None:
     for path, access, dir_fd in _targets(event, args):
         try:
-            real = _real(path, dir_fd)
+            real = _located(execution, path, dir_fd)
         except (OSError, TypeError, ValueError):
             continue  # the call itself fails the same way
         reason = decide(execution.layout, execution.tenant, real, access)

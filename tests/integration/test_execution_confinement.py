@@ -66,6 +66,10 @@ def b_files(comfyui, tenant_b) -> dict:
     folder = comfyui.base / "input" / "tenants" / "tenant-b"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sentinel.txt").write_text(SENTINEL)
+    link = comfyui.base / "input" / "tenants" / "tenant-a" / "to-b"  # a link out of A's folder, as if planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(folder, target_is_directory=True)
     uploaded = tenant_b.upload_image(PORTRAIT, name="b-only.png", subfolder="set")
     assert uploaded.status_code == 200, uploaded.text
     return {"latent": f"{latent['subfolder']}/{latent['filename']}", "sentinel": folder / "sentinel.txt"}
@@ -100,7 +104,9 @@ def test_dataset_folders_of_another_tenant_are_not_read(operator, tenant_a, b_fi
 @pytest.mark.parametrize(("path", "action"), [
     ("tenants/tenant-b/sentinel.txt", "read"), ("../input/tenants/tenant-b/sentinel.txt", "read"),
     ("{absolute}", "read"), ("tenants/tenant-b", "list"), ("tenants", "list"), ("../user/tenancy", "list"),
-    ("../user/tenancy/jwt.secret", "read"), ("../output/tenants/tenant-b", "list")])
+    ("../user/tenancy/jwt.secret", "read"), ("../output/tenants/tenant-b", "list"),
+    ("tenants/tenant-a/../tenant-b/sentinel.txt", "read"), ("tenants/tenant-a/to-b/sentinel.txt", "read"),
+    ("tenants/tenant-a/to-b/../to-b/sentinel.txt", "read"), ("tenants/tenant-a/to-b", "list")])
 def test_node_opening_an_undeclared_path_of_another_tenant_fails_naming_the_node(
         comfyui, tenant_a, b_files, path, action):
     status, entry = attempt(tenant_a, open_path(path.format(absolute=b_files["sentinel"]), action))
