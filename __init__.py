@@ -28,6 +28,6 @@ if __package__:
         from .tenancy.comfy.startup import install
 
         _register_model_folders()
-        install(_running_prompt_server(), WARMUPS)
+        install(_running_prompt_server(), WARMUPS, NODE_CLASS_MAPPINGS.values())
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

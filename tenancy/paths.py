@@ -74,8 +74,7 @@ class FileRef:
 
 
 def map_file_input(tenant: str, value: object) -> FileRef:
-    """A tenant's file-input value -> the real one. Temp files keep their names (their owner is checked
-    against the output index by the caller)."""
+    """A tenant's file-input value -> the real one (previews too: they are written to temp/tenants/<t>/)."""
     if not isinstance(value, str):
         raise PathRefused(f"expected a file name, got {type(value).__name__}")
     if value.startswith(UPLOAD_SCHEME):
@@ -86,10 +85,6 @@ def map_file_input(tenant: str, value: object) -> FileRef:
         return FileRef("input", relative, relative)
     name, annotated = split_annotation(value)
     name = _plain(name)
-    if annotated == "temp":
-        if name == TENANTS_DIR or name.startswith(f"{TENANTS_DIR}/"):
-            raise PathRefused("previews are not in tenant folders")
-        return FileRef("temp", name, f"{name} [temp]")
     folder = annotated or "input"
     relative = f"{tenant_root(tenant)}/{name}"
     return FileRef(folder, relative, f"{relative} [{folder}]" if annotated else relative)

@@ -76,7 +76,7 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
     """(folder, real subfolder, filename) of a file the caller names; refuses what is not theirs.
 
     A tenant's names are relative to its own folders, except files the output index attributes to it
-    (previews in temp, outputs of nodes that ignore filename_prefix), which keep their real names."""
+    (outputs written before execution was confined), which keep their real names."""
     if folder not in FOLDERS:
         raise Refusal(400, "invalid_type", f"type must be one of {', '.join(FOLDERS)}")
     with PATH_REFUSALS:
@@ -87,7 +87,7 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
         sub, _, name = relative.rpartition("/")
         root = guard.folders[folder]
         real_sub = f"{tenant_root(tenant)}/{sub}".rstrip("/") if tenant is not None else sub
-        if tenant is not None and folder != "temp":
+        if tenant is not None:
             try:  # the tenant's own file by the name it uses: found without asking the output index
                 if contained_file(root, f"{real_sub}/{name}", tenant):
                     return folder, real_sub, name

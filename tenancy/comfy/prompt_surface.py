@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import PurePosixPath
 
 from aiohttp import web
 
@@ -13,7 +12,7 @@ from ..paths import TENANTS_DIR, PathRefused, clean_name, contained, tenant_root
 from ..records import Principal, RateLimit
 from ..refusal import Refusal, node_refusal
 from ..workflow import Outcome, apply_policy
-from . import http
+from . import execution_confinement, http
 
 
 async def post_prompt(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -23,7 +22,7 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
     try:
         body = await http.json_body(request)
         outcome = apply_policy(body, principal, plan, catalogue, guard.settings.model_routing)
-        await check_files_on_disk(guard, principal, outcome)
+        check_files_on_disk(guard, principal, outcome)
     except Refusal:
         if limit is not None:  # a refused workflow counts against the tenant's rate like an admitted one
             await guard.rate_limit(limit)
@@ -32,7 +31,9 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
     # handler returns. One store transaction on SQLite.
     await guard.accounting.admit(principal, outcome.prompt_id, outcome.body, catalogue, limit)
     http.replace_json_body(request, outcome.body)
-    response = await handler(request)
+    # ComfyUI validates the prompt as it will run it: names resolved inside the tenant's folders
+    with execution_confinement.confined(guard, principal.tenant, outcome.body["prompt"], outcome.prompt_id):
+        response = await handler(request)
     if response.status != 200:
         await guard.accounting.released(outcome.prompt_id, "rejected")
     rewrites = [r.as_dict() for r in outcome.rewrites]
@@ -41,25 +42,17 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
     return http.with_field(response, "tenancy", {"rewrites": rewrites})
 
 
-async def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> None:
+def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> None:
     classes = {nid: node.get("class_type", "") for nid, node in outcome.body["prompt"].items()}
     for node_id, name, ref in outcome.files:
-        owner = None if ref.folder == "temp" else principal.tenant
         try:
-            real = contained(guard.folders[ref.folder], ref.relative, owner)
+            real = contained(guard.folders[ref.folder], ref.relative, principal.tenant)
         except PathRefused as exc:
             raise node_refusal(403, PathRefused.reason, node_id, classes[node_id], name,
                                f"{ref.relative!r} {exc}") from None
         if ref.is_folder and not os.path.isdir(real):  # nodes with such combos often skip ComfyUI's option check
             raise node_refusal(400, "no_such_folder", node_id, classes[node_id], name,
                                f"{virtual_name(principal.tenant, ref.relative)!r} is none of your folders")
-        if ref.folder == "temp":
-            path = PurePosixPath(ref.relative)
-            subfolder = "" if str(path.parent) == "." else str(path.parent)
-            owner = await guard.output_owner("temp", subfolder, path.name)
-            if owner != principal.tenant:
-                raise node_refusal(403, PathRefused.reason, node_id, classes[node_id], name,
-                                   f"{ref.relative!r} is not one of your previews")
 
 
 def virtual_name(tenant: str, relative: str) -> str:

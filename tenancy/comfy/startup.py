@@ -18,6 +18,7 @@ from ..store.breaker import Breaker
 from . import (
     admin_api,
     context,
+    execution_confinement,
     file_surfaces,
     http,
     oidc,
@@ -43,7 +44,7 @@ def config_path() -> Path:
     return Path(folder_paths.get_user_directory()) / "tenancy" / config_module.CONFIG_FILE
 
 
-def install(server, warmups: dict | None = None) -> Guard | None:
+def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | None:
     """Load the config and put the guard in front of every route; fail closed when that is impossible."""
     import folder_paths
 
@@ -68,6 +69,7 @@ def install(server, warmups: dict | None = None) -> Guard | None:
         guard = Guard(server, settings, store, folders)
         _enable_per_tenant_user_data()
         user_surfaces.check_multi_user(server)
+        execution_confinement.install(guard, trusted_classes)
     except (config_module.ConfigError, StoreUnavailable, OSError, ValueError, RuntimeError) as exc:
         _refuse_to_serve(server, exc)
         return None

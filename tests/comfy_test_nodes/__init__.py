@@ -1,6 +1,7 @@
-"""Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node, a busy one and one
-that makes audio of a known length."""
+"""Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node, a busy one, one
+that makes audio of a known length and one that opens whatever path it is given."""
 
+import os
 import time
 
 
@@ -104,5 +105,31 @@ class TenancyTestTone:
         return ({"waveform": torch.zeros(1, 1, round(seconds * rate)), "sample_rate": rate},)
 
 
+class TenancyTestOpenPath:
+    """A node that knows nothing of tenancy: reads a file, or lists a folder, at a path given as a plain STRING
+    (relative to ComfyUI's input folder, as many packs do), and shows what it found."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"path": ("STRING", {"default": ""}), "action": (["read", "list"],)}}
+
+    def run(self, path, action):
+        import folder_paths
+
+        full = os.path.join(folder_paths.get_input_directory(), path)
+        if action == "list":
+            text = "\n".join(sorted(os.listdir(full)))
+        else:
+            with open(full, "rb") as handle:
+                text = handle.read().decode("utf-8", "replace")
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
 NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep,
-                       "TenancyTestSpin": TenancyTestSpin, "TenancyTestTone": TenancyTestTone}
+                       "TenancyTestSpin": TenancyTestSpin, "TenancyTestTone": TenancyTestTone,
+                       "TenancyTestOpenPath": TenancyTestOpenPath}

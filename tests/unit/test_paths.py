@@ -147,17 +147,12 @@ def test_split_annotation_follows_comfyui():
     assert split_annotation("[output] x.png") == ("[output] x.png", None)
 
 
-def test_temp_annotation_keeps_the_name():
+def test_temp_annotation_maps_into_own_temp_folder():
+    # previews are written to temp/tenants/<t>/ (execution is confined), so `[temp]` names are the tenant's too
     ref = map_file_input("a", "ComfyUI_temp_abcde_00001_.png [temp]")
-    assert ref == FileRef("temp", "ComfyUI_temp_abcde_00001_.png", "ComfyUI_temp_abcde_00001_.png [temp]")
-    assert comfy_reads(ref.comfy_value) == ("temp", "ComfyUI_temp_abcde_00001_.png")
-
-
-def test_temp_annotation_naming_a_tenant_folder_is_refused():
-    # temp/ keeps shared names, so temp/tenants/<x>/ is nobody's to name through `[temp]`.
-    for value in ("tenants/b/cat.png [temp]", "tenants/b [temp]", "tenants [temp]"):
-        with pytest.raises(PathRefused):
-            map_file_input("a", value)
+    assert ref == FileRef("temp", "tenants/a/ComfyUI_temp_abcde_00001_.png",
+                          "tenants/a/ComfyUI_temp_abcde_00001_.png [temp]")
+    assert comfy_reads(ref.comfy_value) == ("temp", "tenants/a/ComfyUI_temp_abcde_00001_.png")
 
 
 def test_upload_uri_of_own_tenant_maps_into_own_input_folder():
