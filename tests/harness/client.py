@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import requests
+import websocket
 
 
 class ComfyClient:
@@ -37,6 +39,11 @@ class ComfyClient:
         assert response.status_code == 200, response.text
         return self.wait_history(response.json()["prompt_id"], timeout)
 
+    def websocket(self, client_id: str) -> websocket.WebSocket:
+        """ComfyUI's websocket as this caller (its first message, `status`, carries the sid it was given)."""
+        return websocket.create_connection(f"{self.url.replace('http', 'ws', 1)}/ws?clientId={client_id}",
+                                           header=[f"Authorization: {self.session.headers['Authorization']}"])
+
     def wait_history(self, prompt_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -45,3 +52,17 @@ class ComfyClient:
                 return entry
             time.sleep(0.1)
         raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
+
+
+def text_messages(socket: websocket.WebSocket, seconds: float) -> list[dict]:
+    """Every text message the websocket receives within `seconds` (binary previews skipped)."""
+    received, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        socket.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            message = socket.recv()
+        except websocket.WebSocketTimeoutException:
+            break
+        if isinstance(message, str):
+            received.append(json.loads(message))
+    return received

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tenancy.comfy.home import PLUGIN_LINK_NAME, PLUGIN_ROOT, ComfyHome, locate
+from tenancy.comfy.home import PLUGIN_LINK_NAME, PLUGIN_ROOT, ComfyHome, ComfyNotFound, locate
 
 from .ports import free_port
 
@@ -105,3 +105,12 @@ class ComfyUI:
 
 def _line_with(text: str, parts: tuple[str, ...]) -> str:
     return next((line for line in text.splitlines() if all(part in line for part in parts)), "")
+
+
+def comfyui_root() -> Path | None:
+    """$COMFYUI_DIR when set (the newer ComfyUI run), else the dev checkout: the one the server tests start;
+    None when there is none (tests that import from ComfyUI itself are skipped then)."""
+    try:
+        return locate().root
+    except ComfyNotFound:
+        return None

@@ -11,10 +11,9 @@ import time
 import uuid
 
 import pytest
-import websocket
 
 from tenancy.comfy.home import locate
-from tests.harness.client import ComfyClient
+from tests.harness.client import ComfyClient, text_messages
 from tests.harness.comfyui import ComfyUI
 from tests.harness.tenants import seed
 
@@ -143,42 +142,26 @@ def test_tenants_are_told_assets_are_off(clients):
     assert clients["b"].get("/api/features").json()["assets"] is False
     assert clients["admin"].get("/features").json()["assets"] is True
     for who, expected in (("b", False), ("admin", True)):
-        socket = connect(clients[who], "flags")
+        socket = clients[who].websocket("flags")
         try:
             socket.recv()  # status
             socket.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
-            flags = next(m for m in received(socket, 5.0) if m["type"] == "feature_flags")
+            flags = next(m for m in text_messages(socket, 5.0) if m["type"] == "feature_flags")
         finally:
             socket.close()
         assert flags["data"]["assets"] is expected, who
 
 
 def test_asset_events_reach_operators_only(clients):
-    tenant, operator = connect(clients["b"], "events"), connect(clients["admin"], "events")
+    tenant, operator = clients["b"].websocket("events"), clients["admin"].websocket("events")
     try:
         tenant.recv(), operator.recv()  # status
         scan = clients["admin"].post("/api/assets/seed?wait=true", json={"roots": ["input"]})
         assert scan.status_code in (200, 409), scan.text
-        to_operator, to_tenant = received(operator, 2.0), received(tenant, 2.0)
+        to_operator, to_tenant = text_messages(operator, 2.0), text_messages(tenant, 2.0)
     finally:
         tenant.close(), operator.close()
     assert any(m["type"].startswith("assets.") for m in to_operator), to_operator
     assert not [m for m in to_tenant if m["type"] != "status"], to_tenant
 
 
-def connect(client: ComfyClient, client_id: str):
-    return websocket.create_connection(client.url.replace("http", "ws") + f"/ws?clientId={client_id}",
-                                       header=[f"Authorization: {client.session.headers['Authorization']}"])
-
-
-def received(socket, seconds: float) -> list:
-    messages, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        socket.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            message = socket.recv()
-        except websocket.WebSocketTimeoutException:
-            break
-        if isinstance(message, str):
-            messages.append(json.loads(message))
-    return messages

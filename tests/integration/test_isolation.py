@@ -32,8 +32,7 @@ def a_run(tenant_a):
     uploaded = tenant_a.upload_image(PORTRAIT, name=name)
     assert uploaded.status_code == 200, uploaded.text
     assert uploaded.json() == {"name": name, "subfolder": "", "type": "input"}
-    socket = websocket.create_connection(tenant_a.url.replace("http", "ws") + "/ws?clientId=a1",
-                                         header=[f"Authorization: {tenant_a.session.headers['Authorization']}"])
+    socket = tenant_a.websocket("a1")
     first = json.loads(socket.recv())
     queued = tenant_a.queue(load_save_preview(name), client_id=first["data"]["sid"])
     assert queued.status_code == 200, queued.text

@@ -8,16 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tenancy.comfy.home import ComfyNotFound, locate
 from tenancy.comfy.user_surfaces import check_multi_user
-
-
-def comfyui_root():
-    try:
-        return locate().root
-    except ComfyNotFound:
-        return None
-
+from tests.harness.comfyui import comfyui_root
 
 COMFYUI = comfyui_root()
 pytestmark = pytest.mark.skipif(COMFYUI is None, reason="no ComfyUI checkout (set COMFYUI_DIR or run make setup)")

@@ -5,13 +5,12 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
-import websocket
 
 from tests.conftest import FIXTURES
+from tests.harness.client import text_messages
 
 pytestmark = pytest.mark.comfy
 PORTRAIT = FIXTURES / "media" / "portrait_astronaut_256.png"
@@ -92,27 +91,10 @@ def test_extra_data_keeps_only_what_a_client_may_set(tenant_b):
         assert key not in extra, key
 
 
-def messages_until(socket, seconds: float) -> list:
-    """Every text message the socket receives within `seconds`."""
-    received, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        socket.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            message = socket.recv()
-        except websocket.WebSocketTimeoutException:
-            break
-        if isinstance(message, str):
-            received.append(json.loads(message))
-    return received
-
-
-def connect(client, client_id: str):
-    return websocket.create_connection(client.url.replace("http", "ws") + f"/ws?clientId={client_id}",
-                                       header=[f"Authorization: {client.session.headers['Authorization']}"])
 
 
 def test_status_shows_a_tenant_only_its_own_queue(tenant_a, tenant_b):
-    watcher = connect(tenant_b, "watch")
+    watcher = tenant_b.websocket("watch")
     try:
         first = json.loads(watcher.recv())
         assert first["type"] == "status"
@@ -121,13 +103,13 @@ def test_status_shows_a_tenant_only_its_own_queue(tenant_a, tenant_b):
         prompt_id = queued.json()["prompt_id"]
         assert tenant_b.get("/prompt").json() == {"exec_info": {"queue_remaining": 0}}
         assert tenant_a.get("/prompt").json()["exec_info"]["queue_remaining"] >= 1
-        late = connect(tenant_b, "late")
+        late = tenant_b.websocket("late")
         try:
             assert json.loads(late.recv())["data"]["status"] == {"exec_info": {"queue_remaining": 0}}
         finally:
             late.close()
         tenant_a.wait_history(prompt_id)
-        seen = messages_until(watcher, 1.0)
+        seen = text_messages(watcher, 1.0)
     finally:
         watcher.close()
     statuses = [m for m in seen if m["type"] == "status"]

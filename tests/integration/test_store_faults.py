@@ -127,7 +127,7 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
     chooser = random.Random(seed_value)
     start_after_s, lasts_s = chooser.uniform(0.3, 2.5), chooser.uniform(3.0, 6.0)
     context = f"fault={fault} seed={seed_value} start={start_after_s:.2f}s lasting={lasts_s:.2f}s"
-    listener = Listener(servers[0].url, clients[0])  # websocket routing must go on through the fault
+    listener = Listener(clients[0])  # websocket routing must go on through the fault
     fault_thread = threading.Thread(target=outage, args=(redis_aof, fault, start_after_s, lasts_s))
     fault_thread.start()
     admitted: dict[str, tuple[float, ComfyClient]] = {}
@@ -166,9 +166,8 @@ def test_a_redis_fault_mid_burst_stops_no_instance_and_every_second_that_ran_is_
 class Listener:
     """The tenant's editor: a websocket collecting the ids of the prompts it hears finish (`executed`)."""
 
-    def __init__(self, url: str, client: ComfyClient) -> None:
-        self.socket = websocket.create_connection(url.replace("http", "ws") + "/ws?clientId=fault",
-                                                  header=[f"Authorization: {client.session.headers['Authorization']}"])
+    def __init__(self, client: ComfyClient) -> None:
+        self.socket = client.websocket("fault")
         self.sid = json.loads(self.socket.recv())["data"]["sid"]
         self.heard: set[str] = set()
         self.thread = threading.Thread(target=self._listen, daemon=True)
@@ -251,8 +250,7 @@ def test_a_comfyui_killed_mid_prompt_charges_what_started_and_refunds_what_waite
     seeded = seed(base)
     server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
     tenant = ComfyClient(server.url, seeded.keys["b"])
-    socket = websocket.create_connection(server.url.replace("http", "ws") + "/ws?clientId=crash",
-                                         header=[f"Authorization: {tenant.session.headers['Authorization']}"])
+    socket = tenant.websocket("crash")
     sid = json.loads(socket.recv())["data"]["sid"]
     running = tenant.queue(tone(5.0, "running", delay=60.0), client_id=sid).json()["prompt_id"]
     waiting = tenant.queue(tone(3.0, "waiting"), client_id=sid).json()["prompt_id"]

@@ -18,18 +18,9 @@ from nodes.sonic.sgm_vae import config_from_state, load_sgm_vae, to_diffusers
 from nodes.sonic.vae import TemporalVAE
 from nodes.sonic_files import SonicFolder
 from nodes.sonic_steps import prepare, render
-from tenancy.comfy.home import ComfyNotFound, locate
 from tests.conftest import FIXTURES
+from tests.harness.comfyui import comfyui_root
 from tests.harness.tiny_models import FixedFaces, write_sonic
-
-
-def comfyui_root():
-    """$COMFYUI_DIR when set (the newer ComfyUI run), else the dev checkout: the one the server tests start."""
-    try:
-        return locate().root
-    except ComfyNotFound:
-        return None
-
 
 COMFYUI = comfyui_root()
 pytestmark = pytest.mark.skipif(COMFYUI is None, reason="no ComfyUI checkout (set COMFYUI_DIR or run make setup)")
