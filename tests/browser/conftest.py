@@ -200,9 +200,10 @@ class Browser:
             shutil.rmtree(self.profile, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browsers(comfyui):
-    """A factory of fresh browsers; all of them are closed at the end of the session."""
+    """A factory of fresh browsers, closed when their test module ends: an open editor or admin page keeps
+    working (websocket, polling), and a session's worth of them once took a core from every later test."""
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not Path(binary).exists():
             raise RuntimeError(f"{binary} is missing: `make system` installs Debian's chromium and chromium-driver")
