@@ -54,7 +54,7 @@ def trimmed_mean(values: list[float], cut: float = 0.1) -> float:
 def open_cost_us(opens: int) -> tuple[float, float, float]:
     """µs per open+close without the hook, with it outside a tenant's prompt, and inside one (in this process, a
     file in the tenant's own folder: the usual case, the full check and allowed)."""
-    from tenancy.comfy import execution_confinement as confinement
+    from tenancy.comfy import file_watch, tenant_execution
     from tenancy.confinement import Layout
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,13 +73,13 @@ def open_cost_us(opens: int) -> tuple[float, float, float]:
             return (time.perf_counter() - start) / opens * 1e6
 
         without = timed()
-        sys.addaudithook(confinement._audit)
+        sys.addaudithook(file_watch.audit)
         outside = timed()
-        token = confinement._current.set(confinement.Execution(None, "t", None, {}, layout))
+        token = tenant_execution.current_execution.set(tenant_execution.Execution(None, "t", None, {}, layout))
         try:
             inside = timed()
         finally:
-            confinement._current.reset(token)
+            tenant_execution.current_execution.reset(token)
     return without, outside, inside
 
 

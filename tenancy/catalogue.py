@@ -37,6 +37,7 @@ class NodeSpec:
     inputs: Mapping[str, InputSpec]
     file_inputs: frozenset[str] = frozenset()
     folder_inputs: Mapping[str, str] = field(default_factory=dict)  # input -> the folder (input/output) it lists
+    output_inputs: frozenset[str] = PREFIX_INPUTS  # name a place in the output folder (made if missing)
     duration_inputs: frozenset[str] = DURATION_INPUTS
     resolution_inputs: frozenset[str] = RESOLUTION_INPUTS
     frame_inputs: frozenset[str] = FRAME_INPUTS
@@ -53,11 +54,14 @@ class Catalogue:
     @classmethod
     def build(cls, object_info: Mapping[str, Mapping], meta: Mapping[str, Mapping] | None = None,
               file_inputs: Mapping[str, Iterable[str]] | None = None,
-              input_files: Iterable[str] = (), subfolders: Mapping[str, Iterable[str]] | None = None) -> Catalogue:
-        """`object_info`: class -> ComfyUI's node info; `meta`: class -> TENANCY_META; `file_inputs`: the
-        config table; `input_files`: names in the input folder (combos listing them are file inputs);
+              input_files: Iterable[str] = (), subfolders: Mapping[str, Iterable[str]] | None = None,
+              output_inputs: Mapping[str, Iterable[str]] | None = None) -> Catalogue:
+        """`object_info`: class -> ComfyUI's node info; `meta`: class -> TENANCY_META; `file_inputs`,
+        `output_inputs`: the config tables; `input_files`: names in the input folder (combos listing them are
+        file inputs);
         `subfolders`: folder (input, output) -> the subfolders in it (combos listing them are folder inputs)."""
         meta, file_inputs, known_files = meta or {}, file_inputs or {}, set(input_files)
+        output_inputs = output_inputs or {}
         subfolders = {folder: set(names) for folder, names in (subfolders or {}).items()}
         nodes = {}
         for class_type, info in object_info.items():
@@ -78,6 +82,8 @@ class Catalogue:
             files -= set(folders)
             nodes[class_type] = NodeSpec(
                 class_type=class_type, inputs=inputs, file_inputs=frozenset(files), folder_inputs=folders,
+                output_inputs=PREFIX_INPUTS | frozenset(output_inputs.get(class_type, ()))
+                | frozenset(node_meta.get("output_inputs", ())),
                 duration_inputs=DURATION_INPUTS | frozenset(node_meta.get("duration_inputs", ())),
                 resolution_inputs=RESOLUTION_INPUTS | frozenset(node_meta.get("resolution_inputs", ())),
                 frame_inputs=FRAME_INPUTS | frozenset(node_meta.get("frame_inputs", ())),

@@ -159,6 +159,9 @@ class Config:
     routes: dict = setting({}, "route overrides: 'METHOD /path' -> public | tenant | admin")
     file_inputs: dict = setting({"SONIC_PreData": ["image", "audio"]},
                                 "node class -> inputs that name input files (for packs that do not flag them)")
+    output_inputs: dict = setting({"SaveImageDataSetToFolder": ["folder_name"],
+                                   "SaveImageTextDataSetToFolder": ["folder_name"]},
+                                  "node class -> inputs that name a place in the output folder, like filename_prefix")
     model_routing: dict = setting({}, "tag -> {input name: {model file: replacement}} (gray release)")
     base_dir: str = setting("", "set at load time: the folder relative paths are taken from")
 

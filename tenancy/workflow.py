@@ -106,7 +106,7 @@ def _check_node_allowed(node_id: str, class_type: str, plan: Plan) -> None:
 def _confine(node_id: str, class_type: str, name: str, value: Any, spec: NodeSpec | None, tenant: str,
              outcome: Outcome) -> Any:
     try:
-        if name in PREFIX_INPUTS:
+        if name in (spec.output_inputs if spec is not None else PREFIX_INPUTS):
             return map_output_prefix(tenant, value)
         if spec is not None and name in spec.file_inputs:
             ref = map_file_input(tenant, value)

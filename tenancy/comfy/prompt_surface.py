@@ -69,7 +69,7 @@ async def node_catalogue(guard, request: web.Request) -> Catalogue:
     meta = {name: getattr(cls, "TENANCY_META", None) for name, cls in classes.items()}
     guard.catalogue = Catalogue.build(object_info, {k: v for k, v in meta.items() if v},
                                       guard.settings.file_inputs, guard.top_level_inputs(),
-                                      listed_subfolders(guard, object_info))
+                                      listed_subfolders(guard, object_info), guard.settings.output_inputs)
     return guard.catalogue
 
 

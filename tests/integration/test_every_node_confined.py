@@ -1,6 +1,6 @@
 """Every node class the running ComfyUI registers (core, comfy_extras, ours), every STRING or COMBO input, values
 naming another tenant's file or folder in every spelling, run as a tenant: none of the other tenant's bytes reaches
-the caller's outputs or history, and no node writes anywhere but the caller's own folders.
+the caller's outputs, `/view`, history or websocket, and no node writes anywhere but the caller's own folders.
 
 Graphs are minimal: the node under test, its other inputs at their defaults, tiny images and latents for image and
 latent inputs, a sink for its first output. Classes that need a model (or any other input only a loaded model
@@ -9,16 +9,20 @@ gives) and API nodes (they call remote services) are skipped: their file inputs 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-from safetensors.torch import load_file, save_file
+import websocket
+from PIL import Image, UnidentifiedImageError
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
 
 from tests.harness.client import ComfyClient
 
@@ -133,6 +137,23 @@ def attacks(base: Path):
             yield value
 
 
+def carries_b(data: bytes) -> str | None:
+    """What of B's planted files these bytes carry (its text, an image of its size, a latent of its shape)."""
+    if TOKEN.encode() in data:
+        return "B's text"
+    try:
+        if Image.open(io.BytesIO(data)).size == B_IMAGE_SIZE:
+            return "B's image"
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
+    try:
+        if any(tuple(t.shape) == B_LATENT_SHAPE for t in load(data).values()):
+            return "B's latent"
+    except SafetensorError:
+        pass  # not a safetensors file: nothing of B's latent in it
+    return None
+
+
 def leaked(base: Path, before: dict[str, str], after: dict[str, str]) -> list[str]:
     """Files the run added or changed outside the caller's folders, and caller files carrying B's data."""
     own = tuple(f"{folder}/tenants/{CALLER}/" for folder in ("input", "output", "temp"))
@@ -143,14 +164,48 @@ def leaked(base: Path, before: dict[str, str], after: dict[str, str]) -> list[st
         if not path.startswith(own):
             problems.append(f"written outside the caller's folders: {path}")
             continue
-        data = (base / path).read_bytes()
-        if TOKEN.encode() in data:
-            problems.append(f"B's text in {path}")
-        if path.endswith(".png") and Image.open(base / path).size == B_IMAGE_SIZE:
-            problems.append(f"B's image in {path}")
-        if path.endswith(".latent") and tuple(load_file(str(base / path))["latent_tensor"].shape) == B_LATENT_SHAPE:
-            problems.append(f"B's latent in {path}")
+        found = carries_b((base / path).read_bytes())
+        if found:
+            problems.append(f"{found} in {path}")
     return problems + [f"removed: {path}" for path in before if path not in after]
+
+
+class Recorder:
+    """The caller's websocket, every message kept: text and binary (previews)."""
+
+    def __init__(self, client: ComfyClient, client_id: str) -> None:
+        self.socket = client.websocket(client_id)
+        self.text: list[str] = []
+        self.binary: list[bytes] = []
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        try:
+            while message := self.socket.recv():
+                (self.text if isinstance(message, str) else self.binary).append(message)
+        except (websocket.WebSocketException, OSError):
+            return  # closed
+
+    def problems(self) -> list[str]:
+        self.socket.close()
+        self.thread.join(10)
+        found = [f"B's text in a websocket message: {m[:200]}" for m in self.text if TOKEN in m]
+        found += [f"{what} in a websocket preview" for m in self.binary if (what := carries_b(m[8:]))]
+        return found + ([] if self.text else ["the websocket heard nothing: the check saw nothing"])
+
+
+def viewed(caller: ComfyClient, outputs: dict) -> list[str]:
+    """Each file the caller's history lists, fetched through /view: none may carry B's data."""
+    problems = []
+    for refs in (items for output in outputs.values() for items in output.values() if isinstance(items, list)):
+        for ref in (r for r in refs if isinstance(r, dict) and "filename" in r):
+            params = {k: ref.get(k, "") for k in ("filename", "subfolder", "type")}
+            response = caller.get("/view", params=params)
+            found = carries_b(response.content) if response.status_code == 200 else None
+            if found:
+                problems.append(f"{found} through /view {params}")
+    return problems
 
 
 def test_no_node_gives_a_tenant_another_tenants_files(comfyui):
@@ -163,19 +218,23 @@ def test_no_node_gives_a_tenant_another_tenants_files(comfyui):
     classes = [c for c, info in object_info.items() if not info.get("api_node")
                and not str(info.get("python_module", "")).startswith("comfy_api_nodes")]
     queued: dict[str, str] = {}  # prompt id -> what it tried
+    client_id = "every-node"
+    recorder = Recorder(caller, client_id)
 
     def drain() -> None:
         for prompt_id, tried in queued.items():
-            seen = json.dumps(caller.wait_history(prompt_id, PER_PROMPT_S).get("outputs", {}))
+            entry = caller.wait_history(prompt_id, PER_PROMPT_S)
+            seen = json.dumps(entry)
             if TOKEN in seen:  # (not B's id: the caller may name its own folders `tenants/tenant-b/...`)
-                problems.append(f"{tried}: B's data in the outputs: {seen[:300]}")
+                problems.append(f"{tried}: B's data in the history: {seen[:300]}")
+            problems.extend(f"{tried}: {p}" for p in viewed(caller, entry.get("outputs") or {}))
         queued.clear()
 
     for class_type in classes:
         for target, graph in graphs(class_type, object_info[class_type], have):
             for value in attacks(comfyui.base):
                 graph["n"]["inputs"][target] = value
-                response = caller.queue(graph)
+                response = caller.queue(graph, client_id=client_id)
                 if response.status_code != 200:
                     assert response.status_code in (400, 403), (class_type, target, value, response.text)
                     refused += 1
@@ -185,7 +244,7 @@ def test_no_node_gives_a_tenant_another_tenants_files(comfyui):
                 if len(queued) >= BATCH:
                     drain()
     drain()
-    problems += leaked(comfyui.base, before, snapshot(comfyui.base))
+    problems += leaked(comfyui.base, before, snapshot(comfyui.base)) + recorder.problems()
     elapsed = time.monotonic() - started
     print(f"\n{len(classes)} classes, {ran} prompts ran, {refused} refused at /prompt, {elapsed:.0f} s")
     assert ran + refused > 500, "the property covered too little: did /object_info change shape?"
