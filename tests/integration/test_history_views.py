@@ -70,3 +70,60 @@ def test_the_operator_still_reads_comfyuis_whole_history(operator, tenant_a, ten
     everything = history_ids(operator)
     assert set(interleaved) <= set(everything)
     assert len(everything) > len(history_ids(tenant_b))
+
+
+def load_save(image: str, prefix: str) -> dict:
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": image}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
+
+
+@pytest.fixture(scope="module")
+def uploaded(tenant_a) -> str:
+    name = f"reread-{uuid.uuid4().hex[:6]}.png"
+    response = tenant_a.upload_image(PORTRAIT, name=name, subfolder="faces")
+    assert response.status_code == 200, response.text
+    return f"faces/{name}"
+
+
+def test_history_shows_the_workflow_and_client_fields_as_the_tenant_posted_them(tenant_a, uploaded):
+    workflow = load_save(uploaded, "reread/out")
+    entry = tenant_a.run(workflow, client_id="my-client", extra_data={"extra_pnginfo": {"workflow": {"n": 1}}})
+    assert entry["status"]["status_str"] == "success"
+    _, _, prompt, extra, _ = entry["prompt"]
+    assert prompt == workflow
+    assert extra["client_id"] == "my-client" and "tenancy" not in extra
+    assert extra["extra_pnginfo"] == {"workflow": {"n": 1}}
+    assert entry["outputs"]["2"]["images"][0]["subfolder"] == "reread"
+
+
+def test_a_workflow_read_back_from_history_runs_again_unchanged_on_the_same_files(tenant_a, uploaded):
+    first = tenant_a.run(load_save(uploaded, "again/out"))
+    assert first["status"]["status_str"] == "success"
+    again = tenant_a.run(first["prompt"][2], extra_data=first["prompt"][3])
+    assert again["status"]["status_str"] == "success", again["status"]
+    assert again["prompt"][2] == first["prompt"][2]
+    saved = [entry["outputs"]["2"]["images"][0] for entry in (first, again)]
+    images = [tenant_a.get("/view", params=ref) for ref in saved]
+    assert all(image.status_code == 200 for image in images)
+    assert images[0].content == images[1].content  # the same input file, saved the same way
+
+
+def test_the_queue_shows_own_prompts_as_posted(operator, tenant_a, tenant_b, uploaded):
+    """The operator's long prompt holds the worker, so the tenant's two wait in the queue while it is read."""
+    blocker = operator.queue({"9": {"class_type": "TenancyTestSleep", "inputs": {"seconds": 600.0, "tag": "hold"}}})
+    workflows = [load_save(uploaded, "queued/out"), load_save(uploaded, "queued/next")]
+    pending = [tenant_a.queue(workflow, client_id="mine").json()["prompt_id"] for workflow in workflows]
+    try:
+        queue = tenant_a.get("/queue").json()
+        assert queue["queue_running"] == []  # the operator's prompt is not the tenant's business
+        items = sorted(queue["queue_pending"])
+        assert [item[1] for item in items] == pending
+        assert [item[2] for item in items] == workflows
+        for item in items:
+            assert len(item) == 5  # as ComfyUI answers: without the sensitive keys
+            assert item[3]["client_id"] == "mine" and "tenancy" not in item[3]
+        assert tenant_b.get("/queue").json() == {"queue_running": [], "queue_pending": []}
+    finally:
+        tenant_a.post("/queue", json={"delete": pending})
+        operator.post("/interrupt", json={"prompt_id": blocker.json()["prompt_id"]})
+    operator.wait_history(blocker.json()["prompt_id"])
