@@ -127,3 +127,19 @@ def test_the_queue_shows_own_prompts_as_posted(operator, tenant_a, tenant_b, upl
         tenant_a.post("/queue", json={"delete": pending})
         operator.post("/interrupt", json={"prompt_id": blocker.json()["prompt_id"]})
     operator.wait_history(blocker.json()["prompt_id"])
+
+
+def test_queue_numbers_are_whole_in_the_answer_the_queue_and_the_history(operator, tenant_a):
+    blocker = operator.queue({"9": {"class_type": "TenancyTestSleep", "inputs": {"seconds": 600.0, "tag": "hold"}}})
+    answers = [tenant_a.queue(params(steps)) for steps in (21, 22)]
+    try:
+        assert all(answer.status_code == 200 for answer in answers), [answer.text for answer in answers]
+        numbers = [answer.json()["number"] for answer in answers]
+        assert all(type(number) is int for number in numbers) and numbers[0] < numbers[1]
+        pending = {item[1]: item[0] for item in tenant_a.get("/queue").json()["queue_pending"]}
+        assert [pending[answer.json()["prompt_id"]] for answer in answers] == numbers
+    finally:
+        operator.post("/interrupt", json={"prompt_id": blocker.json()["prompt_id"]})
+    entries = [tenant_a.wait_history(answer.json()["prompt_id"]) for answer in answers]
+    assert [entry["prompt"][0] for entry in entries] == numbers
+    assert all(type(entry["prompt"][0]) is int for entry in entries)
