@@ -84,6 +84,9 @@ def fill(bare: ComfyClient, operator: ComfyClient, tenants: list[ComfyClient], e
     post_all(jobs)
     for client in (bare, operator):  # a tenant's /queue shows only its own
         drained(client)
+    held = [len(client.get("/history").json()) for client in (bare, operator)]
+    if held != [entries, entries]:
+        raise SystemExit(f"history holds {held} entries (bare, guarded), not {entries}")
     print(f"filled to {entries} entries in {time.monotonic() - started:.0f} s", flush=True)
 
 

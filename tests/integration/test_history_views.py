@@ -143,3 +143,16 @@ def test_queue_numbers_are_whole_in_the_answer_the_queue_and_the_history(operato
     entries = [tenant_a.wait_history(answer.json()["prompt_id"]) for answer in answers]
     assert [entry["prompt"][0] for entry in entries] == numbers
     assert all(type(entry["prompt"][0]) is int for entry in entries)
+
+
+def test_deleted_entries_leave_the_tenants_history_and_clear_leaves_others(tenant_a, tenant_b, interleaved):
+    own = [tenant_a.run(params(steps))["prompt"][1] for steps in (31, 32)]
+    assert tenant_a.post("/history", json={"delete": [own[0]]}).status_code == 200
+    remaining = history_ids(tenant_a)
+    assert own[0] not in remaining and own[1] in remaining
+    assert tenant_a.get(f"/history/{own[0]}").json() == {}
+    assert tenant_a.post("/history", json={"clear": True}).status_code == 200
+    assert history_ids(tenant_a) == []
+    assert history_ids(tenant_b)[-3:] == interleaved
+    again = tenant_a.run(params(33))["prompt"][1]
+    assert history_ids(tenant_a) == [again]
