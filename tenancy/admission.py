@@ -106,20 +106,25 @@ class FairQueue:
     """Weighted fair queueing over ComfyUI's single queue: a prompt's number is its virtual finish time,
     max(virtual now, the tenant's last finish) + cost / weight. Lower numbers run first, so a tenant's burst
     only delays its own later prompts, and a weight-4 plan gets four turns for every turn of a weight-1 plan.
-    Virtual time advances to the number of each prompt that starts running."""
+    Virtual time advances to the number of each prompt that starts running.
+
+    Numbers are whole (clients type them as integers) and count thousandths of a weighted second; each prompt
+    adds at least one, so a tenant's own prompts never tie and keep their order in ComfyUI's heap."""
+
+    UNITS_PER_SECOND = 1000
 
     def __init__(self) -> None:
-        self.virtual_now = 0.0
-        self.last_finish: dict[str, float] = {}
+        self.virtual_now = 0
+        self.last_finish: dict[str, int] = {}
 
-    def number(self, tenant: str, cost: float, weight: float) -> float:
-        start = max(self.virtual_now, self.last_finish.get(tenant, 0.0))
-        finish = start + max(cost, 1.0) / max(weight, 1e-6)
+    def number(self, tenant: str, cost: float, weight: float) -> int:
+        start = max(self.virtual_now, self.last_finish.get(tenant, 0))
+        finish = start + max(round(max(cost, 1.0) * self.UNITS_PER_SECOND / max(weight, 1e-6)), 1)
         self.last_finish[tenant] = finish
         return finish
 
     def started(self, number: float) -> None:
-        self.virtual_now = max(self.virtual_now, number)
+        self.virtual_now = max(self.virtual_now, int(number))
 
 
 def reap_charge(hold: Reservation, policy: str) -> tuple[float, str]:

@@ -43,7 +43,7 @@ class Accounting:
     def __init__(self, guard) -> None:
         self.guard = guard
         self.fair = FairQueue()
-        self.numbers: dict[str, float] = {}
+        self.numbers: dict[str, int] = {}
         self.prompts: dict[str, Running] = {}
         self.instance = guard.settings.instance or f"{socket.gethostname()}:{_comfy_port()}"
         outbox_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance)
@@ -90,7 +90,7 @@ class Accounting:
                 raise self._refusal(decision, seconds)
         body["number"] = self._number(principal.tenant, seconds, plan.weight, prompt_id)
 
-    def _number(self, tenant: str, cost: float, weight: float, prompt_id: str) -> float:
+    def _number(self, tenant: str, cost: float, weight: float, prompt_id: str) -> int:
         number = self.fair.number(tenant, cost, weight)
         self.numbers[prompt_id] = number
         return number

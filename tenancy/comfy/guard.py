@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..audit import AuditLog
 from ..config import Config
+from ..history_index import HistoryIndex
 from ..identity import Authenticator, Refused, split_api_key, token_settings
 from ..metrics import Metrics, TimedStore
 from ..records import ANONYMOUS, Principal, RateLimit
@@ -85,6 +86,7 @@ class Guard:
         self.auth = Authenticator(self.store, self.tokens)
         self.audit = AuditLog(settings.path(settings.audit.path), settings.audit.max_bytes, settings.audit.backups)
         self.outcomes = RecentPrompts()  # prompt_id -> outcome the guard decided (timeout, cancelled)
+        self.history = HistoryIndex()  # tenant -> its prompt ids in ComfyUI's history, caught up on each read
         from .accounting import Accounting
 
         self.accounting = Accounting(self)

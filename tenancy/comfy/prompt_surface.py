@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..catalogue import Catalogue
 from ..paths import TENANTS_DIR, PathRefused, clean_name, contained, tenant_root
+from ..read_back import whole_number
 from ..records import Principal, RateLimit
 from ..refusal import Refusal, node_refusal
 from ..workflow import Outcome, apply_policy
@@ -39,7 +40,16 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
     rewrites = [r.as_dict() for r in outcome.rewrites]
     guard.record(request, principal, "allow" if response.status == 200 else "comfy_rejected",
                  prompt_id=outcome.prompt_id, rewrites=rewrites or None, status=response.status)
-    return http.with_field(response, "tenancy", {"rewrites": rewrites})
+    return http.with_field(_whole_number(response), "tenancy", {"rewrites": rewrites})
+
+
+def _whole_number(response: web.StreamResponse) -> web.StreamResponse:
+    """ComfyUI answers the number it was given as a float; the guard's are whole, and clients type them so."""
+    answer = http.answer_json(response) if response.status == 200 else None
+    number = answer.get("number") if isinstance(answer, dict) else None
+    if not (isinstance(number, float) and number.is_integer()):
+        return response
+    return http.json_like(response, dict(answer, number=whole_number(number)))
 
 
 def check_files_on_disk(guard, principal: Principal, outcome: Outcome) -> None:

@@ -2,72 +2,72 @@
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 
 from aiohttp import web
 
-from ..paths import virtual_subfolder
+from ..history_index import page
+from ..read_back import owner_in, posted_item, tenant_entry
 from ..records import Principal
 from ..refusal import Refusal
 from . import http
+from .prompt_surface import node_catalogue
 
 
-def owner_in(extra_data) -> str | None:
-    tenancy = extra_data.get("tenancy") if isinstance(extra_data, dict) else None
-    return tenancy.get("tenant") if isinstance(tenancy, dict) else None
-
-
-def virtual_outputs(outputs, tenant: str):
-    """History outputs (node -> kind -> file refs) with the tenant's own folder shown as the root."""
-    return {node: virtual_refs(items, tenant) for node, items in outputs.items()} if isinstance(outputs, dict) \
-        else outputs
-
-
-def virtual_refs(output, tenant: str):
-    """One node's output (kind -> file refs), with the tenant's own folder shown as the root."""
-    output = copy.deepcopy(output)
-    for refs in output.values() if isinstance(output, dict) else ():
-        for ref in refs if isinstance(refs, list) else ():
-            if isinstance(ref, dict) and isinstance(ref.get("subfolder"), str):
-                virtual = virtual_subfolder(tenant, ref["subfolder"])
-                if virtual is not None:
-                    ref["subfolder"] = virtual
-    return output
-
-
-def _own_history(answer: dict, tenant: str | None, outcomes: dict) -> dict:
-    """The caller's entries (an operator's: all), outputs by the caller's names, the guard's outcome added."""
-    own = {}
-    for prompt_id, entry in answer.items():
-        prompt = entry.get("prompt") if isinstance(entry, dict) else None
-        if not isinstance(prompt, (list, tuple)) or len(prompt) < 4:
-            continue
-        if tenant is not None and owner_in(prompt[3]) != tenant:
-            continue
-        entry = dict(entry, outputs=virtual_outputs(entry.get("outputs"), tenant)) if tenant else dict(entry)
-        if prompt_id in outcomes:
-            entry["status"] = dict(entry.get("status") or {}, tenancy_outcome=outcomes[prompt_id])
-        own[prompt_id] = entry
-    return own
+def _tenant_answer(principal: Principal) -> bool:
+    return not principal.is_admin and principal.tenant is not None
 
 
 async def history(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    response = await handler(request)
-    answer = http.answer_json(response)
-    if not isinstance(answer, dict):
-        return response
-    return http.json_like(response, _own_history(answer, principal.tenant, guard.outcomes))
+    """A tenant's history is built from its own entries only (paged after filtering, as ComfyUI pages), read back
+    by its own names; an operator reads ComfyUI's answer, with the guard's outcomes added."""
+    if not _tenant_answer(principal):
+        response = await handler(request)
+        answer = http.answer_json(response)
+        if not isinstance(answer, dict):
+            return response
+        return http.json_like(response, _with_outcomes(answer, guard.outcomes))
+    catalogue = await node_catalogue(guard, request)
+    tenant, queue = principal.tenant, guard.server.prompt_queue
+    prompt_id = request.match_info.get("prompt_id")
+    with queue.mutex:
+        if prompt_id is not None:
+            chosen = [prompt_id] if guard.history.owns(tenant, prompt_id, queue.history, history_owner) else []
+        else:
+            max_items, offset = _query_int(request, "max_items"), _query_int(request, "offset")
+            chosen = page(guard.history.ids(tenant, queue.history, history_owner), max_items, offset)
+        entries = {pid: queue.history[pid] for pid in chosen}
+    return web.json_response({pid: tenant_entry(entry, tenant, catalogue, guard.outcomes.get(pid))
+                              for pid, entry in entries.items()})
+
+
+def history_owner(entry) -> str | None:
+    prompt = entry.get("prompt") if isinstance(entry, dict) else None
+    return owner_in(prompt[3]) if isinstance(prompt, (list, tuple)) and len(prompt) > 3 else None
+
+
+def _with_outcomes(answer: dict, outcomes: dict) -> dict:
+    return {pid: dict(entry, status=dict(entry.get("status") or {}, tenancy_outcome=outcomes[pid]))
+            if pid in outcomes and isinstance(entry, dict) else entry for pid, entry in answer.items()}
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    value = request.rel_url.query.get(name)
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        raise Refusal(400, "invalid_query", f"`{name}` must be a whole number") from None
 
 
 async def queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    response = await handler(request)
-    answer = http.answer_json(response)
-    if principal.is_admin or not isinstance(answer, dict):
-        return response
-    for key in ("queue_running", "queue_pending"):
-        answer[key] = [item for item in answer.get(key, []) if len(item) > 3 and owner_in(item[3]) == principal.tenant]
-    return http.json_like(response, answer)
+    """A tenant's running and pending prompts, read from the queue's items, as it posted them."""
+    if not _tenant_answer(principal):
+        return await handler(request)
+    catalogue = await node_catalogue(guard, request)
+    running, pending = _queue_items(guard)
+    return web.json_response({key: [posted_item(item, principal.tenant, catalogue) for item in items
+                                    if len(item) > 3 and owner_in(item[3]) == principal.tenant]
+                              for key, items in (("queue_running", running), ("queue_pending", pending))})
 
 
 def _queue_items(guard) -> tuple[list, list]:
@@ -105,8 +105,9 @@ async def edit_queue(guard, request: web.Request, handler, principal: Principal)
 
 
 async def edit_history(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    entries = guard.server.prompt_queue.get_history()
-    own = {pid for pid, entry in entries.items() if owner_in(entry.get("prompt", (None,) * 4)[3]) == principal.tenant}
+    queue = guard.server.prompt_queue
+    with queue.mutex:
+        own = set(guard.history.ids(principal.tenant, queue.history, history_owner))
     return await _edit(guard, request, handler, principal, own)
 
 

@@ -13,11 +13,12 @@ import threading
 
 from aiohttp import web
 
+from ..read_back import virtual_refs
 from ..records import Principal
 from ..store import StoreUnavailable
 from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
 from . import http
-from .queue_surfaces import queue_info, remaining_by_owner, virtual_refs
+from .queue_surfaces import queue_info, remaining_by_owner
 from .user_surfaces import tenant_features
 
 log = logging.getLogger("tenancy")

@@ -213,7 +213,7 @@ def test_symlink_in_tenant_folder_pointing_outside_is_refused(comfyui, tenant_a)
     assert tenant_a.get("/view", params={"filename": "evil.png", "type": "input"}).status_code == 403
 
 
-def test_client_fields_are_replaced_by_server_values(tenant_a):
+def test_client_fields_are_replaced_by_server_values(tenant_a, operator):
     response = tenant_a.queue({"1": {"class_type": "TenancyTestParams", "inputs": {
         "steps": 20, "cfg": 7.0, "duration": 1.0, "width": 256, "model_name": "base.safetensors"}}},
         prompt_id="11111111-1111-1111-1111-111111111111", number=-1000, front=True, client_id="tenant-b:x")
@@ -223,8 +223,10 @@ def test_client_fields_are_replaced_by_server_values(tenant_a):
     entry = tenant_a.wait_history(pid)
     number, _, _, extra = entry["prompt"][:4]
     assert number >= 0
-    assert extra["client_id"].startswith("tenant-a:")
-    assert extra["tenancy"] == {"tenant": "tenant-a", "plan": "basic"}
+    assert extra["client_id"] != "tenant-b:x" and "tenancy" not in extra  # the tenant reads back its own view
+    stored = operator.get(f"/history/{pid}").json()[pid]["prompt"][3]
+    assert stored["client_id"] == f"tenant-a:{extra['client_id']}"
+    assert stored["tenancy"] == {"tenant": "tenant-a", "plan": "basic"}
 
 
 def test_forbidden_inputs_are_reset_and_limits_clamped_with_a_notice(tenant_a):

@@ -240,5 +240,13 @@ def test_virtual_time_moves_with_what_starts_so_an_idle_tenant_cannot_bank_turns
     for _ in range(3):
         queue.started(queue.number("busy", 10.0, 1.0))
     late = queue.number("idle", 10.0, 1.0)
-    assert late > 30.0  # it starts from virtual now, not from 0
-    assert queue.number("busy", 0.0, 1.0) - 30.0 == 1.0  # a free prompt still costs one unit
+    assert late > 30_000  # it starts from virtual now, not from 0 (numbers count thousandths of a second)
+    assert queue.number("busy", 0.0, 1.0) - 30_000 == 1_000  # a free prompt still costs one second
+
+
+def test_numbers_are_whole_and_a_tenants_own_never_tie():
+    queue = FairQueue()
+    own = [queue.number("vip", 0.0, 1e9) for _ in range(5)]  # a weight so large the cost rounds to nothing
+    assert all(isinstance(n, int) for n in own)
+    assert own == sorted(set(own))  # strictly increasing: ComfyUI's heap keeps the tenant's order
+    assert isinstance(queue.number("calm", 2.5, 3.0), int)
