@@ -32,6 +32,8 @@ if str(REPO) not in sys.path:
 from tenancy.comfy.home import PLUGIN_LINK_NAME  # noqa: E402
 
 SUITE_TENANT, OTHER_TENANT = "light", "b"  # seeded tenants (tests/harness/tenants.py): unthrottled, no quota cap
+# GUARDED_SUITE_OTHER_TENANT=0: the suite's tenant alone (tells what the guard changes from what sharing does)
+WITH_OTHER_TENANT = os.environ.get("GUARDED_SUITE_OTHER_TENANT", "1") != "0"
 OTHER_PROMPT_WAIT_S = 60
 
 
@@ -101,7 +103,8 @@ def _guard_server_starts(base: Path, tenancy_config: Path, other: OtherTenant) -
                         "sqlite:///:memory:", *args[2:]]
                 options["env"] = {**(options.get("env") or os.environ), "TENANCY_CONFIG": str(tenancy_config),
                                   "TENANCY_REQUIRE_GUARD": "1"}
-                other.start()
+                if WITH_OTHER_TENANT:
+                    other.start()
             super().__init__(args, *rest, **options)
 
     subprocess.Popen = GuardedPopen
