@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8188
 PYTEST_ARGS ?=
 
-.PHONY: setup system run test lint screenshots
+.PHONY: setup system run test lint screenshots comfy-suite
 
 setup:
 	bash scripts/setup.sh
@@ -29,3 +29,11 @@ screenshots: setup system
 	mkdir -p docs/screenshots
 	cp .cache/screenshots/login.png .cache/screenshots/editor.png .cache/screenshots/refusal.png \
 	   .cache/screenshots/rewrite.png .cache/screenshots/admin.png docs/screenshots/
+
+# ComfyUI's own server test suite (tests/execution of the ComfyUI in use: $$COMFYUI_DIR or the provisioned one),
+# run unchanged through the guard by the plugin tests/comfy_suite/guarded_comfy_suite.py. Not part of `make test`:
+# it starts a ComfyUI per test class and takes a while.
+comfy-suite: setup
+	cd "$$($(PY) -c 'from tenancy.comfy.home import locate; print(locate().root)')" && \
+	PYTHONPATH=$(CURDIR)/tests/comfy_suite $(abspath $(PY)) -m pytest -p guarded_comfy_suite -p no:cacheprovider \
+	  tests/execution $(PYTEST_ARGS)

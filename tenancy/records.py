@@ -95,6 +95,9 @@ def check_username(username: str) -> str:
     return username
 
 
+PROMPT_ID_TAKEN = "prompt_id_taken"
+
+
 @dataclass(frozen=True)
 class ReserveRequest:
     tenant: str
@@ -106,6 +109,9 @@ class ReserveRequest:
     deadline: float  # when the reaper may settle the hold (crash, lost event)
     instance: str  # which ComfyUI holds it (its own holds are reaped when it restarts)
     now: float | None = None  # None: the store's clock
+    # One admission of the prompt id (a client's retry of its own id is another): `admit` replays only the same
+    # attempt's decision, and `abandon` refunds only the same attempt's hold.
+    attempt: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,7 @@ class RateLimit:
 @dataclass(frozen=True)
 class QuotaDecision:
     allowed: bool
-    reason: str  # ok | quota_exceeded | concurrency_limit | rate_limited
+    reason: str  # ok | quota_exceeded | concurrency_limit | rate_limited | prompt_id_taken
     used: float
     held: float
     limit: float
@@ -136,6 +142,11 @@ class QuotaDecision:
     def rate_limited(cls, wait: float, limit: float) -> QuotaDecision:
         """Refused before the quota was looked at: usage fields are not known."""
         return cls(False, "rate_limited", 0.0, 0.0, limit, 0, retry_after=wait)
+
+    @classmethod
+    def taken(cls, limit: float) -> QuotaDecision:
+        """Refused because the prompt id was admitted before (by anyone): usage fields are not known."""
+        return cls(False, PROMPT_ID_TAKEN, 0.0, 0.0, limit, 0)
 
     @property
     def remaining(self) -> float:

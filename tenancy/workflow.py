@@ -7,6 +7,7 @@ body with the list of visible rewrites, or raises a Refusal whose `node_errors` 
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ CLIENT_FIELDS = ("number", "front", "prompt_id", "client_id")
 # credentials for API nodes, its preview format); the rest (client_id, create_time, usage source, the guard's
 # own `tenancy`, keys a newer ComfyUI may read or echo) is the server's to set.
 TENANT_EXTRA_DATA = frozenset({"extra_pnginfo", "auth_token_comfy_org", "api_key_comfy_org", "preview_method"})
+# A client's own prompt id is kept when it is a UUID written the usual way (ComfyUI's script examples send
+# str(uuid.uuid4()) and wait for messages carrying it); whether it is new is the store's to say at admission.
+CLIENT_PROMPT_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,24 @@ def namespaced_client_id(principal: Principal, client_id: Any) -> str:
     return prefix + tail[:128]
 
 
+def client_prompt_id(value: Any) -> str | None:
+    """The prompt id a client chose, None when it chose none; anything but a UUID is refused."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not CLIENT_PROMPT_ID.fullmatch(value):
+        raise Refusal(400, "invalid_prompt_id", "a prompt_id you choose must be a UUID (e.g. str(uuid.uuid4())); "
+                      "send none and the server picks one")
+    return value
+
+
 def apply_policy(body: Any, principal: Principal, plan: Plan | None, catalogue: Catalogue,
                  model_routing: Mapping[str, Mapping] | None = None, prompt_id: str | None = None) -> Outcome:
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
         raise Refusal(400, "no_prompt", "the body needs a `prompt` object (an API-format workflow)")
     body = _copied(body)
     client_id = namespaced_client_id(principal, body.get("client_id"))
-    outcome = Outcome(body=body, prompt_id=prompt_id or str(uuid.uuid4()), client_id=client_id)
+    outcome = Outcome(body=body, prompt_id=prompt_id or client_prompt_id(body.get("prompt_id")) or str(uuid.uuid4()),
+                      client_id=client_id)
     for node_id, node in body["prompt"].items():
         _walk_node(str(node_id), node, principal, plan, catalogue, model_routing or {}, outcome)
     _server_fields(body, principal, outcome)

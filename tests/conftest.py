@@ -29,7 +29,13 @@ def comfyui(tmp_path_factory, oidc_provider) -> ComfyUI:
     seeded = seed(base, oidc_provider.tenancy_settings())
     write_sonic(base / "models")
     write_glm_tts(base / "models")
-    server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
+    server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"})
+    # ComfyUI's own example node (SaveImageWebsocket), which its script example websockets_api_example_ws_images.py
+    # needs: an unmodified third-party node behind the guard
+    example_node = server.home.root / "custom_nodes" / "websocket_image_save.py"
+    if example_node.is_file():
+        server.plugins += ((example_node.name, example_node),)
+    server.start()
     server.seeded = seeded
     yield server
     server.stop()

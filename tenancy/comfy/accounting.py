@@ -13,13 +13,15 @@ import re
 import socket
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from ..admission import EstimateInputs, FairQueue, estimate_seconds, quota_day, reap_charge
-from ..records import Principal, RateLimit, ReserveRequest
+from ..records import PROMPT_ID_TAKEN, Principal, RateLimit, ReserveRequest
 from ..refusal import Refusal, rate_limited
 from ..store import StoreUnavailable
 from ..store.outbox import Outbox
+from ..store.protocol import ABANDONED
 from . import media
 
 log = logging.getLogger("tenancy")
@@ -37,6 +39,7 @@ class Running:
     timed_out: bool = False
     watchdog: asyncio.TimerHandle | None = None
     files: list[tuple[str, str, str]] = field(default_factory=list)
+    attempt: str = field(default_factory=lambda: uuid.uuid4().hex)  # this admission of the prompt id
 
 
 class Accounting:
@@ -52,17 +55,21 @@ class Accounting:
     # -- before the queue ----------------------------------------------------------------------------------
     async def admit(self, principal: Principal, prompt_id: str, body: dict, catalogue,
                     rate: RateLimit | None = None) -> None:
-        """Record the prompt's owner, reserve its estimated seconds (after the tenant's rate limit) and set its
-        queue number; raise a Refusal when it may not run."""
+        """Claim the prompt id for its owner, reserve its estimated seconds (after the tenant's rate limit) and set
+        its queue number; raise a Refusal when it may not run (then the prompt id stays free)."""
         settings = self.guard.settings
-        self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
-        self.guard.owners.remember(prompt_id, principal.tenant or "")
+        if prompt_id in self.prompts or prompt_id in self.guard.owners:  # known here: no need to ask the store
+            raise _taken()
         if principal.is_admin:
-            await self.guard.store.own_prompt(prompt_id, None, time.time())
+            if not await self.guard.store.claim_prompt(prompt_id, None, time.time()):
+                raise _taken()
+            self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
+            self.guard.owners.remember(prompt_id, "")
             if not body.get("front"):
                 body["number"] = self._number("_admin", 1.0, settings.admin_weight, prompt_id)
             return
         plan = self.guard.plan_of(principal)
+        running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
         inputs = EstimateInputs(file_seconds=self._file_seconds(body["prompt"]), speaking_rate=settings.speaking_rate,
                                 node_table=settings.estimates)
         seconds = estimate_seconds(body["prompt"], catalogue, inputs)
@@ -70,14 +77,16 @@ class Accounting:
         request = ReserveRequest(tenant=principal.tenant, prompt_id=prompt_id, seconds=seconds,
                                  limit=plan.daily_seconds, max_active=plan.max_concurrent,
                                  day=quota_day(now, plan.timezone),
-                                 deadline=now + settings.hold_timeout_s + plan.max_execution_s, instance=self.instance)
+                                 deadline=now + settings.hold_timeout_s + plan.max_execution_s, instance=self.instance,
+                                 attempt=running.attempt)
         try:
             decision = await self.guard.store.admit(request, rate)
         except StoreUnavailable as exc:
             if settings.on_store_error == "deny":
                 self.prompts.pop(prompt_id, None)
                 # the reservation may still reach the store (sent before the call gave up): refund it then
-                self.outbox.put({"kind": "abandon", "tenant": principal.tenant, "prompt_id": prompt_id})
+                self.outbox.put({"kind": "abandon", "tenant": principal.tenant, "prompt_id": prompt_id,
+                                 "attempt": running.attempt})
                 raise Refusal(503, "store_unavailable", f"cannot account for this prompt: {exc}", retry_after=5) \
                     from None
             self.guard.metrics.uncharged.inc()
@@ -88,6 +97,7 @@ class Accounting:
             if not decision.allowed:
                 self.prompts.pop(prompt_id, None)
                 raise self._refusal(decision, seconds)
+        self.guard.owners.remember(prompt_id, principal.tenant)
         body["number"] = self._number(principal.tenant, seconds, plan.weight, prompt_id)
 
     def _number(self, tenant: str, cost: float, weight: float, prompt_id: str) -> int:
@@ -99,6 +109,8 @@ class Accounting:
     def _refusal(decision, seconds: float) -> Refusal:
         if decision.reason == "rate_limited":
             return rate_limited(decision.retry_after)
+        if decision.reason == PROMPT_ID_TAKEN:
+            return _taken()
         if decision.reason == "concurrency_limit":
             return Refusal(429, "concurrency_limit", f"you already have {decision.active} prompts queued or running; "
                            "wait for one to finish", retry_after=5, extra={"active": decision.active})
@@ -123,8 +135,18 @@ class Accounting:
         return seconds
 
     async def released(self, prompt_id: str, outcome: str) -> None:
-        """ComfyUI refused or dropped a queued prompt: its hold is refunded."""
-        self._settle(prompt_id, 0.0, outcome)
+        """ComfyUI refused or dropped a queued prompt: its hold is refunded. One it refused ("rejected") was never
+        queued: its prompt id is released too, for the client's corrected retry, once the store has the refund
+        (an admin's stays claimed)."""
+        running = self.prompts.get(prompt_id)
+        if outcome != "rejected" or running is None or not running.tenant:
+            self._settle(prompt_id, 0.0, outcome)
+            return
+        del self.prompts[prompt_id]
+        self.numbers.pop(prompt_id, None)
+        self.guard.owners.pop(prompt_id, None)
+        self.outbox.put({"kind": "abandon", "tenant": running.tenant, "prompt_id": prompt_id,
+                         "attempt": running.attempt, "outcome": outcome})
 
     # -- execution events ---------------------------------------------------------------------------------
     def on_event(self, event: str, data: dict, owner: str | None) -> None:
@@ -211,8 +233,9 @@ class Accounting:
         if kind == "output":
             await store.index_output(write["folder"], write["subfolder"], write["filename"], write["tenant"],
                                      write["prompt_id"])
-        elif kind == "abandon":
-            await store.abandon(write["tenant"], write["prompt_id"])
+        elif kind == "abandon":  # lines an older version wrote carry no attempt: the id was the server's
+            await store.abandon(write["tenant"], write["prompt_id"], attempt=write.get("attempt", ""),
+                                outcome=write.get("outcome", ABANDONED))
         elif kind == "started":
             await store.mark_started(write["tenant"], write["prompt_id"], write["at"])
         elif kind == "settle":
@@ -257,6 +280,11 @@ class Accounting:
                 continue
             own_instance = False
             await asyncio.sleep(REAP_EVERY_S)
+
+
+def _taken() -> Refusal:
+    return Refusal(409, PROMPT_ID_TAKEN, "this prompt_id was used before: choose a new one, or send none and the "
+                   "server picks one")
 
 
 def _file_refs(output) -> list[tuple[str, str, str]]:

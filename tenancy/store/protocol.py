@@ -75,6 +75,9 @@ class Store(Protocol):
 
     # prompt ownership and the output index
     async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None: ...
+    async def claim_prompt(self, prompt_id: str, tenant: str | None, now: float) -> bool:
+        """Own the prompt id unless anyone owns it already (then False: nothing changes)."""
+
     async def prompt_owner(self, prompt_id: str) -> str | None:
         """The tenant that queued the prompt, "" for an admin's, None when unknown."""
 
@@ -89,18 +92,24 @@ class Store(Protocol):
 
     async def admit(self, request: ReserveRequest, rate: RateLimit | None = None) -> QuotaDecision:
         """What admitting a tenant's prompt takes, as few round trips (SQLite: one transaction) as the backend
-        allows: the rate limit (refused: reason rate_limited with retry_after, nothing else recorded), the
-        prompt's ownership, then `reserve`."""
+        allows: the rate limit (refused: reason rate_limited with retry_after, nothing else recorded), then the
+        prompt id's claim and the reservation, atomically: an id that anyone admitted before (claimed, or held)
+        is refused as prompt_id_taken; otherwise `reserve`'s decision, except that only the same attempt's
+        earlier decision replays and a refusal records nothing (the client may retry the id); an admission
+        claims the id for its tenant (the prompt's owner) with the hold."""
 
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
                      now: float | None = None) -> Reservation | None:
         """Release the hold and charge `actual` seconds to the reservation's day, exactly once.
         Returns the settled reservation, or None when there is no hold (unknown or already settled)."""
 
-    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None) -> Reservation | None:
-        """The prompt will never be queued (its admission failed part-way, the store unreachable): refund its hold
-        if one is held (as `settle` with 0 s, outcome abandoned); when none was ever reserved, store a refusal,
-        so that a reserve still on its way to the store replays it instead of holding seconds for ever."""
+    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None, *, attempt: str = "",
+                      outcome: str = ABANDONED) -> Reservation | None:
+        """The prompt will never be queued (its admission failed part-way, the store unreachable, or ComfyUI
+        refused it): refund the hold of this admission `attempt` if it holds one (as `settle` with 0 s) and
+        release its claim on the prompt id; when this attempt reserved nothing, store a refusal for it, so that
+        its reserve still on its way to the store replays that instead of holding seconds for ever. Another
+        attempt's hold is left as it is."""
 
     async def mark_started(self, tenant: str, prompt_id: str, now: float) -> None:
         """Note that a held reservation's prompt began executing (the first time only); nothing when not held."""

@@ -15,7 +15,8 @@ Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always
     tn:{acme}:ledger            stream every reserve and settle, exactly as charged
     tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
     tn:rate:<key>               string a GCRA limit's theoretical arrival time, expiring when it no longer matters
-    tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's), expiring a week after admission
+    tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's), expiring a week after admission:
+                                       the claim that makes a prompt id unique (set by reserve.lua when admitting)
     tn:output:<[folder, sub, name]>  string  JSON [tenant, prompt_id] of an output file
     tn:jti:<jti>                string a revoked access token, kept until the token expires (at least a minute)
     tn:{id}:tenants / :accounts / :keys   hash   JSON records by id (HSETNX creates, so a duplicate is a Conflict)
@@ -30,7 +31,10 @@ adds it again). A crash between them can leave a tenant listed with nothing held
 reaper cannot find (unless someone deletes `tn:admission` alone while the connection stays up). The reaper
 (`expired_holds`, `instance_holds`) reads each listed tenant's `active` zset; identity keys share the `{id}`
 slot (small, rarely written). Idempotency is per tenant and prompt id (the reservation lives
-in the tenant's slot). The client here is a plain (non-cluster) redis-py client; the layout is what a cluster
+in the tenant's slot). One exception: admitting checks and sets the prompt id's claim `tn:prompt:<id>` in the
+same script as the hold (and abandoning releases it there), so that a prompt id is claimed exactly when it is
+admitted; on a Redis Cluster those scripts would need the claim in the tenant's slot or a claim step of its own.
+The client here is a plain (non-cluster) redis-py client; the layout is what a cluster
 client needs. As in the SQLite store (which prunes by the same KEPT_S), usage, the ledger and the output index
 are kept indefinitely; decided reservations and prompt owners a week.
 
@@ -178,20 +182,20 @@ class RedisStore:
         await self.lane.close()
         await self.redis.aclose()
 
-    async def _script(self, script: _Script, packed: bytes, before: tuple = (), listing: str = ""):
-        """A packed `script.call`, loading the script on NOSCRIPT. `before`: commands sent ahead of it in the same
-        round trip; `listing`: a tenant to add to the admission index first, unless this connection already did."""
+    async def _script(self, script: _Script, packed: bytes, listing: str = ""):
+        """A packed `script.call`, loading the script on NOSCRIPT. `listing`: a tenant to add to the admission index
+        in the same round trip, ahead of the script, unless this connection already did."""
         try:
             for _attempt in range(2):
                 wire = self.lane.wire
                 if wire is None or wire.closed is not None:
                     wire = await self.lane.open()
-                commands = before
+                commands: tuple = ()
                 if listing:
                     if self._listed[0] is not wire:  # a new connection may reach a new (restarted) server
                         self._listed = (wire, set())
                     if listing not in self._listed[1]:
-                        commands = (*before, ("SADD", ADMISSION, listing))
+                        commands = (("SADD", ADMISSION, listing),)
                 replies = await wire.send(pack(commands) + packed if commands else packed, len(commands) + 1)
                 for reply in replies:
                     if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
@@ -320,6 +324,10 @@ class RedisStore:
         async with self._calls():
             await self.redis.set(_prompt_key(prompt_id), tenant or "", ex=self.kept_s)
 
+    async def claim_prompt(self, prompt_id: str, tenant: str | None, now: float) -> bool:
+        async with self._calls():
+            return bool(await self.redis.set(_prompt_key(prompt_id), tenant or "", ex=self.kept_s, nx=True))
+
     async def prompt_owner(self, prompt_id: str) -> str | None:
         async with self._calls():
             return await self.redis.get(_prompt_key(prompt_id))
@@ -339,36 +347,36 @@ class RedisStore:
         return await self._reserve(request)
 
     async def admit(self, request: ReserveRequest, rate: RateLimit | None = None) -> QuotaDecision:
-        """Two round trips: the rate limit, then ownership and the reservation together (the prompt's owner
-        key lives outside the tenant's slot, so the three cannot be one script)."""
+        """Two round trips: the rate limit, then the claim of the prompt id and the reservation in one script (the
+        rate limit's key lives in no tenant's slot)."""
         if rate is not None:
             wait = await self.rate_limit(rate.key, rate.interval_s, rate.burst, request.now)
             if wait > 0:
                 return QuotaDecision.rate_limited(wait, request.limit)
-        return await self._reserve(request, (("SET", _prompt_key(request.prompt_id), request.tenant, "EX",
-                                              self.kept_s),))
+        return await self._reserve(request, claim=True)
 
-    async def _reserve(self, request: ReserveRequest, before: tuple = ()) -> QuotaDecision:
+    async def _reserve(self, request: ReserveRequest, claim: bool = False) -> QuotaDecision:
         r = request
-        reply = await self._script(
-            RESERVE, RESERVE.call(_admission_keys(r.tenant, r.prompt_id), _reserve_arguments(r, self.kept_s)),
-            before=before, listing=r.tenant)
+        keys = _admission_keys(r.tenant, r.prompt_id) + ([_prompt_key(r.prompt_id)] if claim else [])
+        reply = await self._script(RESERVE, RESERVE.call(keys, _reserve_arguments(r, self.kept_s)), listing=r.tenant)
         allowed, reason, used, held, active, replay = reply
         held = float(held) + (float(r.seconds) if allowed and not replay else 0.0)  # it answered held before
         return QuotaDecision(bool(allowed), reason, float(used), held, r.limit, active, replay=bool(replay))
 
     async def settle(self, tenant: str, prompt_id: str, actual: float, outcome: str,
                      now: float | None = None) -> Reservation | None:
-        return await self._settle(tenant, prompt_id, actual, outcome, now, abandon=False)
+        return await self._settle(tenant, prompt_id, actual, outcome, now, abandon=None)
 
-    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None) -> Reservation | None:
-        return await self._settle(tenant, prompt_id, 0.0, ABANDONED, now, abandon=True)
+    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None, *, attempt: str = "",
+                      outcome: str = ABANDONED) -> Reservation | None:
+        return await self._settle(tenant, prompt_id, 0.0, outcome, now, abandon=attempt)
 
     async def _settle(self, tenant: str, prompt_id: str, actual: float, outcome: str, now: float | None,
-                      abandon: bool) -> Reservation | None:
-        reply = await self._script(SETTLE, SETTLE.call(_admission_keys(tenant, prompt_id),
-                                                       [prompt_id, repr(float(actual)), outcome, _now(now),
-                                                        self.kept_s, int(abandon)]))
+                      abandon: str | None) -> Reservation | None:
+        """`abandon`: None to settle, else the attempt abandoned."""
+        keys = _admission_keys(tenant, prompt_id) + ([] if abandon is None else [_prompt_key(prompt_id)])
+        reply = await self._script(SETTLE, SETTLE.call(keys, [prompt_id, repr(float(actual)), outcome, _now(now),
+                                                              self.kept_s, int(abandon is not None), abandon or ""]))
         if reply is None:
             return None
         seconds, day, deadline, instance = reply
@@ -466,7 +474,7 @@ def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
 def _reserve_arguments(r: ReserveRequest, kept_s: int) -> list:
     """reserve.lua's ARGV for a request (the admission bench sends redis-benchmark the same)."""
     return [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
-            repr(float(r.deadline)), r.instance, _now(r.now), kept_s]
+            repr(float(r.deadline)), r.instance, _now(r.now), kept_s, r.attempt, r.tenant]
 
 
 def _prompt_key(prompt_id: str) -> str:

@@ -27,34 +27,8 @@ from ..records import (
 )
 from .protocol import ABANDONED, KEPT_S, Conflict, StoreUnavailable
 
-# Admission tables are clustered on their key (WITHOUT ROWID) and carry as few indexes as the queries need:
-# every page a decision touches is one more WAL frame written on the request path.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, plan TEXT NOT NULL, status TEXT NOT NULL,
-    tags TEXT NOT NULL DEFAULT '[]') WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS accounts (username TEXT PRIMARY KEY, tenant TEXT, role TEXT NOT NULL,
-    password_hash TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, tenant TEXT, role TEXT NOT NULL, name TEXT NOT NULL,
-    secret_hash TEXT NOT NULL, created REAL NOT NULL, expires REAL, revoked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash TEXT PRIMARY KEY, family TEXT NOT NULL,
-    subject TEXT NOT NULL, tenant TEXT, role TEXT NOT NULL, expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0)
-    WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS revoked_families (family TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS revoked_jti (jti TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, tenant TEXT, created REAL NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS reservations (prompt_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, seconds REAL NOT NULL,
-    day TEXT NOT NULL, deadline REAL NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL, actual REAL NOT NULL,
-    outcome TEXT NOT NULL, allowed INTEGER NOT NULL, reason TEXT NOT NULL, started REAL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS holds (tenant TEXT NOT NULL, prompt_id TEXT NOT NULL, PRIMARY KEY (tenant, prompt_id))
-    WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS usage (tenant TEXT NOT NULL, day TEXT NOT NULL, used REAL NOT NULL DEFAULT 0,
-    held REAL NOT NULL DEFAULT 0, PRIMARY KEY (tenant, day)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, time REAL NOT NULL, tenant TEXT NOT NULL,
-    prompt_id TEXT NOT NULL, kind TEXT NOT NULL, seconds REAL NOT NULL, day TEXT NOT NULL, outcome TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rate (key TEXT PRIMARY KEY, tat REAL NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outputs (folder TEXT NOT NULL, subfolder TEXT NOT NULL, filename TEXT NOT NULL,
-    tenant TEXT, prompt_id TEXT NOT NULL, PRIMARY KEY (folder, subfolder, filename)) WITHOUT ROWID;
-"""
+# The tables, created when missing (admission tables are clustered on their key: see the file)
+SCHEMA = Path(__file__).with_name("sqlite_schema.sql").read_text()
 
 
 class SqliteStore:
@@ -212,6 +186,9 @@ class SqliteStore:
     async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
         self._run(OWN_PROMPT, (prompt_id, tenant, now))
 
+    async def claim_prompt(self, prompt_id: str, tenant: str | None, now: float) -> bool:
+        return self._run(CLAIM_PROMPT, (prompt_id, tenant, now)).rowcount == 1
+
     async def prompt_owner(self, prompt_id: str) -> str | None:
         row = self._one("SELECT tenant FROM prompts WHERE prompt_id = ?", (prompt_id,))
         return None if row is None else (row[0] or "")
@@ -249,13 +226,17 @@ class SqliteStore:
                 wait = self._gcra(rate.key, rate.interval_s, rate.burst, now)
                 if wait > 0:
                     return QuotaDecision.rate_limited(wait, request.limit)
-            self._run(OWN_PROMPT, (request.prompt_id, request.tenant, now))
-            return self._reserve(request, now)
+            return self._reserve(request, now, claim=True)
 
-    def _reserve(self, r: ReserveRequest, now: float) -> QuotaDecision:
-        earlier, earlier_reason, used, held, active = self._one(RESERVE_STATE, (r.prompt_id, r.tenant, r.day))
-        if earlier is not None:
+    def _reserve(self, r: ReserveRequest, now: float, claim: bool = False) -> QuotaDecision:
+        """`claim`: admit's rules (the prompt id is claimed with the hold; only this attempt's decision replays;
+        a refusal leaves nothing behind); else reserve's (any earlier decision replays, refusals are kept)."""
+        earlier, earlier_reason, earlier_state, earlier_attempt, claimed, used, held, active = \
+            self._one(RESERVE_STATE, (r.prompt_id, r.tenant, r.day))
+        if earlier is not None and (not claim or earlier_attempt == r.attempt):
             return QuotaDecision(bool(earlier), earlier_reason, used, held, r.limit, active, replay=True)
+        if claim and (claimed or earlier_state == "held"):
+            return QuotaDecision.taken(r.limit)
         if active >= r.max_active:
             reason = "concurrency_limit"
         elif r.limit >= 0 and used + held + r.seconds > r.limit:
@@ -263,10 +244,15 @@ class SqliteStore:
         else:
             reason = "ok"
         allowed = reason == "ok"
+        if claim and not allowed:
+            return QuotaDecision(False, reason, used, held, r.limit, active)
+        if claim:  # what an earlier attempt left (its refusal kept by `abandon`, or a week-old settlement) goes
+            self._run("DELETE FROM reservations WHERE prompt_id = ?", (r.prompt_id,))
+            self._run(CLAIM_PROMPT, (r.prompt_id, r.tenant, now))
         self._run("INSERT INTO reservations (prompt_id, tenant, seconds, day, deadline, instance, state, actual, "
-                  "outcome, allowed, reason) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?)",
+                  "outcome, allowed, reason, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?)",
                   (r.prompt_id, r.tenant, r.seconds, r.day, r.deadline, r.instance,
-                   "held" if allowed else "refused", int(allowed), reason))
+                   "held" if allowed else "refused", int(allowed), reason, r.attempt))
         if allowed:
             self._run("INSERT INTO holds (tenant, prompt_id) VALUES (?, ?)", (r.tenant, r.prompt_id))
             self._run("INSERT INTO usage (tenant, day, used, held) VALUES (?, ?, 0, ?) "
@@ -282,26 +268,32 @@ class SqliteStore:
         with self._transaction():
             row = self._one(f"SELECT {_RES_COLUMNS} FROM reservations WHERE prompt_id = ? AND tenant = ? "
                             "AND state = 'held'", (prompt_id, tenant))
-            if row is None:
-                return None
-            held = _reservation(row)
-            self._run("UPDATE reservations SET state = 'settled', actual = ?, outcome = ? WHERE prompt_id = ?",
-                      (actual, outcome, prompt_id))
-            self._run("DELETE FROM holds WHERE tenant = ? AND prompt_id = ?", (tenant, prompt_id))
-            self._run("UPDATE usage SET held = MAX(0, ROUND(held - ?, 3)), used = ROUND(used + ?, 3) "
-                      "WHERE tenant = ? AND day = ?",
-                      (held.seconds, actual, tenant, held.day))
-            self._ledger(now, tenant, prompt_id, "settle", actual, held.day, outcome)
+            return None if row is None else self._settle(_reservation(row), actual, outcome, now)
+
+    def _settle(self, held: Reservation, actual: float, outcome: str, now: float) -> Reservation:
+        tenant, prompt_id = held.tenant, held.prompt_id
+        self._run("UPDATE reservations SET state = 'settled', actual = ?, outcome = ? WHERE prompt_id = ?",
+                  (actual, outcome, prompt_id))
+        self._run("DELETE FROM holds WHERE tenant = ? AND prompt_id = ?", (tenant, prompt_id))
+        self._run("UPDATE usage SET held = MAX(0, ROUND(held - ?, 3)), used = ROUND(used + ?, 3) "
+                  "WHERE tenant = ? AND day = ?",
+                  (held.seconds, actual, tenant, held.day))
+        self._ledger(now, tenant, prompt_id, "settle", actual, held.day, outcome)
         return Reservation(held.tenant, prompt_id, held.seconds, held.day, held.deadline, held.instance, "settled",
                            actual, outcome)
 
-    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None) -> Reservation | None:
-        settled = await self.settle(tenant, prompt_id, 0.0, ABANDONED, now)
-        if settled is None:
-            self._run("INSERT OR IGNORE INTO reservations (prompt_id, tenant, seconds, day, deadline, instance, state, "
-                      "actual, outcome, allowed, reason) VALUES (?, ?, 0, '', 0, '', 'refused', 0, '', 0, ?)",
-                      (prompt_id, tenant, ABANDONED))
-        return settled
+    async def abandon(self, tenant: str, prompt_id: str, now: float | None = None, *, attempt: str = "",
+                      outcome: str = ABANDONED) -> Reservation | None:
+        now = time.time() if now is None else now
+        with self._transaction():
+            row = self._one(f"SELECT {_RES_COLUMNS}, attempt FROM reservations WHERE prompt_id = ?", (prompt_id,))
+            earlier = None if row is None else _reservation(row[:-1])
+            if earlier is not None and earlier.tenant == tenant and earlier.state == "held" and row[-1] == attempt:
+                self._run("DELETE FROM prompts WHERE prompt_id = ? AND tenant = ?", (prompt_id, tenant))
+                return self._settle(earlier, 0.0, outcome, now)
+            if earlier is None or (earlier.state != "held" and row[-1] != attempt):
+                self._run(REFUSED_FOR_ATTEMPT, (prompt_id, tenant, outcome, attempt))
+        return None
 
     def _ledger(self, now: float, tenant: str, prompt_id: str, kind: str, seconds: float, day: str,
                 outcome: str) -> None:
@@ -351,13 +343,21 @@ class SqliteStore:
         return 0.0
 
 
-# What a reservation decides on, in one statement: an earlier decision for the prompt, usage, held prompts.
+# What a reservation decides on, in one statement: an earlier decision for the prompt (and its state and attempt),
+# whether the prompt id is claimed, usage, held prompts.
 RESERVE_STATE = """SELECT (SELECT allowed FROM reservations WHERE prompt_id = ?1),
     (SELECT reason FROM reservations WHERE prompt_id = ?1),
+    (SELECT state FROM reservations WHERE prompt_id = ?1),
+    (SELECT attempt FROM reservations WHERE prompt_id = ?1),
+    EXISTS (SELECT 1 FROM prompts WHERE prompt_id = ?1),
     COALESCE((SELECT SUM(used) FROM usage WHERE tenant = ?2 AND day = ?3), 0),
     COALESCE((SELECT SUM(held) FROM usage WHERE tenant = ?2 AND day = ?3), 0),
     (SELECT COUNT(*) FROM holds WHERE tenant = ?2)"""
 OWN_PROMPT = "INSERT OR REPLACE INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?)"
+# what `abandon` keeps for an attempt that reserved nothing: its reserve, arriving late, replays this refusal
+REFUSED_FOR_ATTEMPT = ("REPLACE INTO reservations (prompt_id, tenant, seconds, day, deadline, instance, state, actual, "
+                       "outcome, allowed, reason, attempt) VALUES (?, ?, 0, '', 0, '', 'refused', 0, '', 0, ?, ?)")
+CLAIM_PROMPT = "INSERT INTO prompts (prompt_id, tenant, created) VALUES (?, ?, ?) ON CONFLICT (prompt_id) DO NOTHING"
 _RES_COLUMNS = "tenant, prompt_id, seconds, day, deadline, instance, state, actual, outcome, started"
 _KEY_COLUMNS = "key_id, tenant, role, name, secret_hash, created, expires, revoked"
 
@@ -367,6 +367,8 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(reservations)")}
     if "started" not in columns:
         db.execute("ALTER TABLE reservations ADD COLUMN started REAL")
+    if "attempt" not in columns:
+        db.execute("ALTER TABLE reservations ADD COLUMN attempt TEXT NOT NULL DEFAULT ''")
 
 
 def _reservation(row: tuple) -> Reservation:

@@ -216,11 +216,9 @@ def test_symlink_in_tenant_folder_pointing_outside_is_refused(comfyui, tenant_a)
 def test_client_fields_are_replaced_by_server_values(tenant_a, operator):
     response = tenant_a.queue({"1": {"class_type": "TenancyTestParams", "inputs": {
         "steps": 20, "cfg": 7.0, "duration": 1.0, "width": 256, "model_name": "base.safetensors"}}},
-        prompt_id="11111111-1111-1111-1111-111111111111", number=-1000, front=True, client_id="tenant-b:x")
+        number=-1000, front=True, client_id="tenant-b:x")
     assert response.status_code == 200, response.text
-    pid = response.json()["prompt_id"]
-    assert pid != "11111111-1111-1111-1111-111111111111"
-    entry = tenant_a.wait_history(pid)
+    entry = tenant_a.wait_history(response.json()["prompt_id"])
     number, _, _, extra = entry["prompt"][:4]
     assert number >= 0
     assert extra["client_id"] != "tenant-b:x" and "tenancy" not in extra  # the tenant reads back its own view

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import uuid
 
 import pytest
 import requests
@@ -82,6 +83,20 @@ def test_one_daily_quota_across_instances_with_zero_overshoot(pair):
     assert all(a.json()["error"]["type"] == "quota_exceeded" for a in answers if a.status_code != 200)
     for op, blocker in zip(operators, blockers, strict=True):
         op.wait_history(blocker)
+
+
+def test_a_client_prompt_id_is_admitted_once_across_instances_and_tenants(pair):
+    """The same UUID sent at once to both instances by two tenants (the store's claim decides, not either
+    instance's memory): one prompt runs under it, the three others answer 409."""
+    (first, second), seeded = pair
+    chosen = str(uuid.uuid4())
+    senders = [ComfyClient(s.url, seeded.keys[k]) for s in (first, second) for k in ("a", "b")]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda c: c.queue(params(1.0), prompt_id=chosen), senders))
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409], [a.text for a in answers]
+    assert {a.json()["error"]["type"] for a in answers if a.status_code == 409} == {"prompt_id_taken"}
+    admitted = next(c for c, a in zip(senders, answers, strict=True) if a.status_code == 200)
+    assert admitted.wait_history(chosen)["prompt"][1] == chosen
 
 
 def test_redis_outage_refuses_work_and_admission_resumes_when_it_returns(pair, shared_redis):

@@ -72,8 +72,8 @@ def contract(case):
 
 def hold(prompt_id: str, seconds: float = 10.0, *, tenant: str = "acme", limit: float = 100.0,
          max_active: int = 100, day: str = DAY, deadline: float = NOW + 300, instance: str = "i1",
-         now: float | None = NOW) -> ReserveRequest:
-    return ReserveRequest(tenant, prompt_id, seconds, limit, max_active, day, deadline, instance, now)
+         now: float | None = NOW, attempt: str = "") -> ReserveRequest:
+    return ReserveRequest(tenant, prompt_id, seconds, limit, max_active, day, deadline, instance, now, attempt)
 
 
 # identity ----------------------------------------------------------------------------------------------------
@@ -469,6 +469,101 @@ async def test_admit_applies_the_rate_limit_then_owns_and_reserves(store):
     refused = await store.admit(hold("p4", 95.0, now=1060.0), rate)
     assert (refused.allowed, refused.reason) == (False, "quota_exceeded")  # the quota still applies
     assert (await store.admit(hold("p5", now=2000.0))).allowed  # no rate limit given: none applied
+
+
+@contract
+async def test_an_admitted_prompt_id_is_claimed_and_refused_to_every_later_attempt_of_anyone(store):
+    first = await store.admit(hold("p1", attempt="a1"))
+    assert first.allowed and await store.prompt_owner("p1") == "acme"
+    for retry in (hold("p1", attempt="a2"), hold("p1", tenant="globex", attempt="g1")):
+        taken = await store.admit(retry)
+        assert (taken.allowed, taken.reason, taken.replay) == (False, "prompt_id_taken", False)
+    await store.settle("acme", "p1", 4.0, "success", now=NOW + 5)
+    assert (await store.admit(hold("p1", attempt="a3"))).reason == "prompt_id_taken"  # settled: still used
+    assert await store.prompt_owner("p1") == "acme"
+    assert await store.usage("acme", DAY) == Usage(4.0, 0.0, 0)
+    assert await store.usage("globex", DAY) == Usage(0.0, 0.0, 0)
+    assert [(e.prompt_id, e.kind) for e in await store.ledger()] == [("p1", "reserve"), ("p1", "settle")]
+
+
+@contract
+async def test_a_refused_admission_leaves_the_prompt_id_free_for_a_retry_decided_anew(store):
+    refused = await store.admit(hold("p1", 20.0, limit=15.0, attempt="a1"))
+    assert (refused.allowed, refused.reason) == (False, "quota_exceeded")
+    assert await store.prompt_owner("p1") is None
+    capped = await store.admit(hold("p1", max_active=0, attempt="a2"))
+    assert (capped.allowed, capped.reason, capped.replay) == (False, "concurrency_limit", False)
+    retried = await store.admit(hold("p1", 10.0, limit=15.0, attempt="a3"))  # not the old refusal replayed
+    assert (retried.allowed, retried.replay, retried.held) == (True, False, 10.0)
+    assert await store.prompt_owner("p1") == "acme"
+    assert [h.prompt_id for h in await store.holds("acme")] == ["p1"]
+
+
+@contract
+async def test_an_operators_claim_and_a_tenants_admission_exclude_each_other(store):
+    assert await store.claim_prompt("op", None, NOW)
+    assert not await store.claim_prompt("op", "acme", NOW)
+    assert await store.prompt_owner("op") == ""
+    assert (await store.admit(hold("op", attempt="a1"))).reason == "prompt_id_taken"
+    assert await store.holds("acme") == []
+    assert (await store.admit(hold("p1", attempt="a1"))).allowed
+    assert not await store.claim_prompt("p1", None, NOW)
+    assert await store.prompt_owner("p1") == "acme"
+
+
+@contract
+async def test_abandoning_an_admission_frees_its_prompt_id_and_touches_no_other_attempts_hold(store):
+    assert (await store.admit(hold("p1", attempt="a1"))).allowed
+    assert await store.abandon("acme", "p1", attempt="a2", now=NOW + 1) is None  # a duplicate's failed attempt
+    assert await store.abandon("globex", "p1", attempt="a1", now=NOW + 1) is None
+    assert [h.prompt_id for h in await store.holds("acme")] == ["p1"]
+    assert await store.prompt_owner("p1") == "acme"
+    refunded = await store.abandon("acme", "p1", attempt="a1", outcome="rejected", now=NOW + 2)
+    assert (refunded.outcome, refunded.actual) == ("rejected", 0.0)
+    assert await store.prompt_owner("p1") is None and await store.holds("acme") == []
+    again = await store.admit(hold("p1", attempt="a3"))
+    assert (again.allowed, again.replay, again.held) == (True, False, 10.0)
+    # an attempt abandoned before its admission reached the store: that admission, arriving late, is refused;
+    # the client's retry (a new attempt) is decided anew
+    assert await store.abandon("acme", "p2", attempt="b1", now=NOW + 3) is None
+    late = await store.admit(hold("p2", attempt="b1"))
+    assert (late.allowed, late.reason, late.replay) == (False, "abandoned", True)
+    assert await store.prompt_owner("p2") is None
+    assert (await store.admit(hold("p2", attempt="b2"))).allowed
+    assert await store.usage("acme", DAY) == Usage(0.0, 20.0, 2)
+
+
+def test_concurrent_admissions_of_one_prompt_id_by_two_tenants_admit_exactly_one(backend):
+    async def run():
+        stores = [backend.open() for _ in range(4)]
+        gate = asyncio.Event()
+
+        async def admit(store, request):
+            await gate.wait()
+            return await store.admit(request)
+
+        try:
+            for store in stores:
+                await store.ping()
+            requests = [hold(f"p{n // 8}", tenant=("acme", "globex")[n % 2], attempt=str(n)) for n in range(32)]
+            tasks = [asyncio.create_task(admit(stores[n % 4], r)) for n, r in enumerate(requests)]
+            await asyncio.sleep(0)
+            gate.set()
+            decisions = await asyncio.gather(*tasks)
+            owners = [await stores[0].prompt_owner(f"p{k}") for k in range(4)]
+            holds = [h.prompt_id for t in ("acme", "globex") for h in await stores[0].holds(t)]
+            return requests, decisions, owners, holds
+        finally:
+            for store in stores:
+                await store.close()
+
+    requests, decisions, owners, holds = asyncio.run(run())
+    for k in range(4):
+        mine = [(r, d) for r, d in zip(requests, decisions, strict=True) if r.prompt_id == f"p{k}"]
+        admitted = [r.tenant for r, d in mine if d.allowed]
+        assert len(admitted) == 1 and owners[k] == admitted[0]
+        assert {d.reason for _, d in mine if not d.allowed} == {"prompt_id_taken"}
+    assert sorted(holds) == ["p0", "p1", "p2", "p3"]
 
 
 @contract

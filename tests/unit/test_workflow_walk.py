@@ -162,14 +162,26 @@ def test_a_tagged_tenant_is_routed_to_its_model_and_others_are_not():
 
 
 # the server's own fields -----------------------------------------------------------------------------------------
-def test_the_server_sets_prompt_id_client_id_and_the_tenant_and_only_an_operator_may_jump_the_queue():
-    outcome = walk({"1": node("KSampler")}, Plan(), TENANT, None, prompt_id="mine", number=-5, front=True,
+def test_the_server_sets_client_id_and_the_tenant_and_only_an_operator_may_jump_the_queue():
+    outcome = walk({"1": node("KSampler")}, Plan(), TENANT, None, number=-5, front=True,
                    client_id="other:sid", extra_data={"tenancy": {"tenant": "victim"}})
     body = outcome.body
-    assert "front" not in body and "number" not in body and body["prompt_id"] != "mine"
+    assert "front" not in body and "number" not in body and body["prompt_id"] == outcome.prompt_id
     assert body["client_id"].startswith("acme:") and "other" not in body["client_id"]
     assert body["extra_data"]["tenancy"] == {"tenant": "acme", "plan": "p"}
     assert walk({"1": node("KSampler")}, None, ADMIN, None, front=True).body["front"] is True
+
+
+def test_a_clients_own_uuid_prompt_id_is_kept_and_any_other_is_refused():
+    chosen = "4F1B7C2E-93a0-4d5e-8b6f-0123456789ab"
+    assert walk({"1": node("KSampler")}, Plan(), prompt_id=chosen).body["prompt_id"] == chosen
+    for none in (None, ""):
+        picked = walk({"1": node("KSampler")}, Plan(), prompt_id=none)
+        assert picked.body["prompt_id"] == picked.prompt_id and len(picked.prompt_id) == 36
+    for bad in ("mine", chosen + "0", "{" + chosen + "}", chosen.replace("-", ""), 42, ["x"]):
+        with pytest.raises(Refusal) as refused:
+            walk({"1": node("KSampler")}, Plan(), prompt_id=bad)
+        assert (refused.value.status, refused.value.reason) == (400, "invalid_prompt_id")
 
 
 def test_the_editors_own_socket_id_is_kept():

@@ -1,8 +1,14 @@
 -- Reserve quota seconds for one prompt, atomically and idempotently on its prompt id.
 -- KEYS: 1 reservation hash, 2 usage hash (<day>:used, <day>:held), 3 held prompts (zset by deadline),
---       4 ledger stream (all share the tenant's {hash tag})
+--       4 ledger stream (all share the tenant's {hash tag}); 5, when admitting, the prompt id's claim (outside
+--       the tenant's slot: the one key that makes the prompt id unique across tenants)
 -- ARGV: 1 prompt id, 2 seconds, 3 limit (negative: unlimited), 4 max active, 5 day, 6 deadline, 7 instance,
---       8 now ('' for the server's TIME), 9 seconds a refusal is kept (for replay)
+--       8 now ('' for the server's TIME), 9 seconds a refusal or a claim is kept, 10 the admission attempt,
+--       11 the claim's value (the tenant)
+-- Without KEYS[5] (reserve): any earlier decision under the prompt id replays, refusals are kept for that.
+-- With it (admit): only this attempt's own decision replays; an id claimed or held by an earlier admission is
+-- refused as prompt_id_taken; a refusal leaves nothing behind; an admission claims the id (SET, the claim
+-- being checked absent in this same script) with its hold.
 -- Returns {allowed 0|1, reason, used, held, active, replay 0|1}: used and held as stored, before this reservation
 -- (the caller adds the seconds it reserved). Numbers go to redis.call as numbers: Redis writes them as text
 -- that reads back to the same double, and in C (string.format in Lua cost more than the commands it fed).
@@ -17,9 +23,13 @@ local usage = redis.call('HMGET', KEYS[2], day .. ':used', held_field)
 local used_text, held_text = usage[1] or '0', usage[2] or '0'  -- as stored: exact text already
 local used, held = tonumber(used_text), tonumber(held_text)
 local active = redis.call('ZCARD', KEYS[3])
-local previous = redis.call('HGET', KEYS[1], 'reason')
-if previous then
-  return {previous == 'ok' and 1 or 0, previous, used_text, held_text, active, 1}
+local claim = KEYS[5]
+local previous = redis.call('HMGET', KEYS[1], 'reason', 'attempt', 'state')
+if previous[1] and (not claim or (previous[2] or '') == ARGV[10]) then
+  return {previous[1] == 'ok' and 1 or 0, previous[1], used_text, held_text, active, 1}
+end
+if claim and (previous[3] == 'held' or redis.call('EXISTS', claim) == 1) then
+  return {0, 'prompt_id_taken', used_text, held_text, active, 0}
 end
 
 local seconds, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -31,12 +41,18 @@ elseif limit >= 0 and used + held + seconds > limit then
 end
 -- refusals are stored too, so a retried reserve replays the same refusal; settle adds actual and outcome
 if reason ~= 'ok' then
-  redis.call('HSET', KEYS[1], 'state', 'refused', 'reason', reason)
-  redis.call('EXPIRE', KEYS[1], ARGV[9])
+  if not claim then
+    redis.call('HSET', KEYS[1], 'state', 'refused', 'reason', reason)
+    redis.call('EXPIRE', KEYS[1], ARGV[9])
+  end
   return {0, reason, used_text, held_text, active, 0}
 end
+if claim then  -- what an earlier attempt left (its refusal kept by abandon, a settlement) goes
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', claim, ARGV[11], 'EX', ARGV[9])
+end
 redis.call('HSET', KEYS[1], 'seconds', ARGV[2], 'day', day, 'deadline', ARGV[6], 'instance', ARGV[7],
-  'state', 'held', 'reason', reason)
+  'state', 'held', 'reason', reason, 'attempt', ARGV[10])
 
 local now = ARGV[8]
 if now == '' then
