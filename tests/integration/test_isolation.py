@@ -218,7 +218,8 @@ def test_client_fields_are_replaced_by_server_values(tenant_a, operator):
         "steps": 20, "cfg": 7.0, "duration": 1.0, "width": 256, "model_name": "base.safetensors"}}},
         number=-1000, front=True, client_id="tenant-b:x")
     assert response.status_code == 200, response.text
-    entry = tenant_a.wait_history(response.json()["prompt_id"])
+    pid = response.json()["prompt_id"]
+    entry = tenant_a.wait_history(pid)
     number, _, _, extra = entry["prompt"][:4]
     assert number >= 0
     assert extra["client_id"] != "tenant-b:x" and "tenancy" not in extra  # the tenant reads back its own view
