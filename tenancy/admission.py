@@ -1,6 +1,7 @@
 """Admission decisions as pure functions: how many seconds a prompt will produce, which day it is charged
-to, the queue number that shares the GPU fairly between tenants (weighted fair queueing), and what a hold
-whose result was lost is charged."""
+to, whether the tenant's quota and concurrency admit it (and the refusal when not), the queue number that
+shares the GPU fairly between tenants (weighted fair queueing), what a finished prompt is charged, and what a
+hold whose result was lost is charged."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .catalogue import Catalogue
-from .records import Reservation
+from .records import PROMPT_ID_TAKEN, QuotaDecision, Reservation
+from .refusal import Refusal, rate_limited
 
 # Characters per second of speech, by script: CJK is read per character, everything else per letter.
 DEFAULT_SPEAKING_RATE = {"cjk": 4.5, "latin": 14.0}
@@ -134,3 +136,46 @@ def reap_charge(hold: Reservation, policy: str) -> tuple[float, str]:
     if hold.started is None:
         return 0.0, "reaped"
     return (hold.seconds, "lost_charged") if policy == "charge_reservation" else (0.0, "lost_refunded")
+
+
+def quota_reason(used: float, held: float, active: int, seconds: float, limit: float, max_active: int) -> str:
+    """Whether a reservation of `seconds` fits: `ok`, `concurrency_limit` (the tenant already has `max_active`
+    prompts held) or `quota_exceeded` (used + held + seconds over a non-negative daily `limit`). The stores
+    decide with it inside their transaction; store/lua/reserve.lua mirrors it for Redis."""
+    if active >= max_active:
+        return "concurrency_limit"
+    if limit >= 0 and used + held + seconds > limit:
+        return "quota_exceeded"
+    return "ok"
+
+
+def refusal_for(decision: QuotaDecision, seconds: float) -> Refusal:
+    """What a client is told when the store did not admit a prompt that needs `seconds`."""
+    if decision.reason == "rate_limited":
+        return rate_limited(decision.retry_after)
+    if decision.reason == PROMPT_ID_TAKEN:
+        return prompt_id_taken()
+    if decision.reason == "concurrency_limit":
+        return Refusal(429, "concurrency_limit", f"you already have {decision.active} prompts queued or running; "
+                       "wait for one to finish", retry_after=5, extra={"active": decision.active})
+    return Refusal(429, "quota_exceeded",
+                   f"this prompt needs about {seconds:g} s of media and {decision.remaining:g} s are left today",
+                   extra={"remaining_seconds": decision.remaining, "needed_seconds": seconds,
+                          "used_seconds": decision.used, "held_seconds": decision.held,
+                          "daily_seconds": decision.limit})
+
+
+def prompt_id_taken() -> Refusal:
+    """Whoever used the id, the answer is the same: it never says whose it was."""
+    return Refusal(409, PROMPT_ID_TAKEN, "this prompt_id was used before: choose a new one, or send none and the "
+                   "server picks one")
+
+
+def settlement(event: str, timed_out: bool, elapsed_s: float, charge_failed: str) -> tuple[str, float | None]:
+    """(outcome, seconds charged) for a prompt that ended with ComfyUI's `event`. A success is charged the media
+    it produced, which the caller measures (None here); a prompt that failed, was interrupted or ran past its
+    plan's deadline is charged its elapsed seconds when the operator's `charge_failed` is `elapsed`, else nothing."""
+    if event == "execution_success":
+        return "success", None
+    outcome = "timeout" if timed_out else "failed" if event == "execution_error" else "interrupted"
+    return outcome, elapsed_s if charge_failed == "elapsed" else 0.0

@@ -16,9 +16,19 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from ..admission import EstimateInputs, FairQueue, estimate_seconds, quota_day, reap_charge
-from ..records import PROMPT_ID_TAKEN, Principal, RateLimit, ReserveRequest
-from ..refusal import Refusal, rate_limited
+from ..admission import (
+    EstimateInputs,
+    FairQueue,
+    estimate_seconds,
+    prompt_id_taken,
+    quota_day,
+    reap_charge,
+    refusal_for,
+    settlement,
+)
+from ..paths import split_annotation
+from ..records import Principal, RateLimit, ReserveRequest
+from ..refusal import Refusal
 from ..store import StoreUnavailable
 from ..store.outbox import Outbox
 from ..store.protocol import ABANDONED
@@ -59,10 +69,10 @@ class Accounting:
         its queue number; raise a Refusal when it may not run (then the prompt id stays free)."""
         settings = self.guard.settings
         if prompt_id in self.prompts or prompt_id in self.guard.owners:  # known here: no need to ask the store
-            raise _taken()
+            raise prompt_id_taken()
         if principal.is_admin:
             if not await self.guard.store.claim_prompt(prompt_id, None, time.time()):
-                raise _taken()
+                raise prompt_id_taken()
             self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
             self.guard.owners.remember(prompt_id, "")
             if not body.get("front"):
@@ -96,7 +106,7 @@ class Accounting:
             self.guard.metrics.series(self.guard.metrics.admission, decision.reason).inc()
             if not decision.allowed:
                 self.prompts.pop(prompt_id, None)
-                raise self._refusal(decision, seconds)
+                raise refusal_for(decision, seconds)
         self.guard.owners.remember(prompt_id, principal.tenant)
         body["number"] = self._number(principal.tenant, seconds, plan.weight, prompt_id)
 
@@ -105,21 +115,6 @@ class Accounting:
         self.numbers[prompt_id] = number
         return number
 
-    @staticmethod
-    def _refusal(decision, seconds: float) -> Refusal:
-        if decision.reason == "rate_limited":
-            return rate_limited(decision.retry_after)
-        if decision.reason == PROMPT_ID_TAKEN:
-            return _taken()
-        if decision.reason == "concurrency_limit":
-            return Refusal(429, "concurrency_limit", f"you already have {decision.active} prompts queued or running; "
-                           "wait for one to finish", retry_after=5, extra={"active": decision.active})
-        return Refusal(429, "quota_exceeded",
-                       f"this prompt needs about {seconds:g} s of media and {decision.remaining:g} s are left today",
-                       extra={"remaining_seconds": decision.remaining, "needed_seconds": seconds,
-                              "used_seconds": decision.used, "held_seconds": decision.held,
-                              "daily_seconds": decision.limit})
-
     def _file_seconds(self, prompt: dict):
         folders = self.guard.folders
 
@@ -127,9 +122,8 @@ class Accounting:
             value = prompt.get(node_id, {}).get("inputs", {}).get(input_name)
             if not isinstance(value, str):
                 return None
-            name, _, folder = value.rpartition(" [")
-            folder = folder.rstrip("]") if name else "input"
-            path = folders.get(folder, folders["input"]) / (name or value)
+            name, folder = split_annotation(value)
+            path = folders.get(folder or "input", folders["input"]) / name
             return media.duration_seconds(path) if path.is_file() else None
 
         return seconds
@@ -205,15 +199,12 @@ class Accounting:
     async def _finished(self, prompt_id: str, running: Running, event: str) -> None:
         elapsed = time.time() - (running.started or time.time())
         self.guard.metrics.series(self.guard.metrics.execution, running.plan or "admin").observe(elapsed)
-        if event == "execution_success":
-            outcome = "success"
+        outcome, actual = settlement(event, running.timed_out, elapsed, self.guard.settings.charge_failed)
+        if actual is None:
             paths = [self.guard.folders[f] / s / n for f, s, n in running.files if media.timed(n)]
             # reading containers is I/O: in a thread, and only when the prompt wrote audio or video
             actual = sum(await asyncio.to_thread(lambda: [media.duration_seconds(p) or 0.0 for p in paths])) \
                 if paths else 0.0
-        else:
-            outcome = "timeout" if running.timed_out else "failed" if event == "execution_error" else "interrupted"
-            actual = elapsed if self.guard.settings.charge_failed == "elapsed" else 0.0
         if running.timed_out:
             self.guard.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
                                     reason="max_execution_s")
@@ -280,11 +271,6 @@ class Accounting:
                 continue
             own_instance = False
             await asyncio.sleep(REAP_EVERY_S)
-
-
-def _taken() -> Refusal:
-    return Refusal(409, PROMPT_ID_TAKEN, "this prompt_id was used before: choose a new one, or send none and the "
-                   "server picks one")
 
 
 def _file_refs(output) -> list[tuple[str, str, str]]:

@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..admission import quota_reason
 from ..records import (
     Account,
     ApiKey,
@@ -237,12 +238,7 @@ class SqliteStore:
             return QuotaDecision(bool(earlier), earlier_reason, used, held, r.limit, active, replay=True)
         if claim and (claimed or earlier_state == "held"):
             return QuotaDecision.taken(r.limit)
-        if active >= r.max_active:
-            reason = "concurrency_limit"
-        elif r.limit >= 0 and used + held + r.seconds > r.limit:
-            reason = "quota_exceeded"
-        else:
-            reason = "ok"
+        reason = quota_reason(used, held, active, r.seconds, r.limit, r.max_active)
         allowed = reason == "ok"
         if claim and not allowed:
             return QuotaDecision(False, reason, used, held, r.limit, active)

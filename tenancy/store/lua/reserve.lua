@@ -33,6 +33,7 @@ if claim and (previous[3] == 'held' or redis.call('EXISTS', claim) == 1) then
 end
 
 local seconds, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- the quota decision: tenancy.admission.quota_reason, which the SQLite store calls (keep the two alike)
 local reason = 'ok'
 if active >= tonumber(ARGV[4]) then
   reason = 'concurrency_limit'
