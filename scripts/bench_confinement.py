@@ -1,8 +1,10 @@
-"""The execution-layer confinement's cost: two guarded ComfyUIs side by side in one run, one with the audit hook
-(the default), one with TENANCY_EXEC_CONFINEMENT=off, the same 20-node prompt interleaved between them.
+"""The execution-layer confinement's cost: three guarded ComfyUIs side by side in one run, one with the audit hook
+(the default), two with TENANCY_EXEC_CONFINEMENT=off, the same 20-node prompt interleaved between them.
 
 Prints the median execution time of the prompt (ComfyUI's own `execution_start` -> `execution_success` timestamps,
-so HTTP and queueing are not on the clock) on each, their ratio, and the hook's cost per file open a node makes.
+so HTTP and queueing are not on the clock) on each, the hook's ratio to the first server without it, the second
+server without it against the first (the A/A ratio: how far two identical servers differ, the floor under which
+the hook's ratio says nothing), and the hook's cost per file open a node makes.
 Usage: .venv/bin/python scripts/bench_confinement.py [--prompts 200]
 """
 
@@ -89,7 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         servers, clients = {}, {}
-        for name, env in (("hook", {}), ("off", {"TENANCY_EXEC_CONFINEMENT": "off"})):
+        off = {"TENANCY_EXEC_CONFINEMENT": "off"}
+        for name, env in (("hook", {}), ("off", off), ("off again", off)):
             base = Path(tmp) / name
             key = seed(base).keys["heavy"]  # a plan whose limits the benchmark does not reach
             servers[name] = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1", **env}).start()
@@ -106,8 +109,9 @@ def main() -> None:
                 server.stop()
     print(f"{args.prompts} interleaved executions of a 20-node prompt per server (ComfyUI stamps whole ms)")
     for name, measure in (("median", statistics.median), ("trimmed mean", trimmed_mean)):
-        hook, off = measure(samples["hook"]), measure(samples["off"])
-        print(f"execution {name}: hook off {off:.2f} ms   hook on {hook:.2f} ms   ratio {hook / off:.3f}")
+        hook, off, again = (measure(samples[server]) for server in ("hook", "off", "off again"))
+        print(f"execution {name}: hook off {off:.2f} ms   hook on {hook:.2f} ms   ratio {hook / off:.3f}   "
+              f"(A/A: hook off again {again:.2f} ms, ratio {again / off:.3f})")
     without, outside, inside = open_cost_us(20000)
     print(f"open()+close() of a file: {without:.2f} µs without the hook, {outside:.2f} µs with it outside a tenant's "
           f"prompt, {inside:.2f} µs inside one (+{inside - without:.2f} µs per open checked)")
