@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import time
@@ -23,6 +22,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
+from .. import signed
 from ..config import ExternalIdentity
 from ..records import TENANT_ID
 from ..refusal import Refusal
@@ -258,22 +258,13 @@ def pkce_challenge(verifier: str) -> str:
     return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
-def seal(secret: bytes, data: dict) -> str:
-    payload = json.dumps(data, separators=(",", ":")).encode()
-    mac = hmac.new(secret, payload, hashlib.sha256).digest()
-    return f"{_b64(payload)}.{_b64(mac)}"
+def seal(secret: bytes, flow: dict) -> str:
+    return signed.seal(secret, "oidc-flow", flow)
 
 
 def unseal(secret: bytes, token: str, now: float | None = None) -> dict | None:
     """The flow state of a valid, unexpired cookie, else None."""
-    try:
-        payload_text, mac_text = token.split(".", 1)
-        payload = _unb64(payload_text)
-        if not hmac.compare_digest(hmac.new(secret, payload, hashlib.sha256).digest(), _unb64(mac_text)):
-            return None
-        data = json.loads(payload)
-    except (ValueError, TypeError):
-        return None
+    data = signed.unseal(secret, "oidc-flow", token)
     if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
         return None
     return data if data["exp"] >= (time.time() if now is None else now) else None
@@ -302,7 +293,3 @@ def _client() -> aiohttp.ClientSession:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
