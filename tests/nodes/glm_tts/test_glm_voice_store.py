@@ -9,8 +9,9 @@ import stat
 import pytest
 import torch
 
-from nodes import glm_tts_store as store
-from nodes.glm_tts.sealed_voice import (
+from nodes.glm_tts.voice import Voice
+from nodes.glm_tts_comfy import voices as store
+from nodes.glm_tts_comfy.sealed_voice import (
     SHARED_SCOPE,
     VoiceUnreadable,
     read_sealed,
@@ -20,7 +21,6 @@ from nodes.glm_tts.sealed_voice import (
     voice_key,
     write_sealed,
 )
-from nodes.glm_tts.voice import Voice
 
 SECRET = b"test master secret"
 
