@@ -24,10 +24,11 @@ if __package__:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WARMUPS
 
     if _running_prompt_server() is not None:
-        from .nodes.model_folders import register as _register_model_folders
+        from .nodes.shared_comfy.model_folders import register as _register_model_folders
+        from .tenancy.bootstrap import MODEL_FOLDERS
         from .tenancy.comfy.startup import install
 
-        _register_model_folders()
+        _register_model_folders(MODEL_FOLDERS)
         install(_running_prompt_server(), WARMUPS, NODE_CLASS_MAPPINGS.values())
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from nodes.glm_tts import GlmTtsModels, load_glm_tts, make_voice, synthesize  # noqa: E402
 from nodes.glm_tts.campplus import campplus_embedder  # noqa: E402
-from nodes.glm_tts.sealed_voice import seal, unseal, voice_key  # noqa: E402
+from nodes.glm_tts_comfy.sealed_voice import seal, unseal, voice_key  # noqa: E402
 from tests.harness.tiny_models import write_campplus_onnx, write_glm_tts  # noqa: E402
 
 MANIFESTS = REPO / "tests" / "fixtures" / "manifests" / "glm-tts"

@@ -110,10 +110,10 @@ def measure(root: Path, steps: int, resolution: int, duration: float, dtype: str
     from comfy.cli_args import args
 
     args.cpu = not torch.cuda.is_available()
-    from nodes import sonic_models
     from nodes.sonic.haar_detect import HaarFaces
-    from nodes.sonic_files import SonicFolder
-    from nodes.sonic_steps import prepare, render
+    from nodes.sonic_comfy import models as sonic_models
+    from nodes.sonic_comfy.files import SonicFolder
+    from nodes.sonic_comfy.steps import prepare, render
 
     portrait = torch.from_numpy(np.asarray(Image.open(MEDIA / "portrait_astronaut_256.png").convert("RGB")) / 255.0)
     with wave.open(str(MEDIA / "speech_en_16k.wav")) as wav:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .admission import DEFAULT_SPEAKING_RATE
+
 CONFIG_FILE = "config.yaml"
 ENV_CONFIG = "TENANCY_CONFIG"
 
@@ -146,7 +148,7 @@ class Config:
                         choices=("charge_reservation", "refund"))
     charge_failed: str = setting("refund", "failed, cancelled and interrupted prompts: refund, or charge "
                                            "the elapsed compute seconds", choices=("refund", "elapsed"))
-    speaking_rate: dict = setting({"cjk": 4.5, "latin": 14.0}, "characters per second used to estimate speech")
+    speaking_rate: dict = setting(DEFAULT_SPEAKING_RATE, "characters per second used to estimate speech")
     estimates: dict = setting({}, "node class -> estimate rule for packs that declare none "
                                   "(seconds_input | text_input | frames_input + fps_input | seconds)")
     ip_requests_per_minute: float = setting(60.0, "unauthenticated and login/token requests per IP",

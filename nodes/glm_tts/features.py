@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .resample import resample
+from ..shared.resample import resample
 
 
 @dataclass(frozen=True)

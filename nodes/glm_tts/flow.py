@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_state_dict, unwrap_model_dict
+from ..shared.weights import read_checkpoint, unwrap_model_dict
 from .dit import DiT, DiTConfig
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -184,7 +184,7 @@ def load_flow(checkpoint: str | Path, config_yaml: str | Path, device: torch.dev
 
     Upstream hard-codes the DiT size in `Flow.__init__`, so it is read from the checkpoint's shapes (the
     real checkpoint gives the hard-coded 768/18/12; smaller test checkpoints load the same way)."""
-    state = unwrap_model_dict(load_state_dict(checkpoint))
+    state = unwrap_model_dict(read_checkpoint(checkpoint))
     flow = Flow(FlowConfig.from_upstream(read_flow_yaml(config_yaml), dit_size_from_state(state)))
     flow.load_state_dict(state, strict=True)
     return flow.to(device=device, dtype=dtype).eval()

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from .checkpoint import load_state_dict
+from ..shared.weights import read_checkpoint
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ def load_hift(checkpoint: str | Path, cfg: HiFTConfig | None = None, device: tor
     """HiFT from `hift.pt` (either weight-norm key spelling), folded for inference.
 
     Without `cfg`, upstream's 24 kHz configuration with the channel widths read from the checkpoint."""
-    state = modernise_weight_norm_keys(dict(load_state_dict(checkpoint)))
+    state = modernise_weight_norm_keys(dict(read_checkpoint(checkpoint)))
     model = HiFTGenerator(cfg or hift_config_from_state(state))
     model.load_state_dict(state, strict=True)
     return fold_weight_norm(model).to(device=device, dtype=dtype).eval()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .resample import resample
+from ..shared.resample import resample
 
 ANALYSIS_RATE = 16000
 FRAME_S, HOP_S = 0.02, 0.01

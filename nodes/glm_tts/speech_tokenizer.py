@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resample import resample
+from ..shared.resample import resample
 
 SEGMENT_SECONDS = 30
 TOKENIZER_RATE = 16000

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import read_state_dict
+from ..shared.weights import read_state_dict
 
 
 def convert_to_safetensors(path: str | Path, dtype: torch.dtype | None = None) -> Path:

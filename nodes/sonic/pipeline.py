@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..shared.weights import load_weights, read_state_dict, remove_substring, strip_prefix
 from .audio_adapters import (
     Audio2BucketConfig,
     Audio2BucketModel,
@@ -19,7 +20,6 @@ from .audio_adapters import (
     FrameAudio,
     frame_audio,
 )
-from .checkpoint import load_weights, read_state_dict, remove_substring, strip_prefix
 from .config import (
     DEFAULT_MIN_RESOLUTION,
     DEFAULT_SEED,

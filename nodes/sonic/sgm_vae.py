@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .checkpoint import CheckpointError, load_weights
+from ..shared.weights import CheckpointError, load_weights
 from .vae import TemporalVAE, VAEConfig
 
 TEMPORAL_DECODER_KEY = "decoder.mid.block_1.mix_factor"

@@ -1,12 +1,21 @@
-"""What a running node may ask the guard: whose prompt is this, and where the tenancy folder is.
+"""What a running node may ask the guard: whose prompt is this, where the tenancy folder is, the master secret.
 
+The nodes' one door to the guard (the import-linter contract "Nodes reach the guard through one module only"):
+besides the three questions it hands on `paths` and `tenant_data`, the guard's pure rules for names and
+tenant folders, so a node resolves a name exactly as the guard's own file routes do.
 Without the guard (not installed, or `enabled: false`) the tenant is None and global settings apply.
 """
 
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 from pathlib import Path
+
+from .. import bootstrap, paths, tenant_data
+from .. import config as config_module
+
+__all__ = ["current_tenant", "master_secret", "paths", "tenancy_dir", "tenant_data"]
 
 _guard = None
 
@@ -40,3 +49,29 @@ def tenancy_dir() -> Path:
     from .startup import config_path
 
     return config_path().parent
+
+
+def master_secret() -> bytes:
+    """The server's master secret (config `master_secret_file`, generated 0600 at first start), read once: voices
+    are sealed with keys derived from it, and every voice save and load asks for it."""
+    if _guard is not None:
+        return _secret_at(_guard.settings.path(_guard.settings.master_secret_file))
+    from .startup import config_path
+
+    return _secret_at(_secret_path_in(config_path()))
+
+
+@lru_cache(maxsize=8)
+def _secret_path_in(config_file: Path) -> Path:
+    """Where the config at `config_file` keeps the master secret (the YAML is read and validated once)."""
+    settings = config_module.load(config_file)
+    return settings.path(settings.master_secret_file)
+
+
+@lru_cache(maxsize=8)
+def _secret_at(path: Path) -> bytes:
+    # A missing file is not cached (lru_cache keeps no exceptions): `python -m tenancy init` fixes it live.
+    if not path.is_file():
+        raise FileNotFoundError(f"master_secret_missing: {path} does not exist; run `python -m tenancy init` "
+                                "(voices are encrypted with a key derived from it)")
+    return bootstrap.read_secret(path)

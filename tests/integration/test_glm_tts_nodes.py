@@ -119,7 +119,7 @@ def test_a_voice_is_checked_cloned_saved_and_speaks_in_one_run(tenant_a, a_clone
 
 
 def test_the_saved_voice_is_encrypted_at_rest(a_clone, tenancy_dir):
-    from nodes.glm_tts.sealed_voice import read_sealed, voice_key
+    from nodes.glm_tts_comfy.sealed_voice import read_sealed, voice_key
     from tenancy.bootstrap import read_secret
 
     path = tenancy_dir / "tenants" / "tenant-a" / "voices" / "a-narrator.voice"

@@ -14,7 +14,7 @@ from nodes.glm_tts.features import (
     slaney_mel_filterbank,
     speaker_fbank,
 )
-from nodes.glm_tts.resample import resample, sinc_resample_kernel
+from nodes.shared.resample import resample, sinc_resample_kernel
 
 NAME = "features"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.glm_tts.profile import ProfileError, Sampling, TtsProfile, load_profile, parse_layer
+from nodes.glm_tts_comfy.profile import ProfileError, Sampling, TtsProfile, load_profile, parse_layer
 
 
 def write(path: Path, text: str) -> Path:

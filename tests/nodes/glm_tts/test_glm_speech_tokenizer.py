@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nodes.glm_tts.resample import resample
 from nodes.glm_tts.speech_tokenizer import TOKENIZER_RATE, load_speech_tokenizer
+from nodes.shared.resample import resample
 
 NAME = "speech_tokenizer"
 

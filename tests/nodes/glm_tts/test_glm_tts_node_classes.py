@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nodes import model_folders
-from nodes.glm_tts_nodes import NODE_CLASS_MAPPINGS, GlmTtsLoadVoice, GlmTtsSaveVoice, model_choices, model_root
+from nodes.glm_tts_comfy.loading import model_choices, model_root
+from nodes.glm_tts_comfy.nodes import NODE_CLASS_MAPPINGS, GlmTtsLoadVoice, GlmTtsSaveVoice
+from nodes.shared_comfy import model_folders
 
 
 def test_every_node_is_in_the_glm_tts_category_and_declares_tenancy_meta():

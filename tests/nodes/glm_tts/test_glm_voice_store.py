@@ -9,8 +9,9 @@ import stat
 import pytest
 import torch
 
-from nodes import glm_tts_store as store
-from nodes.glm_tts.sealed_voice import (
+from nodes.glm_tts.voice import Voice
+from nodes.glm_tts_comfy import voices as store
+from nodes.glm_tts_comfy.sealed_voice import (
     SHARED_SCOPE,
     VoiceUnreadable,
     read_sealed,
@@ -20,7 +21,6 @@ from nodes.glm_tts.sealed_voice import (
     voice_key,
     write_sealed,
 )
-from nodes.glm_tts.voice import Voice
 
 SECRET = b"test master secret"
 
@@ -180,3 +180,23 @@ def test_upstream_strings_follow_links_transitively_and_survive_cycles():
     prompt = {"1": {"inputs": {"a": "x.wav", "b": ["2", 0]}}, "2": {"inputs": {"c": "y.wav", "d": ["1", 0]}},
               "3": {"inputs": {"audio": ["1", 0]}}}
     assert sorted(store.upstream_strings(prompt, "3", "audio")) == ["x.wav", "y.wav"]
+
+
+def test_the_master_secret_is_read_once_not_on_every_voice_save_and_load(tmp_path, monkeypatch):
+    from nodes.shared_comfy.guard import context
+    from tenancy import bootstrap
+    from tenancy import config as config_module
+
+    config_path = tmp_path / "tenancy" / "config.yaml"
+    bootstrap.initialise(config_path.parent, config_path)
+    monkeypatch.setenv(config_module.ENV_CONFIG, str(config_path))
+    secret_file = config_path.parent / "master.secret"
+    secret_file.unlink()
+    with pytest.raises(FileNotFoundError, match="master_secret_missing"):
+        context.master_secret()
+    bootstrap.write_secret(secret_file)  # `init` run while the server is up: no restart needed
+    secret = context.master_secret()
+    assert secret == bootstrap.read_secret(secret_file)
+    monkeypatch.setattr(config_module, "load", lambda *_: pytest.fail("the config was read again"))
+    monkeypatch.setattr(bootstrap, "read_secret", lambda *_: pytest.fail("the secret was read again"))
+    assert context.master_secret() == secret

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from nodes.shared.weights import load_weights
 from nodes.sonic.audio_adapters import (
     Audio2BucketConfig,
     Audio2BucketModel,
@@ -14,7 +15,6 @@ from nodes.sonic.audio_adapters import (
     AudioProjModel,
     frame_audio,
 )
-from nodes.sonic.checkpoint import load_weights
 from nodes.sonic.config import from_mapping
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from nodes.sonic.checkpoint import CheckpointError, load_weights, read_state_dict, remove_substring, strip_prefix
+from nodes.shared.weights import CheckpointError, load_weights, read_state_dict, remove_substring, strip_prefix
 
 
 def test_torch_zip_and_safetensors_are_recognised_whatever_the_extension(tmp_path):

@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nodes import sonic_models
 from nodes.sonic import FaceBox
 from nodes.sonic.image_encoder import image_embeds, load_image_encoder
 from nodes.sonic.sgm_vae import config_from_state, load_sgm_vae, to_diffusers
 from nodes.sonic.vae import TemporalVAE
-from nodes.sonic_files import SonicFolder
-from nodes.sonic_steps import prepare, render
+from nodes.sonic_comfy import models as sonic_models
+from nodes.sonic_comfy.files import SonicFolder
+from nodes.sonic_comfy.steps import prepare, render
 from tests.conftest import FIXTURES
 from tests.harness.comfyui import comfyui_root
 from tests.harness.tiny_models import FixedFaces, write_sonic

@@ -7,7 +7,7 @@ import collections
 import pytest
 import torch
 
-from nodes.sonic.checkpoint import read_state_dict
+from nodes.shared.weights import read_state_dict
 from nodes.sonic.convert import convert_to_safetensors, main
 
 

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 import nodes.sonic.denoise as denoise_module
+from nodes.shared.weights import load_weights
 from nodes.sonic.audio_adapters import FrameAudio
-from nodes.sonic.checkpoint import load_weights
 from nodes.sonic.config import read_config
 from nodes.sonic.denoise import DenoiseConditions, decode_latents, denoise, window_frames
 from nodes.sonic.image_encoder import image_embeds, load_image_encoder

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from nodes.shared.weights import remove_substring, strip_prefix
 from nodes.sonic.audio_adapters import Audio2BucketConfig, Audio2BucketModel, AudioProjConfig, AudioProjModel
-from nodes.sonic.checkpoint import remove_substring, strip_prefix
 from nodes.sonic.config import from_mapping
 from nodes.sonic.rife import IFNet, block_width
 from nodes.sonic.unet import SonicUNet, UNetConfig

@@ -12,9 +12,9 @@ import torch
 from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from nodes.sonic import Detection, FaceBox, load_sonic_models
 from nodes.sonic.haar_detect import HaarFaces
-from nodes.sonic_faces import NoFaceFound, YoloFaces, face_detector, pick_face
-from nodes.sonic_files import AUTO, LICENCE, MissingSonicFile, SonicFolder
-from nodes.sonic_steps import prepare, render
+from nodes.sonic_comfy.faces import NoFaceFound, YoloFaces, face_detector, pick_face
+from nodes.sonic_comfy.files import AUTO, LICENCE, MissingSonicFile, SonicFolder
+from nodes.sonic_comfy.steps import prepare, render
 from tests.conftest import FIXTURES
 from tests.harness.tiny_models import FixedFaces, write_face_detector_stub, write_sonic
 
@@ -57,7 +57,8 @@ def test_nodes_are_registered_under_names_that_do_not_clash_with_smthemex():
         assert NODE_DISPLAY_NAME_MAPPINGS[name].startswith("Sonic ")
         assert cls.CATEGORY == "talking head/Sonic"
         assert isinstance(cls.TENANCY_META, dict)
-    assert NODE_CLASS_MAPPINGS["SonicSampler"].TENANCY_META["restricted"] == ["inference_steps", "dynamic_scale"]
+    # Plan limits on steps and scales come from the config (`DEFAULT_FORBIDDEN`), not from the node.
+    assert NODE_CLASS_MAPPINGS["SonicSampler"].TENANCY_META == {}
     assert NODE_CLASS_MAPPINGS["SonicPreprocess"].TENANCY_META["estimate"] == {
         "seconds_input": "duration", "audio_link": "audio"}
 

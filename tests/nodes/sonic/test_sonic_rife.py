@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nodes.sonic.checkpoint import read_state_dict, remove_substring
+from nodes.shared.weights import read_state_dict, remove_substring
 from nodes.sonic.pipeline import RIFE_KEY_PART, interpolate, load_rife
 from nodes.sonic.rife import block_width
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from nodes.shared.weights import load_weights
 from nodes.sonic.attention import face_mask_weights
-from nodes.sonic.checkpoint import load_weights
 from nodes.sonic.config import read_config
 from nodes.sonic.unet import SonicUNet, UNetConfig
 from tests.nodes.sonic.conftest import parity_root

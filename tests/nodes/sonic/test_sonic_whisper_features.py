@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nodes.sonic.checkpoint import load_weights, strip_prefix
+from nodes.shared.weights import load_weights, strip_prefix
 from nodes.sonic.config import read_config
 from nodes.sonic.whisper import WhisperEncoder, WhisperEncoderConfig
 from nodes.sonic.whisper_features import (

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nodes import NODE_CLASS_MAPPINGS
-from nodes.sonic_files import SonicFolder
+from nodes.sonic_comfy.files import SonicFolder
 from tests.conftest import FIXTURES
 
 WORKFLOWS = FIXTURES.parents[1] / "workflows"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .glm_tts.resample import resample
+from ..shared.resample import resample
 
 
 def to_mono(audio: dict, target_rate: int) -> torch.Tensor:

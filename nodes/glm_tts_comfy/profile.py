@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .g2p import parse_dictionary
+from ..glm_tts.g2p import parse_dictionary
 
 PROFILE_FILE = "tts.yaml"
 RATE_RANGE = (8000, 96000)

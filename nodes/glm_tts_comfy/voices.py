@@ -12,11 +12,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 
-from .glm_tts.profile import PROFILE_FILE, TtsProfile, load_profile
-from .glm_tts.sealed_voice import read_sealed, scope_of, voice_key, write_sealed
-from .glm_tts.voice import Voice
+from ..glm_tts.voice import Voice
+from ..shared_comfy.guard import context
+from .profile import PROFILE_FILE, TtsProfile, load_profile
+from .sealed_voice import read_sealed, scope_of, voice_key, write_sealed
 
 log = logging.getLogger("glm_tts")
 VOICES = "voices"
@@ -32,41 +32,10 @@ class VoiceRefused(PermissionError):
     reason = "voice_refused"
 
 
-def tenancy() -> SimpleNamespace:
-    """The guard's modules, imported relative to the plugin inside ComfyUI and from the repo root outside."""
-    try:
-        from ..tenancy import bootstrap, config, paths, tenant_data
-        from ..tenancy.comfy import context, startup
-    except ImportError:
-        from tenancy import bootstrap, config, paths, tenant_data
-        from tenancy.comfy import context, startup
-    return SimpleNamespace(bootstrap=bootstrap, config=config, paths=paths, tenant_data=tenant_data,
-                           context=context, startup=startup)
-
-
-def current_tenant() -> str | None:
-    return tenancy().context.current_tenant()
-
-
-def tenancy_dir() -> Path:
-    return Path(tenancy().context.tenancy_dir())
-
-
-def master_secret() -> bytes:
-    """The server's master secret (config `master_secret_file`, generated 0600 at first start)."""
-    t = tenancy()
-    settings = t.config.load(t.startup.config_path())
-    path = settings.path(settings.master_secret_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"master_secret_missing: {path} does not exist; run `python -m tenancy init` "
-                                "(voices are encrypted with a key derived from it)")
-    return t.bootstrap.read_secret(path)
-
-
 # -- profiles ---------------------------------------------------------------------------------------
 
 def profile_paths(root: Path, tenant: str | None) -> tuple[Path, Path | None]:
-    tenant_dir = tenancy().tenant_data.tenant_dir
+    tenant_dir = context.tenant_data.tenant_dir
     return tenant_dir(root, None) / PROFILE_FILE, (tenant_dir(root, tenant) / PROFILE_FILE if tenant else None)
 
 
@@ -79,17 +48,16 @@ def profile_for(root: Path, tenant: str | None) -> TtsProfile:
 
 def voice_names(root: Path, tenant: str | None) -> list[str]:
     """The tenant's own voices, then the shared ones as `shared/<name>`."""
-    return tenancy().tenant_data.list_items(root, tenant, VOICES)
+    return context.tenant_data.list_items(root, tenant, VOICES)
 
 
 def check_voice_name(name: str) -> str:
     """A voice name is a plain name, or `shared/<plain name>`; anything path-like is refused."""
-    t = tenancy()
     plain = name[len(SHARED_PREFIX):] if name.startswith(SHARED_PREFIX) else name
     try:
-        if t.tenant_data.item_name(plain) != plain:
-            raise t.paths.PathRefused("not in its simplest form")
-    except t.paths.PathRefused as exc:
+        if context.tenant_data.item_name(plain) != plain:
+            raise context.paths.PathRefused("not in its simplest form")
+    except context.paths.PathRefused as exc:
         raise VoiceRefused(f"voice_name_invalid: {name!r} is not a voice name ({exc})") from None
     return name
 
@@ -100,7 +68,7 @@ def voice_location(root: Path, tenant: str | None, name: str, writing: bool = Fa
     shared = check_voice_name(name).startswith(SHARED_PREFIX)
     if shared and writing and tenant is not None:
         raise VoiceRefused(f"voice_shared_read_only: {name!r} is a shared voice; only an operator can publish one")
-    return tenancy().tenant_data.item_path(root, tenant, VOICES, name), scope_of(tenant, shared)
+    return context.tenant_data.item_path(root, tenant, VOICES, name), scope_of(tenant, shared)
 
 
 def save_voice(root: Path, tenant: str | None, name: str, voice: Voice, secret: bytes,
@@ -203,7 +171,7 @@ def prompt_audio_files(prompt: Mapping, node_id: str, input_dir: Path, tenant: s
     source = prompt.get(str(link[0])) if isinstance(link, list) and link else None
     if not source or source.get("class_type") != voice_class:
         return []
-    paths = tenancy().paths
+    paths = context.paths
     found: list[Path] = []
     for value in upstream_strings(prompt, str(link[0]), "audio"):
         name, folder = paths.split_annotation(value)
@@ -220,8 +188,7 @@ def prompt_audio_files(prompt: Mapping, node_id: str, input_dir: Path, tenant: s
 
 def delete_files(files: list[Path], input_dir: Path, tenant: str | None) -> list[str]:
     """Delete the files; returns their names as the tenant sees them (relative to its input folder)."""
-    t = tenancy()
-    base = Path(os.path.realpath(input_dir / t.paths.tenant_root(tenant) if tenant else input_dir))
+    base = Path(os.path.realpath(input_dir / context.paths.tenant_root(tenant) if tenant else input_dir))
     deleted = []
     for path in files:
         path.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sonic import SonicPaths
+from ..sonic import SonicPaths
 
 FOLDER = "sonic"
 LICENCE = "Sonic's weights are CC BY-NC-SA 4.0: non-commercial use only."
@@ -48,7 +48,7 @@ class SonicFolder:
 
     @classmethod
     def from_comfy(cls) -> SonicFolder:
-        from .model_folders import roots
+        from ..shared_comfy.model_folders import roots
 
         return cls(tuple(roots(FOLDER)))
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .audio import seconds, to_mono
-from .sonic import FaceBox, SonicCondition, SonicModels, SonicSettings, interpolate, preprocess, sample
-from .sonic.denoise import ProgressCallback, window_frames
-from .sonic.whisper_features import AUDIO_FRAMES_PER_SECOND, MelConfig
-from .sonic_faces import FaceDetector, pick_face
+from ..shared_comfy.audio import seconds, to_mono
+from ..sonic import FaceBox, SonicCondition, SonicModels, SonicSettings, interpolate, preprocess, sample
+from ..sonic.denoise import ProgressCallback, window_frames
+from ..sonic.whisper_features import AUDIO_FRAMES_PER_SECOND, MelConfig
+from .faces import FaceDetector, pick_face
 
 log = logging.getLogger("sonic")
 

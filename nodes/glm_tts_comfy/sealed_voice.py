@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .voice import Voice
+from ..glm_tts.voice import Voice
 
 MAGIC = b"GLMTTS-VOICE\x01"
 NONCE_BYTES = 12

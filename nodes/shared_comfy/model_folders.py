@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-FOLDERS = {"sonic": ("sonic",), "glm_tts": ("glm_tts",)}
 
-
-def register() -> None:
-    """Called once at plugin import inside ComfyUI: models/sonic and models/glm_tts become known folders."""
+def register(names: Iterable[str]) -> None:
+    """Called once at plugin import inside ComfyUI with the guard's list (`tenancy.bootstrap.MODEL_FOLDERS`, the
+    folders `init` creates): models/<name> becomes a known folder for each."""
     import folder_paths
 
-    for name in FOLDERS:
+    for name in names:
         default = str(Path(folder_paths.models_dir) / name)
         if name in folder_paths.folder_names_and_paths:
             paths = folder_paths.folder_names_and_paths[name][0]

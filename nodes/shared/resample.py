@@ -1,6 +1,7 @@
 """Band-limited sinc resampling with a Hann-windowed kernel (the torchaudio Resample algorithm).
 
-GLM-TTS resamples its prompt with torchaudio's default resampler; this reproduces it without torchaudio.
+GLM-TTS resamples its prompt with torchaudio's default resampler; this reproduces it without torchaudio, and
+the ComfyUI glue of both families uses it for AUDIO values at other rates.
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .sonic import SonicModels, SonicPaths, load_sonic_models
-from .sonic.sgm_vae import load_sgm_vae
-from .sonic_faces import forget_detectors
-from .sonic_files import AUTO, SonicFolder
+from ..sonic import SonicModels, SonicPaths, load_sonic_models
+from ..sonic.sgm_vae import load_sgm_vae
+from .faces import forget_detectors
+from .files import AUTO, SonicFolder
 
 log = logging.getLogger("sonic")
 

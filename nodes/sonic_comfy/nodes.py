@@ -1,18 +1,18 @@
-"""Sonic talking-head nodes for ComfyUI: loader, preprocess, sampler (V1 classes, thin over `nodes/sonic*`).
+"""Sonic talking-head nodes for ComfyUI: loader, preprocess, sampler (V1 classes, thin over `nodes/sonic`).
 
 Names differ from smthemex/ComfyUI_Sonic's (`SONICTLoader`, `SONIC_PreData`, `SONICSampler`) so both packs can
 be installed side by side. Nothing here imports ComfyUI at import time; `TENANCY_META` tells the guard which
-inputs are durations, resolutions and plan-restricted parameters.
+inputs are durations and resolutions, and how to estimate a run's length.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from .progress import comfy_progress
-from .sonic.config import read_config
-from .sonic.whisper_features import MelConfig
-from .sonic_files import AUTO, LICENCE, SonicFolder
+from ..shared_comfy.progress import comfy_progress
+from ..sonic.config import read_config
+from ..sonic.whisper_features import MelConfig
+from .files import AUTO, LICENCE, SonicFolder
 
 CATEGORY = "talking head/Sonic"
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -29,7 +29,7 @@ class SonicLoader:
     RETURN_TYPES = ("SONIC_MODEL",)
     RETURN_NAMES = ("sonic_model",)
     FUNCTION = "load"
-    TENANCY_META: ClassVar[dict] = {"file_inputs": []}
+    TENANCY_META: ClassVar[dict] = {}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -51,7 +51,7 @@ class SonicLoader:
         }
 
     def load(self, unet: str, dtype: str, vae=None, clip_vision=None) -> tuple:
-        from .sonic_models import load
+        from .models import load
 
         return (load(SonicFolder.from_comfy(), unet, dtype, vae, clip_vision),)
 
@@ -67,7 +67,6 @@ class SonicPreprocess:
     RETURN_NAMES = ("condition", "crop_preview")
     FUNCTION = "prepare"
     TENANCY_META: ClassVar[dict] = {
-        "file_inputs": [],
         "duration_inputs": ["duration"],
         "resolution_inputs": ["min_resolution"],
         "estimate": {"seconds_input": "duration", "audio_link": "audio"},
@@ -94,8 +93,8 @@ class SonicPreprocess:
     def prepare(self, image, audio, duration, min_resolution, expand_ratio, use_whole_image_if_no_face) -> tuple:
         import comfy.model_management
 
-        from .sonic_faces import face_detector
-        from .sonic_steps import prepare
+        from .faces import face_detector
+        from .steps import prepare
 
         folder = SonicFolder.from_comfy()
         mel_file = folder.mel_config()
@@ -121,7 +120,7 @@ class SonicSampler:
     RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
     RETURN_NAMES = ("frames", "audio", "fps")
     FUNCTION = "sample"
-    TENANCY_META: ClassVar[dict] = {"restricted": ["inference_steps", "dynamic_scale"]}
+    TENANCY_META: ClassVar[dict] = {}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -144,8 +143,8 @@ class SonicSampler:
 
     def sample(self, sonic_model, condition, seed, inference_steps, dynamic_scale, ip_audio_scale, interpolate,
                unique_id=None) -> tuple:
-        from .sonic_models import free_cached_memory, on_device
-        from .sonic_steps import render
+        from .models import free_cached_memory, on_device
+        from .steps import render
 
         rendered = render(
             on_device(sonic_model),

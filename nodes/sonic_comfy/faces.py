@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .sonic import Detection, FaceBox, detect_faces, largest_face
-from .sonic.haar_detect import HaarFaces
+from ..sonic import Detection, FaceBox, detect_faces, largest_face
+from ..sonic.haar_detect import HaarFaces
 
 log = logging.getLogger("sonic")
 
