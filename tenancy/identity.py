@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from . import bootstrap
 from .config import Config
-from .records import TENANT_ID, ApiKey, Principal, RefreshToken, Tenant
+from .records import TENANT_ID, TENANT_ROLES, ApiKey, Principal, RefreshToken, Tenant
 from .store import Store
 
 KEY_PREFIX = "ct_"
@@ -187,7 +187,7 @@ class ExternalVerifier:
         role = claims.get(ext.role_claim, "member")
         tenant = claims.get(ext.tenant_claim)
         # The provider vouches for tenant members; operators are made here, never by a claim.
-        if role not in ("member", "tenant_admin"):
+        if role not in TENANT_ROLES:
             raise Refused("invalid_token", f"role {role!r} cannot come from the identity provider")
         if not isinstance(tenant, str) or not TENANT_ID.match(tenant):
             raise Refused("invalid_token", f"the token has no valid `{ext.tenant_claim}` claim")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
-ROLES = ("member", "tenant_admin", "admin")
+TENANT_ROLES = ("member", "tenant_admin")  # what a tenant's people may be (and an identity provider may say)
 
 
 @dataclass(frozen=True)

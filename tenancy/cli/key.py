@@ -7,7 +7,7 @@ import sys
 import time
 
 from .. import accounts, identity
-from .common import add_store_options, parse_duration, run_with_store
+from .common import add_location_options, parse_duration, run_with_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     token.add_argument("tenant")
     token.add_argument("--ttl", type=parse_duration, help="lifetime (default from the config, at most 2h)")
     for sub in (create, listing, revoke, token):
-        add_store_options(sub)
+        add_location_options(sub)
         sub.set_defaults(run=run)
 
 

@@ -8,12 +8,12 @@ import datetime as dt
 import sys
 from collections import defaultdict
 
-from .common import add_store_options, run_with_store
+from .common import add_location_options, run_with_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("usage", help="export usage (the ledger) for billing", description=__doc__)
-    add_store_options(parser)
+    add_location_options(parser)
     parser.add_argument("--tenant", help="only this tenant")
     parser.add_argument("--since", type=_date, help="from this day on (YYYY-MM-DD, UTC)")
     parser.add_argument("--csv", action="store_true", help="every ledger entry as CSV instead of a daily summary")
