@@ -8,6 +8,7 @@ import time
 
 from . import identity
 from .records import TENANT_ROLES, Account, ApiKey, Tenant, check_tenant_id, check_username
+from .refusal import Refusal
 from .store import Store
 
 OPERATOR_KEY_NAME = "first-start operator key"
@@ -15,6 +16,9 @@ OPERATOR_KEY_NAME = "first-start operator key"
 
 class AdminError(ValueError):
     """An administration request that cannot be done, in words."""
+
+    def to_refusal(self) -> Refusal:
+        return Refusal(400, "invalid_request", str(self))
 
 
 async def add_tenant(store: Store, tenant_id: str, plan: str, plans: dict, tags: tuple[str, ...] = ()) -> Tenant:

@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"key id {record.key_id}: shown once, stored hashed", file=sys.stderr)
         elif args.action == "list":
             for record in await store.list_keys(args.tenant):
-                state = "revoked" if record.revoked else "expired" if record.expires and record.expires < time.time() \
-                    else "active"
-                print(f"{record.key_id}\t{record.tenant or '(operator)'}\t{record.name}\t{state}")
+                print(f"{record.key_id}\t{record.tenant or '(operator)'}\t{record.name}\t{record.state(time.time())}")
         elif not await store.revoke_key(args.key_id):
             raise accounts.AdminError(f"no key {args.key_id}")
         else:

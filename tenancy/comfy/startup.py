@@ -16,7 +16,7 @@ from ..paths import TENANTS_DIR
 from ..store import StoreUnavailable, open_store
 from ..store.breaker import Breaker
 from . import (
-    admin_api,
+    admin,
     context,
     execution_confinement,
     file_surfaces,
@@ -75,7 +75,7 @@ def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | 
     context.attach(guard)
     register_surfaces(guard)
     tenancy_routes.add_routes(server.routes, guard)
-    admin_api.add_routes(server.routes, guard)
+    admin.add_routes(server.routes, guard)
     oidc.add_routes(server.routes, guard)
     server.app.middlewares.insert(0, guard.middleware)
     websocket.install_message_routing(guard)
