@@ -49,6 +49,12 @@ def manager_of(request: web.Request, tenant_id: str) -> Principal:
     raise Refusal(403, "admin_only", "only operators and this tenant's tenant_admins may do this")
 
 
+def managed_tenant(request: web.Request) -> tuple[str, Principal]:
+    """The tenant the route names, and the caller, who manages it."""
+    tenant_id = request.match_info["tenant_id"]
+    return tenant_id, manager_of(request, tenant_id)
+
+
 # -- request parsing ----------------------------------------------------------------------------------------
 
 async def json_object(request: web.Request) -> dict:

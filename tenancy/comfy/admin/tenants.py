@@ -12,7 +12,7 @@ from aiohttp import web
 from ... import accounts, identity
 from ...records import TENANT_ROLES, Account, ApiKey, Tenant
 from ...refusal import Refusal
-from .request import AdminHandlers, admin_call, invalid, json_object, manager_of, operator, text
+from .request import AdminHandlers, admin_call, invalid, json_object, managed_tenant, manager_of, operator, text
 
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 STATUSES = ("active", "disabled")
@@ -69,15 +69,13 @@ class TenantsApi(AdminHandlers):
 
     # -- members -------------------------------------------------------------------------------------------
     async def list_members(self, request: web.Request) -> web.Response:
-        tenant_id = request.match_info["tenant_id"]
-        manager_of(request, tenant_id)
+        tenant_id, _ = managed_tenant(request)
         await self.tenant_or_404(tenant_id)
         members = [_member_json(a) for a in await self.guard.store.list_accounts(tenant_id) if a.tenant == tenant_id]
         return web.json_response({"tenant": tenant_id, "members": members})
 
     async def create_member(self, request: web.Request) -> web.Response:
-        tenant_id = request.match_info["tenant_id"]
-        principal = manager_of(request, tenant_id)
+        tenant_id, principal = managed_tenant(request)
         body = await json_object(request)
         username, role = text(body, "username"), text(body, "role", "member")
         password = body.get("password")
@@ -98,8 +96,8 @@ class TenantsApi(AdminHandlers):
         return web.json_response(answer, status=201)
 
     async def update_member(self, request: web.Request) -> web.Response:
-        tenant_id, username = request.match_info["tenant_id"], request.match_info["username"]
-        principal = manager_of(request, tenant_id)
+        tenant_id, principal = managed_tenant(request)
+        username = request.match_info["username"]
         body = await json_object(request)
         account = await self.guard.store.get_account(username)
         if account is None or account.tenant != tenant_id:
@@ -128,14 +126,12 @@ class TenantsApi(AdminHandlers):
         return web.json_response({"keys": [_key_json(k) for k in await self.guard.store.list_keys(tenant)]})
 
     async def list_tenant_keys(self, request: web.Request) -> web.Response:
-        tenant_id = request.match_info["tenant_id"]
-        manager_of(request, tenant_id)
+        tenant_id, _ = managed_tenant(request)
         keys = [_key_json(k) for k in await self.guard.store.list_keys(tenant_id) if k.tenant == tenant_id]
         return web.json_response({"tenant": tenant_id, "keys": keys})
 
     async def create_key(self, request: web.Request) -> web.Response:
-        tenant_id = request.match_info["tenant_id"]
-        principal = manager_of(request, tenant_id)
+        tenant_id, principal = managed_tenant(request)
         body = await json_object(request)
         name = text(body, "name", "api")
         expires_in = body.get("expires_in_s")
