@@ -42,15 +42,17 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from tenancy.records import ReserveRequest
 from tenancy.store.protocol import KEPT_S
-from tenancy.store.redis import GCRA, RESERVE, RedisStore, _admission_keys, _reserve_arguments
+from tenancy.store.redis import RedisStore
+from tenancy.store.redis_layout import admission_keys, reserve_arguments
+from tenancy.store.redis_scripts import GCRA, RESERVE
 from tenancy.store.sqlite import SqliteStore
 
 TRIVIAL_SCRIPT = "return 1"
 # A reservation of a new prompt, as the store sends it; `__rand_int__` makes the ids new (redis-benchmark -r)
 BENCH_RESERVATION = ReserveRequest(tenant="bench", prompt_id="p__rand_int__", seconds=5.0, limit=-1,
                                    max_active=1_000_000, day="2026-11-22", deadline=9999999999.0, instance="bench")
-RESERVE_CALL = (RESERVE.sha, "4", *_admission_keys("bench", "__rand_int__"),
-                *map(str, _reserve_arguments(BENCH_RESERVATION, KEPT_S)))
+RESERVE_CALL = (RESERVE.sha, "4", *admission_keys("bench", "__rand_int__"),
+                *map(str, reserve_arguments(BENCH_RESERVATION, KEPT_S)))
 BATCHES = itertools.count()  # each run of `pairs` takes prompt ids of its own
 
 

@@ -7,7 +7,8 @@ import secrets
 import time
 
 from . import identity
-from .records import Account, ApiKey, Tenant, check_tenant_id, check_username
+from .records import TENANT_ROLES, Account, ApiKey, Tenant, check_tenant_id, check_username
+from .refusal import Refusal
 from .store import Store
 
 OPERATOR_KEY_NAME = "first-start operator key"
@@ -15,6 +16,9 @@ OPERATOR_KEY_NAME = "first-start operator key"
 
 class AdminError(ValueError):
     """An administration request that cannot be done, in words."""
+
+    def to_refusal(self) -> Refusal:
+        return Refusal(400, "invalid_request", str(self))
 
 
 async def add_tenant(store: Store, tenant_id: str, plan: str, plans: dict, tags: tuple[str, ...] = ()) -> Tenant:
@@ -43,7 +47,7 @@ async def add_account(store: Store, username: str, password: str, tenant_id: str
     check_username(username)
     if tenant_id is not None and await store.get_tenant(tenant_id) is None:
         raise AdminError(f"no tenant {tenant_id}")
-    if role not in (("member", "tenant_admin") if tenant_id else ("admin",)):
+    if role not in (TENANT_ROLES if tenant_id else ("admin",)):
         raise AdminError(f"role {role!r} does not fit {'a tenant member' if tenant_id else 'an operator'}")
     if await store.get_account(username):
         raise AdminError(f"username {username} is taken")

@@ -21,6 +21,7 @@ from .admission import DEFAULT_SPEAKING_RATE
 
 CONFIG_FILE = "config.yaml"
 ENV_CONFIG = "TENANCY_CONFIG"
+REQUIRE_GUARD_ENV = "TENANCY_REQUIRE_GUARD"  # "1": a guard that cannot install stops ComfyUI (set by `serve`)
 
 
 class ConfigError(ValueError):
@@ -171,9 +172,6 @@ class Config:
         """A path setting resolved against the config file's folder."""
         p = Path(os.path.expanduser(relative))
         return p if p.is_absolute() else Path(self.base_dir) / p
-
-    def plan(self, name: str) -> Plan:
-        return self.plans[name]
 
 
 # -- loading ---------------------------------------------------------------------------------------

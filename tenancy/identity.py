@@ -20,21 +20,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from . import bootstrap
 from .config import Config
-from .records import TENANT_ID, ApiKey, Principal, RefreshToken, Tenant
+from .records import TENANT_ID, TENANT_ROLES, ApiKey, Principal, RefreshToken, Tenant
+from .refusal import Refusal
 from .store import Store
 
 KEY_PREFIX = "ct_"
 ACCESS_TYP = "at+jwt"
 MAX_ACCESS_TTL_S = 7200
 _hasher = PasswordHasher()
-
-
-class Refused(Exception):
-    """A credential was presented and is not acceptable. `reason` is the stable code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 # -- API keys ------------------------------------------------------------------------------------------
@@ -129,27 +122,27 @@ def mint_access(settings: TokenSettings, subject: str, tenant: str | None, role:
 
 def verify_access(settings: TokenSettings, token: str) -> dict:
     """The claims of a valid access token (ours, or the external provider's mapped to ours);
-    raises Refused otherwise."""
+    raises a 401 Refusal otherwise."""
     if not token.isascii():
-        raise Refused("invalid_token", "malformed token")
+        raise Refusal(401, "invalid_token", "malformed token")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
-        raise Refused("invalid_token", f"malformed token: {exc}") from None
+        raise Refusal(401, "invalid_token", f"malformed token: {exc}") from None
     by_kid = {key_id(s): s for s in settings.secrets}
     secret = by_kid.get(header.get("kid", ""))
     if secret is None and settings.external is not None:
         return settings.external.verify(token, header)
     if secret is None or header.get("alg") != "HS256" or header.get("typ") != ACCESS_TYP:
-        raise Refused("invalid_token", "token not issued by this server")
+        raise Refusal(401, "invalid_token", "token not issued by this server")
     try:
         return jwt.decode(token, secret, algorithms=["HS256"], audience=settings.audience, issuer=settings.issuer,
                           leeway=settings.leeway_s,
                           options={"require": ["exp", "iat", "nbf", "sub", "jti", "iss", "aud"], "strict_aud": True})
     except jwt.ExpiredSignatureError:
-        raise Refused("token_expired", "the access token has expired; refresh it") from None
+        raise Refusal(401, "token_expired", "the access token has expired; refresh it") from None
     except jwt.PyJWTError as exc:
-        raise Refused("invalid_token", str(exc)) from None
+        raise Refusal(401, "invalid_token", str(exc)) from None
 
 
 class ExternalVerifier:
@@ -170,27 +163,27 @@ class ExternalVerifier:
         for key in keys.keys:
             if kid is None or key.key_id == kid:
                 return key.key
-        raise Refused("invalid_token", "unknown signing key")
+        raise Refusal(401, "invalid_token", "unknown signing key")
 
     def verify(self, token: str, header: dict) -> dict:
         if header.get("alg") not in self.algorithms:
-            raise Refused("invalid_token", f"algorithm {header.get('alg')!r} is not accepted")
+            raise Refusal(401, "invalid_token", f"algorithm {header.get('alg')!r} is not accepted")
         ext = self.settings
         try:
             claims = jwt.decode(token, self.signing_key(header.get("kid")), algorithms=self.algorithms,
                                 audience=ext.audience or None, issuer=ext.issuer or None, leeway=self.leeway_s,
                                 options={"require": ["exp", "iat", "sub", "jti"], "strict_aud": bool(ext.audience)})
         except jwt.ExpiredSignatureError:
-            raise Refused("token_expired", "the identity provider's token has expired") from None
+            raise Refusal(401, "token_expired", "the identity provider's token has expired") from None
         except (jwt.PyJWTError, OSError) as exc:
-            raise Refused("invalid_token", str(exc)) from None
+            raise Refusal(401, "invalid_token", str(exc)) from None
         role = claims.get(ext.role_claim, "member")
         tenant = claims.get(ext.tenant_claim)
         # The provider vouches for tenant members; operators are made here, never by a claim.
-        if role not in ("member", "tenant_admin"):
-            raise Refused("invalid_token", f"role {role!r} cannot come from the identity provider")
+        if role not in TENANT_ROLES:
+            raise Refusal(401, "invalid_token", f"role {role!r} cannot come from the identity provider")
         if not isinstance(tenant, str) or not TENANT_ID.match(tenant):
-            raise Refused("invalid_token", f"the token has no valid `{ext.tenant_claim}` claim")
+            raise Refusal(401, "invalid_token", f"the token has no valid `{ext.tenant_claim}` claim")
         return {**claims, "sub": f"external:{claims['sub']}", "tenant": tenant, "role": role}
 
 
@@ -258,11 +251,11 @@ class Authenticator:
         parts = split_api_key(key)
         record = await self.store.get_key(parts[0]) if parts else None
         if record is None or not hmac.compare_digest(record.secret_hash, digest(parts[1])):
-            raise Refused("invalid_api_key", "unknown API key")
+            raise Refusal(401, "invalid_api_key", "unknown API key")
         if record.revoked:
-            raise Refused("key_revoked", "this API key has been revoked")
+            raise Refusal(401, "key_revoked", "this API key has been revoked")
         if record.expires is not None and record.expires < now:
-            raise Refused("key_expired", "this API key has expired")
+            raise Refusal(401, "key_expired", "this API key has expired")
         principal = await self._principal(f"key:{record.key_id}", record.tenant, record.role, record.key_id,
                                           "api_key", None)
         return self._remember(key, principal, record.expires, version)
@@ -273,7 +266,7 @@ class Authenticator:
             return known
         claims = verify_access(self.settings, token)
         if await self.store.jti_revoked(claims["jti"]):
-            raise Refused("token_revoked", "this session has ended; log in again")
+            raise Refusal(401, "token_revoked", "this session has ended; log in again")
         await self.check_subject(claims["sub"])
         principal = await self._principal(claims["sub"], claims.get("tenant"), claims.get("role", "member"),
                                           claims["jti"], via, claims["exp"])
@@ -285,13 +278,13 @@ class Authenticator:
         if kind == "key":
             key = await self.store.get_key(name)
             if key is None or key.revoked:
-                raise Refused("key_revoked", "the API key behind this token has been revoked")
+                raise Refusal(401, "key_revoked", "the API key behind this token has been revoked")
             if key.expires is not None and key.expires < (time.time() if now is None else now):
-                raise Refused("key_expired", "the API key behind this token has expired")
+                raise Refusal(401, "key_expired", "the API key behind this token has expired")
         elif kind == "account":
             account = await self.store.get_account(name)
             if account is None or account.disabled:
-                raise Refused("account_disabled", "this account no longer exists or is disabled")
+                raise Refusal(401, "account_disabled", "this account no longer exists or is disabled")
 
     async def _principal(self, subject: str, tenant_id: str | None, role: str, credential: str, via: str,
                          expires: float | None) -> Principal:
@@ -300,9 +293,9 @@ class Authenticator:
                              expires=expires)
         tenant = await self.store.get_tenant(tenant_id) if tenant_id else None
         if tenant is None:
-            raise Refused("unknown_tenant", "the tenant of this credential does not exist")
+            raise Refusal(401, "unknown_tenant", "the tenant of this credential does not exist")
         if not tenant.active:
-            raise Refused("tenant_disabled", f"tenant {tenant.id} is disabled")
+            raise Refusal(401, "tenant_disabled", f"tenant {tenant.id} is disabled")
         return tenant_principal(tenant, subject, role, credential, via, expires)
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .refusal import Refusal
+
 TENANTS_DIR = "tenants"
 FOLDERS = ("input", "output", "temp")
 ANNOTATIONS = {"[output]": "output", "[input]": "input", "[temp]": "temp"}
@@ -28,6 +30,10 @@ DRIVE = re.compile(r"[A-Za-z]:")
 
 class PathRefused(ValueError):
     reason = "path_outside_tenant"
+
+    def to_refusal(self) -> Refusal:
+        """A name that would leave the caller's folder is the caller's fault: 403 with the reason."""
+        return Refusal(403, self.reason, str(self))
 
 
 def clean_name(name: object, *, allow_tokens: bool = False) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
-ROLES = ("member", "tenant_admin", "admin")
+TENANT_ROLES = ("member", "tenant_admin")  # what a tenant's people may be (and an identity provider may say)
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,14 @@ class ApiKey:
     created: float
     expires: float | None = None
     revoked: bool = False
+
+    def state(self, now: float) -> str:
+        """active | revoked | expired: what the admin API and `key list` show (revoked wins over expired)."""
+        if self.revoked:
+            return "revoked"
+        if self.expires is not None and self.expires < now:
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,13 @@ class QuotaDecision:
 
     @property
     def remaining(self) -> float:
-        return -1.0 if self.limit < 0 else max(0.0, self.limit - self.used - self.held)
+        return remaining_seconds(self.limit, self.used, self.held)
+
+
+def remaining_seconds(limit: float, used: float, held: float) -> float:
+    """Seconds a tenant may still reserve today: -1 for an unlimited plan (a negative limit); held seconds count
+    as spent until they are settled."""
+    return -1 if limit < 0 else max(0.0, limit - used - held)
 
 
 @dataclass(frozen=True)

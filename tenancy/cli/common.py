@@ -29,10 +29,6 @@ def config_path_of(args: argparse.Namespace, home: ComfyHome) -> Path:
     return Path(args.config).resolve() if args.config else home.tenancy_dir / config_module.CONFIG_FILE
 
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    add_location_options(parser)
-
-
 def load_settings(args: argparse.Namespace) -> config_module.Config:
     return config_module.load(config_path_of(args, home_of(args)))
 

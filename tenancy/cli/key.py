@@ -7,7 +7,7 @@ import sys
 import time
 
 from .. import accounts, identity
-from .common import add_store_options, parse_duration, run_with_store
+from .common import add_location_options, parse_duration, run_with_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     token.add_argument("tenant")
     token.add_argument("--ttl", type=parse_duration, help="lifetime (default from the config, at most 2h)")
     for sub in (create, listing, revoke, token):
-        add_store_options(sub)
+        add_location_options(sub)
         sub.set_defaults(run=run)
 
 
@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"key id {record.key_id}: shown once, stored hashed", file=sys.stderr)
         elif args.action == "list":
             for record in await store.list_keys(args.tenant):
-                state = "revoked" if record.revoked else "expired" if record.expires and record.expires < time.time() \
-                    else "active"
-                print(f"{record.key_id}\t{record.tenant or '(operator)'}\t{record.name}\t{state}")
+                print(f"{record.key_id}\t{record.tenant or '(operator)'}\t{record.name}\t{record.state(time.time())}")
         elif not await store.revoke_key(args.key_id):
             raise accounts.AdminError(f"no key {args.key_id}")
         else:

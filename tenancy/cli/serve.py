@@ -11,7 +11,6 @@ from .. import bootstrap
 from .. import config as config_module
 from .common import add_location_options, config_path_of, home_of
 
-REQUIRE_GUARD_ENV = "TENANCY_REQUIRE_GUARD"
 STOP_GRACE_S = 20
 
 
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         # ComfyUI's database (newer ComfyUI's asset table) in the base folder's user/, where it may write;
         # its default lies in the checkout, which a read-only install or a second instance cannot share.
         extra += ["--database-url", database_url(home)]
-    env = dict(os.environ, **{config_module.ENV_CONFIG: str(config_path), REQUIRE_GUARD_ENV: "1"})
+    env = dict(os.environ, **{config_module.ENV_CONFIG: str(config_path), config_module.REQUIRE_GUARD_ENV: "1"})
     command = home.command(args.host, args.port, *extra)
     print(f"[tenancy] ComfyUI {home.version} at {home.root} -> http://{args.host}:{args.port}/")
     return _run_foreground(command, env, cwd=home.root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import accounts
-from .common import add_store_options, run_with_store
+from .common import add_location_options, run_with_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     enable = actions.add_parser("enable", help="re-enable a tenant")
     enable.add_argument("tenant")
     for sub in (add, listing, disable, enable):
-        add_store_options(sub)
+        add_location_options(sub)
         sub.set_defaults(run=run)
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import sys
 from collections import defaultdict
 
-from .common import add_store_options, run_with_store
+from ..usage import ledger_csv, parse_day
+from .common import add_location_options, run_with_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("usage", help="export usage (the ledger) for billing", description=__doc__)
-    add_store_options(parser)
+    add_location_options(parser)
     parser.add_argument("--tenant", help="only this tenant")
     parser.add_argument("--since", type=_date, help="from this day on (YYYY-MM-DD, UTC)")
     parser.add_argument("--csv", action="store_true", help="every ledger entry as CSV instead of a daily summary")
@@ -22,20 +21,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _date(text: str) -> float:
     try:
-        return dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc).timestamp()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: use YYYY-MM-DD") from None
+        return parse_day(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     async def work(settings, store):
         entries = await store.ledger(args.tenant, args.since)
         if args.csv:
-            writer = csv.writer(sys.stdout)
-            writer.writerow(["time_utc", "tenant", "prompt_id", "kind", "seconds", "day", "outcome"])
-            for e in entries:
-                stamp = dt.datetime.fromtimestamp(e.time, dt.timezone.utc).isoformat(timespec="seconds")
-                writer.writerow([stamp, e.tenant, e.prompt_id, e.kind, f"{e.seconds:.3f}", e.day, e.outcome])
+            sys.stdout.write(ledger_csv(entries))
             return
         charged: dict[tuple[str, str], float] = defaultdict(float)
         prompts: dict[tuple[str, str], int] = defaultdict(int)

@@ -7,7 +7,8 @@ import getpass
 import sys
 
 from .. import accounts
-from .common import add_store_options, run_with_store
+from ..records import TENANT_ROLES
+from .common import add_location_options, run_with_store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -16,13 +17,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     add = actions.add_parser("add", help="add a member to a tenant (password from stdin or a prompt)")
     add.add_argument("tenant")
     add.add_argument("username")
-    add.add_argument("--role", choices=("member", "tenant_admin"), default="member")
+    add.add_argument("--role", choices=TENANT_ROLES, default="member")
     admin = commands.add_parser("admin", help="add operators", description=__doc__)
     admin_actions = admin.add_subparsers(dest="action", required=True, metavar="ACTION")
     admin_add = admin_actions.add_parser("add", help="add a global operator (password from stdin or a prompt)")
     admin_add.add_argument("username")
     for sub in (add, admin_add):
-        add_store_options(sub)
+        add_location_options(sub)
         sub.set_defaults(run=run)
 
 

@@ -32,6 +32,7 @@ from ..refusal import Refusal
 from ..store import StoreUnavailable
 from ..store.outbox import Outbox
 from ..store.protocol import ABANDONED
+from ..workflow import ADMIN_NAMESPACE
 from . import media
 
 log = logging.getLogger("tenancy")
@@ -76,7 +77,7 @@ class Accounting:
             self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
             self.guard.owners.remember(prompt_id, "")
             if not body.get("front"):
-                body["number"] = self._number("_admin", 1.0, settings.admin_weight, prompt_id)
+                body["number"] = self._number(ADMIN_NAMESPACE, 1.0, settings.admin_weight, prompt_id)
             return
         plan = self.guard.plan_of(principal)
         running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())

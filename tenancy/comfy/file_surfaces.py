@@ -221,15 +221,15 @@ def tenant_folders(root: Path) -> list[str]:
 
 
 class _PathRefusals:
-    """`with PATH_REFUSALS:` a name that would leave the caller's folder is the caller's fault: 403 with the
-    reason. (A plain object, not a generator: /view goes through it on every request.)"""
+    """`with PATH_REFUSALS:` a PathRefused becomes its Refusal. (A plain object, not a generator: /view goes
+    through it on every request.)"""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind, exc, tb) -> bool:
         if kind is not None and issubclass(kind, PathRefused):
-            raise Refusal(403, PathRefused.reason, str(exc)) from None
+            raise exc.to_refusal() from None
         return False
 
 

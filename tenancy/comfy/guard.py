@@ -15,7 +15,7 @@ from aiohttp import web
 from ..audit import AuditLog
 from ..config import Config
 from ..history_index import HistoryIndex
-from ..identity import Authenticator, Refused, split_api_key, token_settings
+from ..identity import Authenticator, split_api_key, token_settings
 from ..metrics import Metrics, TimedStore
 from ..records import ANONYMOUS, Principal, RateLimit
 from ..refusal import Refusal, rate_limited
@@ -115,13 +115,12 @@ class Guard:
             if cls == PUBLIC and request.method == "POST" and (pattern or "").startswith(CREDENTIAL_ROUTES):
                 await self.limit_ip(request)
             principal = await self.identify(request)
-        except Refused as exc:
-            if cls == PUBLIC:
-                principal = ANONYMOUS
-            else:
-                return await self._unauthenticated(request, Refusal(401, exc.reason, str(exc)))
         except Refusal as refusal:
-            return self.refuse(request, ANONYMOUS, refusal)
+            if refusal.status != 401:  # throttled
+                return self.refuse(request, ANONYMOUS, refusal)
+            if cls != PUBLIC:  # a credential that is not acceptable
+                return await self._unauthenticated(request, refusal)
+            principal = ANONYMOUS
         except StoreUnavailable as exc:
             return self.refuse(request, ANONYMOUS, Refusal(503, "store_unavailable", str(exc), retry_after=5))
         if not principal.authenticated and route.key == "/" and http.wants_html(request):

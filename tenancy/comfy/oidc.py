@@ -24,7 +24,7 @@ from aiohttp import web
 
 from .. import signed
 from ..config import ExternalIdentity
-from ..records import TENANT_ID
+from ..records import TENANT_ID, TENANT_ROLES
 from ..refusal import Refusal
 from . import http
 from .guard import Guard
@@ -194,7 +194,7 @@ class OidcFlow:
         role = claims.get(ext.role_claim) or "member"
         if not isinstance(tenant_id, str) or not TENANT_ID.match(tenant_id):
             raise FlowError("oidc_no_tenant", f"the ID token has no valid `{ext.tenant_claim}` claim")
-        if role not in ("member", "tenant_admin"):
+        if role not in TENANT_ROLES:
             raise FlowError("oidc_role", f"role {role!r} cannot come from the identity provider")
         tenant = await self.guard.store.get_tenant(tenant_id)
         if tenant is None or not tenant.active:

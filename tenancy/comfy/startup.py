@@ -16,7 +16,7 @@ from ..paths import TENANTS_DIR
 from ..store import StoreUnavailable, open_store
 from ..store.breaker import Breaker
 from . import (
-    admin_api,
+    admin,
     context,
     execution_confinement,
     file_surfaces,
@@ -32,7 +32,6 @@ from .admins import ensure_operator_key
 from .guard import Guard
 
 log = logging.getLogger("tenancy")
-REQUIRE_GUARD_ENV = "TENANCY_REQUIRE_GUARD"
 
 
 def config_path() -> Path:
@@ -76,7 +75,7 @@ def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | 
     context.attach(guard)
     register_surfaces(guard)
     tenancy_routes.add_routes(server.routes, guard)
-    admin_api.add_routes(server.routes, guard)
+    admin.add_routes(server.routes, guard)
     oidc.add_routes(server.routes, guard)
     server.app.middlewares.insert(0, guard.middleware)
     websocket.install_message_routing(guard)
@@ -156,7 +155,7 @@ def _enable_per_tenant_user_data() -> None:
 def _refuse_to_serve(server, exc: Exception) -> None:
     """A broken config must never leave the server open: exit under `serve`, answer 503 otherwise."""
     log.error("[tenancy] cannot install the guard: %s", exc)
-    if os.environ.get(REQUIRE_GUARD_ENV) == "1":
+    if os.environ.get(config_module.REQUIRE_GUARD_ENV) == "1":
         log.error("[tenancy] refusing to run unguarded; stopping ComfyUI")
         logging.shutdown()
         os._exit(78)

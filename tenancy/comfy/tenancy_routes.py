@@ -1,4 +1,4 @@
-"""The guard's own routes under /tenancy/: tokens, browser login, who am I, signed downloads, health."""
+"""The guard's own routes under /tenancy/: tokens, browser login, who am I and my queue, signed downloads, health."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from aiohttp import web
 
 from .. import identity, signed
 from ..admission import quota_day
-from ..identity import Refused
 from ..records import Principal, RateLimit
 from ..refusal import Refusal
 from ..routes import TABLE, route_class
 from ..store import StoreUnavailable
+from ..usage import usage_row
 from . import http
+from .admin.queue import live_queue
 from .file_surfaces import real_location
 from .guard import PRINCIPAL_KEY, STALE, Guard
 from .queue_surfaces import owner_in
@@ -34,6 +35,7 @@ def add_routes(routes: web.RouteTableDef, guard: Guard) -> None:
     routes.post("/tenancy/refresh")(api.refresh)
     routes.post("/tenancy/logout")(api.logout)
     routes.get("/tenancy/me")(api.me)
+    routes.get("/tenancy/queue")(api.own_queue)
     routes.get("/tenancy/files/{token}")(api.file)
     routes.get("/tenancy/outputs/{prompt_id}")(api.outputs)
     routes.get("/tenancy/admin/routes")(api.route_report)
@@ -68,10 +70,7 @@ class TenancyApi:
         per_minute = self.guard.settings.auth.login_attempts_per_minute
         await self.guard.rate_limit(RateLimit.per_minute(f"login-account:{account}", per_minute))
         if body.get("api_key"):
-            try:
-                principal = await self.guard.auth.from_api_key(str(body["api_key"]))
-            except Refused as exc:
-                raise Refusal(401, exc.reason, str(exc)) from None
+            principal = await self.guard.auth.from_api_key(str(body["api_key"]))
             return principal.subject, principal.tenant, principal.role
         account = await self.guard.store.get_account(account)
         if not identity.check_password(account.password_hash if account else None, str(body.get("password", ""))):
@@ -120,10 +119,7 @@ class TenancyApi:
         return response
 
     async def _still_valid(self, subject: str, tenant_id: str | None) -> None:
-        try:
-            await self.guard.auth.check_subject(subject)
-        except Refused as exc:
-            raise Refusal(401, exc.reason, str(exc)) from None
+        await self.guard.auth.check_subject(subject)
         if tenant_id is not None:
             tenant = await self.guard.store.get_tenant(tenant_id)
             if tenant is None or not tenant.active:
@@ -177,15 +173,25 @@ class TenancyApi:
             except StoreUnavailable:
                 stale = True
             else:
-                remaining = -1 if plan.daily_seconds < 0 else \
-                    max(0.0, plan.daily_seconds - current.used - current.held)
-                usage = {"day": today, "used_seconds": current.used, "held_seconds": current.held,
-                         "remaining_seconds": remaining, "daily_seconds": plan.daily_seconds,
-                         "active": current.active}
+                usage = {**usage_row(today, current, plan.daily_seconds), "active": current.active}
         return web.json_response({
             "tenant": principal.tenant, "plan": principal.plan, "role": principal.role,
             "subject": principal.subject, "via": principal.via, "usage": usage, "session_expires": principal.expires,
             "limits": dataclasses.asdict(plan) if plan else None, "stale": stale})
+
+    async def own_queue(self, request: web.Request) -> web.Response:
+        """A tenant's own queued and running prompts, with their place in the whole queue."""
+        principal: Principal = request[PRINCIPAL_KEY]
+        running, pending = live_queue(self.guard)
+
+        def mine(item: dict) -> bool:
+            return principal.is_admin or item["tenant"] == principal.tenant
+
+        keep = ("prompt_id", "state", "position", "number", "admitted", "started")
+        return web.json_response({
+            "running": [{k: i.get(k) for k in keep} for i in running if mine(i)],
+            "pending": [{k: i.get(k) for k in keep} for i in pending if mine(i)],
+            "queue_length": len(pending), "running_count": len(running)})
 
     async def metrics(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL_KEY]

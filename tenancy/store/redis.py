@@ -1,28 +1,8 @@
 """The shared store: Redis (redis-py asyncio), so several ComfyUI instances share identity, ownership and quotas.
 
 Every admission decision (reserve, settle, GCRA rate limit) and the refresh-token rotation is one Lua script
-from `lua/`, loaded once with SCRIPT LOAD and called by EVALSHA (loaded again after NOSCRIPT, e.g. when the
-server restarted); time comes from Redis `TIME` unless the caller passes `now`, so all instances share a clock.
-
-Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always share a slot):
-
-    tn:{acme}:res:<prompt_id>   hash   one reservation: seconds, day, deadline, instance, state, reason
-                                       (refusals too, for replay), started once its prompt began executing,
-                                       actual and outcome once settled; expires a
-                                       week (KEPT_S) after it was refused or settled, never while held
-    tn:{acme}:usage             hash   seconds used / held per day (fields <YYYY-MM-DD>:used / :held, exact)
-    tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
-    tn:{acme}:ledger            stream every reserve and settle, exactly as charged
-    tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
-    tn:rate:<key>               string a GCRA limit's theoretical arrival time, expiring when it no longer matters
-    tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's), expiring a week after admission:
-                                       the claim that makes a prompt id unique (set by reserve.lua when admitting)
-    tn:output:<[folder, sub, name]>  string  JSON [tenant, prompt_id] of an output file
-    tn:jti:<jti>                string a revoked access token, kept until the token expires (at least a minute)
-    tn:{id}:tenants / :accounts / :keys   hash   JSON records by id (HSETNX creates, so a duplicate is a Conflict)
-    tn:{id}:keys:revoked        set    revoked API key ids
-    tn:{id}:refresh:<hash>      hash   a refresh token: data, family, expires, used (kept 7 days past expiry)
-    tn:{id}:families:revoked    set    revoked refresh-token families
+(`redis_scripts`); time comes from Redis `TIME` unless the caller passes `now`, so all instances share a clock.
+Where each record lives is `redis_layout`'s docstring.
 
 Redis Cluster: a script can only touch keys of one slot, so the global index `tn:admission` is not written by
 the scripts: the first `reserve` of a tenant on a connection adds the tenant in the same round trip, in a
@@ -57,20 +37,15 @@ itself when Redis is back.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import time
 from dataclasses import asdict
-from pathlib import Path
 from urllib.parse import urlparse
 
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..records import (
     Account,
@@ -84,45 +59,20 @@ from ..records import (
     Tenant,
     Usage,
 )
-from .protocol import ABANDONED, KEPT_S, Conflict, StoreUnavailable
-from .redis_lane import Lane, pack, pack_arguments
+from . import redis_layout as layout
+from .protocol import ABANDONED, KEPT_S, Conflict
+from .redis_lane import Lane, failure
+from .redis_layout import ADMISSION
+from .redis_scripts import GCRA, RESERVE, SETTLE, START, USE_REFRESH, Scripts
 
 try:
     from asyncio import timeout as _deadline
 except ImportError:  # Python 3.10: redis-py depends on async-timeout there
     from async_timeout import timeout as _deadline
 
-LUA = Path(__file__).with_name("lua")
-ADMISSION = "tn:admission"
 JTI_MIN_TTL_S = 60  # clock skew between an instance's token check and Redis expiry
 LEDGER_PAGE = 1000
 PACKED_RATE_CALLS = 4096  # rate-limit calls kept packed (per-IP keys are many: the cache starts over when full)
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
-
-
-class _Script:
-    """One Lua file, known by its SHA1; loaded on the first NOSCRIPT, then always called by EVALSHA."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.source = (LUA / f"{name}.lua").read_text()
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-        self.load = pack([("SCRIPT", "LOAD", self.source)])
-        self.evalsha = pack_arguments(("EVALSHA", self.sha))  # the same for every call
-
-    def call(self, keys: list[str], args: list) -> bytes:
-        """EVALSHA with these keys and arguments, in RESP."""
-        return b"*%d\r\n" % (3 + len(keys) + len(args)) + self.evalsha + pack_arguments((len(keys), *keys, *args))
-
-
-RESERVE, SETTLE, START, GCRA, USE_REFRESH = (_Script(n) for n in ("reserve", "settle", "start", "gcra", "use_refresh"))
-
-
-def _failure(description: str, exc: BaseException) -> BaseException:
-    """StoreUnavailable for a connection failure, a timeout or a server that refuses writes; else exc itself."""
-    if isinstance(exc, UNAVAILABLE) or (isinstance(exc, ResponseError) and str(exc).startswith("MISCONF")):
-        return StoreUnavailable(f"{description}: {type(exc).__name__}: {exc}")
-    return exc
 
 
 class _Calls:
@@ -142,10 +92,10 @@ class _Calls:
             exc = timed_out
         if exc is None:
             return False
-        failure = _failure(self.store.description, exc)
-        if failure is exc:
+        unavailable = failure(self.store.description, exc)
+        if unavailable is exc:
             return False
-        raise failure from exc
+        raise unavailable from exc
 
 
 class RedisStore:
@@ -161,7 +111,7 @@ class RedisStore:
             url, decode_responses=True, socket_timeout=None, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1), health_check_interval=0)
         self.lane = Lane(self.redis.connection_pool, self.description, timeout)
-        self._listed: tuple[object, set[str]] = (None, set())  # (connection, tenants it added to tn:admission)
+        self.scripts = Scripts(self.lane)
         self._rate_calls: dict[tuple, bytes] = {}
 
     def _calls(self) -> _Calls:
@@ -181,38 +131,6 @@ class RedisStore:
     async def close(self) -> None:
         await self.lane.close()
         await self.redis.aclose()
-
-    async def _script(self, script: _Script, packed: bytes, listing: str = ""):
-        """A packed `script.call`, loading the script on NOSCRIPT. `listing`: a tenant to add to the admission index
-        in the same round trip, ahead of the script, unless this connection already did."""
-        try:
-            for _attempt in range(2):
-                wire = self.lane.wire
-                if wire is None or wire.closed is not None:
-                    wire = await self.lane.open()
-                commands: tuple = ()
-                if listing:
-                    if self._listed[0] is not wire:  # a new connection may reach a new (restarted) server
-                        self._listed = (wire, set())
-                    if listing not in self._listed[1]:
-                        commands = (("SADD", ADMISSION, listing),)
-                replies = await wire.send(pack(commands) + packed if commands else packed, len(commands) + 1)
-                for reply in replies:
-                    if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
-                        raise reply
-                if listing and self._listed[0] is wire:
-                    self._listed[1].add(listing)
-                if not isinstance(replies[-1], NoScriptError):
-                    return replies[-1]
-                (loaded,) = await wire.send(script.load, 1)
-                if isinstance(loaded, Exception):
-                    raise loaded
-        except Exception as exc:
-            failure = _failure(self.description, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        raise NoScriptError(f"{script.name}.lua is not loaded after SCRIPT LOAD")
 
     # tenants and accounts ------------------------------------------------------------------------
     async def _put_record(self, key: str, field: str, record: object, create: bool) -> None:
@@ -239,10 +157,10 @@ class RedisStore:
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         data = await self._get_record("tn:{id}:tenants", tenant_id)
-        return None if data is None else _tenant(data)
+        return None if data is None else layout.tenant(data)
 
     async def list_tenants(self) -> list[Tenant]:
-        return [_tenant(data) for data in await self._all_records("tn:{id}:tenants")]
+        return [layout.tenant(data) for data in await self._all_records("tn:{id}:tenants")]
 
     async def put_account(self, account: Account, *, create: bool) -> None:
         await self._put_record("tn:{id}:accounts", account.username, account, create)
@@ -265,7 +183,7 @@ class RedisStore:
             pipe.hget("tn:{id}:keys", key_id)
             pipe.sismember("tn:{id}:keys:revoked", key_id)
             raw, revoked = await pipe.execute()
-        return None if raw is None else _key(json.loads(raw), bool(revoked))
+        return None if raw is None else layout.api_key(json.loads(raw), bool(revoked))
 
     async def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
         async with self._calls():
@@ -273,7 +191,7 @@ class RedisStore:
             pipe.hgetall("tn:{id}:keys")
             pipe.smembers("tn:{id}:keys:revoked")
             raw, revoked = await pipe.execute()
-        keys = [_key(json.loads(value), key_id in revoked) for key_id, value in raw.items()]
+        keys = [layout.api_key(json.loads(value), key_id in revoked) for key_id, value in raw.items()]
         keys = [k for k in keys if k.tenant == tenant] if tenant else keys
         return sorted(keys, key=lambda k: (k.created, k.key_id))
 
@@ -299,7 +217,7 @@ class RedisStore:
 
     async def use_refresh(self, token_hash: str, now: float) -> tuple[str, RefreshToken | None]:
         keys = [f"tn:{{id}}:refresh:{token_hash}", "tn:{id}:families:revoked"]
-        reply = await self._script(USE_REFRESH, USE_REFRESH.call(keys, [repr(float(now))]))
+        reply = await self.scripts.run(USE_REFRESH, USE_REFRESH.call(keys, [repr(float(now))]))
         if reply[0] == "invalid":
             return "invalid", None
         data = json.loads(reply[1])
@@ -322,24 +240,24 @@ class RedisStore:
     # ownership -------------------------------------------------------------------------------------
     async def own_prompt(self, prompt_id: str, tenant: str | None, now: float) -> None:
         async with self._calls():
-            await self.redis.set(_prompt_key(prompt_id), tenant or "", ex=self.kept_s)
+            await self.redis.set(layout.prompt_key(prompt_id), tenant or "", ex=self.kept_s)
 
     async def claim_prompt(self, prompt_id: str, tenant: str | None, now: float) -> bool:
         async with self._calls():
-            return bool(await self.redis.set(_prompt_key(prompt_id), tenant or "", ex=self.kept_s, nx=True))
+            return bool(await self.redis.set(layout.prompt_key(prompt_id), tenant or "", ex=self.kept_s, nx=True))
 
     async def prompt_owner(self, prompt_id: str) -> str | None:
         async with self._calls():
-            return await self.redis.get(_prompt_key(prompt_id))
+            return await self.redis.get(layout.prompt_key(prompt_id))
 
     async def index_output(self, folder: str, subfolder: str, filename: str, tenant: str | None,
                            prompt_id: str) -> None:
         async with self._calls():
-            await self.redis.set(_output_key(folder, subfolder, filename), json.dumps([tenant, prompt_id]))
+            await self.redis.set(layout.output_key(folder, subfolder, filename), json.dumps([tenant, prompt_id]))
 
     async def output_owner(self, folder: str, subfolder: str, filename: str) -> str | None:
         async with self._calls():
-            raw = await self.redis.get(_output_key(folder, subfolder, filename))
+            raw = await self.redis.get(layout.output_key(folder, subfolder, filename))
         return None if raw is None else (json.loads(raw)[0] or "")
 
     # admission -----------------------------------------------------------------------------------------
@@ -357,8 +275,9 @@ class RedisStore:
 
     async def _reserve(self, request: ReserveRequest, claim: bool = False) -> QuotaDecision:
         r = request
-        keys = _admission_keys(r.tenant, r.prompt_id) + ([_prompt_key(r.prompt_id)] if claim else [])
-        reply = await self._script(RESERVE, RESERVE.call(keys, _reserve_arguments(r, self.kept_s)), listing=r.tenant)
+        keys = layout.admission_keys(r.tenant, r.prompt_id) + ([layout.prompt_key(r.prompt_id)] if claim else [])
+        reply = await self.scripts.run(RESERVE, RESERVE.call(keys, layout.reserve_arguments(r, self.kept_s)),
+                                       listing=r.tenant)
         allowed, reason, used, held, active, replay = reply
         held = float(held) + (float(r.seconds) if allowed and not replay else 0.0)  # it answered held before
         return QuotaDecision(bool(allowed), reason, float(used), held, r.limit, active, replay=bool(replay))
@@ -374,9 +293,10 @@ class RedisStore:
     async def _settle(self, tenant: str, prompt_id: str, actual: float, outcome: str, now: float | None,
                       abandon: str | None) -> Reservation | None:
         """`abandon`: None to settle, else the attempt abandoned."""
-        keys = _admission_keys(tenant, prompt_id) + ([] if abandon is None else [_prompt_key(prompt_id)])
-        reply = await self._script(SETTLE, SETTLE.call(keys, [prompt_id, repr(float(actual)), outcome, _now(now),
-                                                              self.kept_s, int(abandon is not None), abandon or ""]))
+        keys = layout.admission_keys(tenant, prompt_id) + ([] if abandon is None else [layout.prompt_key(prompt_id)])
+        arguments = [prompt_id, repr(float(actual)), outcome, layout.now_argument(now), self.kept_s,
+                     int(abandon is not None), abandon or ""]
+        reply = await self.scripts.run(SETTLE, SETTLE.call(keys, arguments))
         if reply is None:
             return None
         seconds, day, deadline, instance = reply
@@ -384,7 +304,7 @@ class RedisStore:
                            outcome)
 
     async def mark_started(self, tenant: str, prompt_id: str, now: float) -> None:
-        await self._script(START, START.call(_admission_keys(tenant, prompt_id)[:1], [repr(float(now))]))
+        await self.scripts.run(START, START.call(layout.admission_keys(tenant, prompt_id)[:1], [repr(float(now))]))
 
     async def _held(self, tenants: list[str], before: float | None = None) -> list[Reservation]:
         """Held reservations of these tenants, those with a deadline before `before` when given."""
@@ -392,16 +312,16 @@ class RedisStore:
             pipe = self.redis.pipeline(transaction=False)
             for tenant in tenants:
                 if before is None:
-                    pipe.zrange(_tenant_key(tenant, "active"), 0, -1)
+                    pipe.zrange(layout.tenant_key(tenant, "active"), 0, -1)
                 else:
-                    pipe.zrangebyscore(_tenant_key(tenant, "active"), "-inf", f"({before!r}")
+                    pipe.zrangebyscore(layout.tenant_key(tenant, "active"), "-inf", f"({before!r}")
             held = [(tenant, prompt_id) for tenant, prompt_ids in zip(tenants, await pipe.execute(), strict=True)
                     for prompt_id in prompt_ids]
             pipe = self.redis.pipeline(transaction=False)
             for tenant, prompt_id in held:
-                pipe.hgetall(_tenant_key(tenant, f"res:{prompt_id}"))
+                pipe.hgetall(layout.tenant_key(tenant, f"res:{prompt_id}"))
             rows = await pipe.execute()
-        return [_reservation(tenant, prompt_id, row) for (tenant, prompt_id), row in zip(held, rows, strict=True)
+        return [layout.reservation(tenant, prompt_id, row) for (tenant, prompt_id), row in zip(held, rows, strict=True)
                 if row.get("state") == "held"]
 
     async def _admission_tenants(self) -> list[str]:
@@ -424,8 +344,8 @@ class RedisStore:
     async def usage(self, tenant: str, day: str) -> Usage:
         async with self._calls():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hmget(_tenant_key(tenant, "usage"), f"{day}:used", f"{day}:held")
-            pipe.zcard(_tenant_key(tenant, "active"))
+            pipe.hmget(layout.tenant_key(tenant, "usage"), f"{day}:used", f"{day}:held")
+            pipe.zcard(layout.tenant_key(tenant, "active"))
             (used, held), active = await pipe.execute()
         return Usage(float(used or 0), float(held or 0), active)
 
@@ -438,7 +358,7 @@ class RedisStore:
         return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
 
     async def _stream(self, tenant: str) -> list[tuple[tuple[int, int], LedgerEntry]]:
-        key, start, out = _tenant_key(tenant, "ledger"), "-", []
+        key, start, out = layout.tenant_key(tenant, "ledger"), "-", []
         while True:
             async with self._calls():
                 page = await self.redis.xrange(key, start, "+", count=LEDGER_PAGE)
@@ -457,50 +377,8 @@ class RedisStore:
             if len(self._rate_calls) >= PACKED_RATE_CALLS:
                 self._rate_calls.clear()
             packed = self._rate_calls[call] = GCRA.call([f"tn:rate:{key}"],
-                                                        [repr(float(interval_s)), int(burst), _now(now)])
-        return float(await self._script(GCRA, packed))
-
-
-def _tenant_key(tenant: str, name: str) -> str:
-    return f"tn:{{{tenant}}}:{name}"
-
-
-def _admission_keys(tenant: str, prompt_id: str) -> list[str]:
-    """The keys reserve.lua and settle.lua touch, all in the tenant's slot."""
-    slot = _tenant_key(tenant, "")
-    return [f"{slot}res:{prompt_id}", f"{slot}usage", f"{slot}active", f"{slot}ledger"]
-
-
-def _reserve_arguments(r: ReserveRequest, kept_s: int) -> list:
-    """reserve.lua's ARGV for a request (the admission bench sends redis-benchmark the same)."""
-    return [r.prompt_id, repr(float(r.seconds)), repr(float(r.limit)), int(r.max_active), r.day,
-            repr(float(r.deadline)), r.instance, _now(r.now), kept_s, r.attempt, r.tenant]
-
-
-def _prompt_key(prompt_id: str) -> str:
-    return f"tn:prompt:{prompt_id}"
-
-
-def _output_key(folder: str, subfolder: str, filename: str) -> str:
-    return "tn:output:" + json.dumps([folder, subfolder, filename])
-
-
-def _now(now: float | None) -> str:
-    return "" if now is None else repr(float(now))
-
-
-def _reservation(tenant: str, prompt_id: str, row: dict) -> Reservation:
-    return Reservation(tenant, prompt_id, float(row["seconds"]), row["day"], float(row["deadline"]), row["instance"],
-                       row["state"], float(row.get("actual", 0.0)), row.get("outcome", ""),
-                       float(row["started"]) if "started" in row else None)
-
-
-def _tenant(data: dict) -> Tenant:
-    return Tenant(id=data["id"], plan=data["plan"], status=data["status"], tags=tuple(data["tags"]))
-
-
-def _key(data: dict, revoked: bool) -> ApiKey:
-    return ApiKey(**{**data, "revoked": data["revoked"] or revoked})
+                                                        [repr(float(interval_s)), int(burst), layout.now_argument(now)])
+        return float(await self.scripts.run(GCRA, packed))
 
 
 __all__ = ["RedisStore"]

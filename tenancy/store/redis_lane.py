@@ -23,7 +23,12 @@ from collections import deque
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .protocol import StoreUnavailable
+
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
 
 
 class _Wire(asyncio.Protocol):
@@ -173,3 +178,10 @@ def pack_arguments(arguments: tuple) -> bytes:
     if packed.isascii():
         return packed.encode()
     return b"".join(b"$%d\r\n%s\r\n" % (len(data), data) for data in (str(a).encode() for a in arguments))
+
+
+def failure(description: str, exc: BaseException) -> BaseException:
+    """StoreUnavailable for a connection failure, a timeout or a server that refuses writes; else exc itself."""
+    if isinstance(exc, UNAVAILABLE) or (isinstance(exc, ResponseError) and str(exc).startswith("MISCONF")):
+        return StoreUnavailable(f"{description}: {type(exc).__name__}: {exc}")
+    return exc

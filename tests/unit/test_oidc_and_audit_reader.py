@@ -1,5 +1,5 @@
-"""Pure helpers of the OpenID sign-in (PKCE, the signed flow cookie, safe redirects) and the audit reader of the
-admin API (newest first, filters, rotated files), and the field the guard splices into ComfyUI's JSON answers."""
+"""Pure helpers of the OpenID sign-in (PKCE, the signed flow cookie, safe redirects), and the field the guard
+splices into ComfyUI's JSON answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 
 from aiohttp import web
 
-from tenancy.comfy.admin_api import read_audit
 from tenancy.comfy.http import safe_next, with_field
 from tenancy.comfy.oidc import configured, pkce_challenge, seal, unseal
 from tenancy.config import ExternalIdentity
@@ -45,35 +44,6 @@ def test_sign_in_button_needs_discovery_and_a_client_id():
     assert not configured(ExternalIdentity(discovery_url="https://idp/.well-known/openid-configuration"))
     assert configured(ExternalIdentity(discovery_url="https://idp/.well-known/openid-configuration",
                                        client_id="comfyui"))
-
-
-def write(path, entries):
-    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
-
-
-def test_audit_reader_goes_newest_first_through_rotated_files(tmp_path):
-    log = tmp_path / "audit.log"
-    write(tmp_path / "audit.log.2", [{"time": 1, "decision": "allow", "tenant": "a"}])
-    write(tmp_path / "audit.log.1", [{"time": 2, "decision": "refuse", "tenant": "b", "route": "POST /prompt"},
-                                     {"time": 3, "decision": "refuse", "tenant": "a", "route": "GET /view"}])
-    write(log, [{"time": 4, "decision": "allow", "tenant": "a"}, {"time": 5, "decision": "admin", "action": "x"}])
-    with log.open("a") as handle:
-        handle.write("not json\n\n")
-    entries, _ = read_audit(log, {}, "", None, 100)
-    assert [e["time"] for e in entries] == [5, 4, 3, 2, 1]
-    assert [e["time"] for e in read_audit(log, {"tenant": "a"}, "", None, 100)[0]] == [4, 3, 1]
-    assert [e["time"] for e in read_audit(log, {"decision": "refuse"}, "/prompt", None, 100)[0]] == [2]
-    assert [e["time"] for e in read_audit(log, {}, "", 3, 100)[0]] == [5, 4, 3]
-    assert [e["time"] for e in read_audit(log, {}, "", None, 2)[0]] == [5, 4]
-    assert read_audit(tmp_path / "missing.log", {}, "", None, 10) == ([], 0)
-
-
-def test_audit_reader_handles_lines_across_chunk_boundaries(tmp_path):
-    log = tmp_path / "audit.log"
-    entries = [{"time": i, "decision": "allow", "pad": "x" * (i % 97) * 50} for i in range(3000)]
-    write(log, entries)
-    found, scanned = read_audit(log, {}, "", None, 5000)
-    assert [e["time"] for e in found] == list(range(2999, -1, -1)) and scanned == 3000
 
 
 def test_a_field_is_spliced_into_json_object_answers_only():

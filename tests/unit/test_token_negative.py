@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from tenancy import accounts, bootstrap, config, identity
-from tenancy.identity import ACCESS_TYP, MAX_ACCESS_TTL_S, Authenticator, Refused
+from tenancy.identity import ACCESS_TYP, MAX_ACCESS_TTL_S, Authenticator
 from tenancy.records import Account
+from tenancy.refusal import Refusal
 from tenancy.store.sqlite import SqliteStore
 
 TENANT = "acme"
@@ -40,12 +41,13 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def refused(reason: str, call, *args, **kwargs) -> Refused:
-    """Call (and await, when it returns a coroutine); it must raise Refused with `reason`."""
-    with pytest.raises(Refused) as caught:
+def refused(reason: str, call, *args, **kwargs) -> Refusal:
+    """Call (and await, when it returns a coroutine); it must raise a 401 Refusal with `reason`."""
+    with pytest.raises(Refusal) as caught:
         result = call(*args, **kwargs)
         if asyncio.iscoroutine(result):
             run(result)
+    assert caught.value.status == 401
     assert caught.value.reason == reason, f"refused as {caught.value.reason!r} ({caught.value}), not {reason!r}"
     return caught.value
 
@@ -665,7 +667,7 @@ def test_other_processes_changes_arrive_within_the_configured_time(env):
         while True:
             try:
                 run(quick_auth.from_api_key(key))
-            except Refused as exc:
+            except Refusal as exc:
                 assert exc.reason == "key_revoked"
                 break
             assert time.monotonic() - started < 0.3 + 0.5, "the change did not arrive in time"
