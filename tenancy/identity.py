@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from . import bootstrap
-from .config import Config
+from .config import Config, ExternalIdentity
 from .records import TENANT_ID, TENANT_ROLES, ApiKey, Principal, RefreshToken, Tenant
 from .refusal import Refusal
 from .store import Store
@@ -177,14 +177,29 @@ class ExternalVerifier:
             raise Refusal(401, "token_expired", "the identity provider's token has expired") from None
         except (jwt.PyJWTError, OSError) as exc:
             raise Refusal(401, "invalid_token", str(exc)) from None
-        role = claims.get(ext.role_claim, "member")
-        tenant = claims.get(ext.tenant_claim)
-        # The provider vouches for tenant members; operators are made here, never by a claim.
-        if role not in TENANT_ROLES:
-            raise Refusal(401, "invalid_token", f"role {role!r} cannot come from the identity provider")
-        if not isinstance(tenant, str) or not TENANT_ID.match(tenant):
-            raise Refusal(401, "invalid_token", f"the token has no valid `{ext.tenant_claim}` claim")
-        return {**claims, "sub": f"external:{claims['sub']}", "tenant": tenant, "role": role}
+        subject, tenant, role = external_identity(claims, ext)
+        return {**claims, "sub": subject, "tenant": tenant, "role": role}
+
+
+def external_identity(claims: dict, ext: ExternalIdentity) -> tuple[str, str, str]:
+    """(subject, tenant, role) an identity provider's verified claims vouch for, by the operator's claim names.
+    The provider vouches for tenant members only: operators are made here, never by a claim. A refusal's `extra`
+    names the claim at fault (`tenant` or `role`)."""
+    tenant, role = claims.get(ext.tenant_claim), claims.get(ext.role_claim) or "member"
+    if not isinstance(tenant, str) or not TENANT_ID.match(tenant):
+        raise Refusal(401, "invalid_token", f"the token has no valid `{ext.tenant_claim}` claim",
+                      extra={"claim": "tenant"})
+    if role not in TENANT_ROLES:
+        raise Refusal(401, "invalid_token", f"role {role!r} cannot come from the identity provider",
+                      extra={"claim": "role"})
+    return f"external:{claims['sub']}", tenant, role
+
+
+def require_active(tenant: Tenant | None, tenant_id: str) -> Tenant:
+    """The tenant a credential or sign-in names, if it exists and is enabled."""
+    if tenant is None or not tenant.active:
+        raise Refusal(401, "tenant_disabled", f"tenant {tenant_id} does not exist or is disabled")
+    return tenant
 
 
 # -- refresh tokens --------------------------------------------------------------------------------------

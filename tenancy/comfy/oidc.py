@@ -22,9 +22,8 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from .. import signed
+from .. import identity, signed
 from ..config import ExternalIdentity
-from ..records import TENANT_ID, TENANT_ROLES
 from ..refusal import Refusal
 from . import http
 from .guard import Guard
@@ -39,6 +38,9 @@ JWKS_TTL_S = 300
 JWKS_REFETCH_S = 30  # an unknown `kid` refetches the keys, at most this often
 HTTP_TIMEOUT_S = 10
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+CLAIM_ERRORS = {"tenant": "oidc_no_tenant", "role": "oidc_role"}  # the claim at fault -> what the page explains
 
 
 class FlowError(Exception):
@@ -189,17 +191,15 @@ class OidcFlow:
         return claims
 
     async def identity_of(self, claims: dict) -> tuple[str, str, str]:
-        ext = self.external
-        tenant_id = claims.get(ext.tenant_claim)
-        role = claims.get(ext.role_claim) or "member"
-        if not isinstance(tenant_id, str) or not TENANT_ID.match(tenant_id):
-            raise FlowError("oidc_no_tenant", f"the ID token has no valid `{ext.tenant_claim}` claim")
-        if role not in TENANT_ROLES:
-            raise FlowError("oidc_role", f"role {role!r} cannot come from the identity provider")
-        tenant = await self.guard.store.get_tenant(tenant_id)
-        if tenant is None or not tenant.active:
-            raise FlowError("oidc_tenant_disabled", f"tenant {tenant_id} does not exist or is disabled")
-        return f"external:{claims['sub']}", tenant_id, role
+        try:
+            subject, tenant_id, role = identity.external_identity(claims, self.external)
+        except Refusal as refusal:
+            raise FlowError(CLAIM_ERRORS[refusal.extra["claim"]], refusal.message) from None
+        try:
+            identity.require_active(await self.guard.store.get_tenant(tenant_id), tenant_id)
+        except Refusal as refusal:
+            raise FlowError("oidc_tenant_disabled", refusal.message) from None
+        return subject, tenant_id, role
 
     # -- the provider's published facts -------------------------------------------------------------------------
     async def metadata(self) -> dict:

@@ -78,9 +78,7 @@ class TenancyApi:
         if account.disabled:
             raise Refusal(401, "account_disabled", "this account is disabled")
         if account.tenant is not None:
-            tenant = await self.guard.store.get_tenant(account.tenant)
-            if tenant is None or not tenant.active:
-                raise Refusal(401, "tenant_disabled", f"tenant {account.tenant} is disabled")
+            identity.require_active(await self.guard.store.get_tenant(account.tenant), account.tenant)
         return f"account:{account.username}", account.tenant, account.role
 
     async def _issue(self, subject: str, tenant: str | None, role: str, family: str | None = None) -> dict:
@@ -121,9 +119,7 @@ class TenancyApi:
     async def _still_valid(self, subject: str, tenant_id: str | None) -> None:
         await self.guard.auth.check_subject(subject)
         if tenant_id is not None:
-            tenant = await self.guard.store.get_tenant(tenant_id)
-            if tenant is None or not tenant.active:
-                raise Refusal(401, "tenant_disabled", f"tenant {tenant_id} is disabled")
+            identity.require_active(await self.guard.store.get_tenant(tenant_id), tenant_id)
 
     # -- browser session -----------------------------------------------------------------------------------
     async def login(self, request: web.Request) -> web.Response:
