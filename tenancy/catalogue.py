@@ -6,11 +6,14 @@ the operator's `file_inputs` table; consulted by the workflow policy.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from .paths import TENANTS_DIR
+
+log = logging.getLogger("tenancy")
 
 UPLOAD_FLAGS = {"image_upload": "image", "audio_upload": "audio", "video_upload": "video"}
 PREFIX_INPUTS = frozenset({"filename_prefix"})
@@ -18,6 +21,19 @@ PREFIX_INPUTS = frozenset({"filename_prefix"})
 DURATION_INPUTS = frozenset({"duration", "duration_s", "seconds"})
 RESOLUTION_INPUTS = frozenset({"width", "height", "min_resolution", "resolution"})
 FRAME_INPUTS = frozenset({"frames", "num_frames", "frame_count", "video_frames", "length"})
+
+
+class NodeMeta(TypedDict, total=False):
+    """What a node class may declare about itself as `TENANCY_META` (every key optional); the guard reads
+    nothing else from it, and a key it does not know is logged once at start-up and ignored."""
+
+    file_inputs: list[str]          # inputs naming a file in the tenant's input folder
+    output_inputs: list[str]        # inputs naming a place in the tenant's output folder (like filename_prefix)
+    duration_inputs: list[str]      # inputs a plan's max duration lowers, besides the usual names
+    resolution_inputs: list[str]    # ... a plan's max resolution
+    frame_inputs: list[str]         # ... a plan's max frames
+    tenant_lists: dict[str, str]    # input -> a per-tenant list the guard fills (e.g. voice -> voices)
+    estimate: dict[str, Any]        # the seconds-of-media rule (see admission.estimate_seconds)
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ class Catalogue:
         return self.nodes.get(class_type)
 
     @classmethod
-    def build(cls, object_info: Mapping[str, Mapping], meta: Mapping[str, Mapping] | None = None,
+    def build(cls, object_info: Mapping[str, Mapping], meta: Mapping[str, NodeMeta] | None = None,
               file_inputs: Mapping[str, Iterable[str]] | None = None,
               input_files: Iterable[str] = (), subfolders: Mapping[str, Iterable[str]] | None = None,
               output_inputs: Mapping[str, Iterable[str]] | None = None) -> Catalogue:
@@ -66,7 +82,7 @@ class Catalogue:
         nodes = {}
         for class_type, info in object_info.items():
             inputs = dict(_inputs(info))
-            node_meta = dict(meta.get(class_type) or {})
+            node_meta = _known(class_type, meta.get(class_type) or {})
             files = {n for n, spec in inputs.items() if spec.upload}
             files |= {n for n, spec in inputs.items()
                       if spec.options and known_files and set(map(str, spec.options)) <= known_files}
@@ -135,3 +151,16 @@ def _folder_listed(spec: InputSpec, subfolders: Mapping[str, set[str]]) -> str:
         if folder in subfolders and names <= subfolders[folder]:
             return folder
     return "input"
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _known(class_type: str, meta: Mapping) -> dict:
+    """The TENANCY_META keys the guard knows; a misspelt or newer one is told once, not silently dropped."""
+    for key in set(meta) - set(NodeMeta.__annotations__):
+        if (class_type, key) not in _WARNED:
+            _WARNED.add((class_type, key))
+            log.warning("[tenancy] %s declares TENANCY_META[%r], which the guard does not know: ignored",
+                        class_type, key)
+    return dict(meta)

@@ -50,3 +50,12 @@ def test_a_folder_value_cannot_leave_the_tenants_folder(value):
         apply_policy({"prompt": {"1": {"class_type": "PackNodeB", "inputs": {"src": value}}}}, TENANT, None,
                      catalogue())
     assert refused.value.status == 403 and "1" in refused.value.body()["node_errors"]
+
+
+def test_a_tenancy_meta_key_the_guard_does_not_know_is_told_once_not_silently_dropped(caplog):
+    info = {"Pack": {"input": {"required": {"clip": ["STRING", {}]}}}}
+    for _ in range(2):
+        spec = Catalogue.build(info, meta={"Pack": {"file_input": ["clip"], "estimate": {"seconds": 1}}}).get("Pack")
+    assert [r.getMessage() for r in caplog.records if "file_input" in r.getMessage()] == \
+        ["[tenancy] Pack declares TENANCY_META['file_input'], which the guard does not know: ignored"]
+    assert spec.meta["estimate"] == {"seconds": 1} and "clip" not in spec.file_inputs
