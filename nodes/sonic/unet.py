@@ -46,6 +46,16 @@ class UNetConfig:
     num_attention_heads: int | tuple[int, ...] = (5, 10, 20, 20)
     num_frames: int = 25
 
+    def __post_init__(self) -> None:
+        """A config.json whose per-block lists disagree fails here, naming the field, not deep in a shape error."""
+        blocks = len(self.block_out_channels)
+        for name in ("down_block_types", "up_block_types", "layers_per_block", "transformer_layers_per_block",
+                     "num_attention_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) and len(value) != blocks:
+                raise ValueError(f"UNet config: {name} has {len(value)} entries for {blocks} blocks "
+                                 f"(block_out_channels)")
+
     def per_block(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
         return (value,) * len(self.block_out_channels) if isinstance(value, int) else tuple(value)
 

@@ -147,3 +147,9 @@ def test_audio_scale_zero_removes_the_audio_branch(unet, data, traced):
     silent = unet(**args, audio_scale=0.0)
     other_audio = unet(**(args | {"audio_tokens": torch.randn_like(args["audio_tokens"])}), audio_scale=0.0)
     assert torch.equal(silent, other_audio)
+
+
+@pytest.mark.parametrize("field", ["down_block_types", "up_block_types", "num_attention_heads", "layers_per_block"])
+def test_a_config_whose_per_block_lists_disagree_fails_naming_the_field(field):
+    with pytest.raises(ValueError, match=f"{field} has 3 entries for 4 blocks"):
+        UNetConfig(**{field: (1, 2, 3)})
