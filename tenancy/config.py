@@ -123,6 +123,14 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Cdn:
+    url: str = setting("", "the CDN's base URL in front of the bucket, e.g. https://d111111abcdef8.cloudfront.net "
+                       "(the object key is appended)")
+    key_id: str = setting("", "id of the CDN's public key (CloudFront key pair id) the URLs are signed for")
+    private_key_file: str = setting("", "PEM RSA private key of that key pair, relative to this file (keep it 0600)")
+
+
+@dataclass(frozen=True)
 class Outputs:
     store: str = setting("local", "where tenants' outputs are served from: local (this machine's output folder), or "
                          "s3 (uploaded after each prompt; downloads redirect to short-lived presigned URLs)",
@@ -138,6 +146,7 @@ class Outputs:
     url_ttl_s: int = setting(300, "lifetime of presigned download URLs", minimum=1, maximum=604800)
     multipart_mb: int = setting(16, "files from this size up are uploaded in parts of this size", minimum=5,
                                 maximum=5120)
+    cdn: Cdn | None = setting(None, "downloads redirect to CloudFront-signed CDN URLs instead of presigned bucket URLs")
 
 
 @dataclass(frozen=True)
@@ -262,9 +271,16 @@ def _check_outputs(values: Mapping, prefix: str) -> None:
     if bool(values.get("access_key")) != bool(values.get("secret_key")):
         raise ConfigError(f"{prefix}secret_key", "give both access_key and secret_key, or neither",
                           "set both, or leave both empty to take them from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
-    for name in ("endpoint", "public_endpoint"):
-        if values.get(name) and not str(values[name]).startswith(("http://", "https://")):
-            raise ConfigError(f"{prefix}{name}", f"{values[name]!r} is not a URL", "write http(s)://host:port")
+    cdn = values.get("cdn")
+    urls = {"endpoint": values.get("endpoint"), "public_endpoint": values.get("public_endpoint"),
+            "cdn.url": cdn.url if cdn else None}
+    for name, url in urls.items():
+        if url and not str(url).startswith(("http://", "https://")):
+            raise ConfigError(f"{prefix}{name}", f"{url!r} is not a URL", "write http(s)://host:port")
+    for name in ("url", "key_id", "private_key_file"):
+        if cdn and not getattr(cdn, name):
+            raise ConfigError(f"{prefix}cdn.{name}", "a CDN needs its URL, key id and private key", "set it, or "
+                              "remove `cdn` to redirect to the bucket's own presigned URLs")
 
 
 def _check_timezone(name: str, prefix: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -25,7 +26,7 @@ from ..outputs import (
     uploaded_files,
     where_to_serve,
 )
-from ..store.object_store import ObjectStore, ObjectStoreUnavailable
+from ..store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
 from ..store.outbox import Outbox
 
 log = logging.getLogger("tenancy")
@@ -42,12 +43,19 @@ class OutputUploads:
         self.reachable = True
         self.bucket: ObjectStore | None = None
         self.outbox: Outbox | None = None
+        self.cdn: CdnSigner | None = None
         if self.settings.store == "s3":
             s = self.settings
-            self.bucket = ObjectStore(bucket=s.bucket, endpoint=s.endpoint, public_endpoint=s.public_endpoint,
-                                      region=s.region, access_key=s.access_key, secret_key=s.secret_key,
-                                      multipart_mb=s.multipart_mb)
+            try:
+                self.bucket = ObjectStore(bucket=s.bucket, endpoint=s.endpoint, public_endpoint=s.public_endpoint,
+                                          region=s.region, access_key=s.access_key, secret_key=s.secret_key,
+                                          multipart_mb=s.multipart_mb)
+            except ImportError as exc:  # the guard must refuse to start, not fail open with the plugin's import
+                raise RuntimeError(f"outputs.store is s3 but {exc.name} is not installed: install requirements.txt "
+                                   "(boto3) into ComfyUI's Python") from None
             self.outbox = Outbox(outbox_path, self._upload, retry_on=(ObjectStoreUnavailable,), what="object store")
+            if s.cdn is not None:
+                self.cdn = CdnSigner(s.cdn.url, s.cdn.key_id, guard.settings.path(s.cdn.private_key_file).read_bytes())
 
     @property
     def backlog(self) -> int:
@@ -126,6 +134,7 @@ class OutputUploads:
             metrics.series(metrics.output_downloads, "disk").inc()
             return None
         metrics.series(metrics.output_downloads, "bucket").inc()
-        url = self.bucket.presign(key, self.settings.url_ttl_s, content_type(filename),
-                                  content_disposition(filename, attachment))
+        ttl, disposition = self.settings.url_ttl_s, content_disposition(filename, attachment)
+        url = self.cdn.sign(key, ttl, disposition, time.time()) if self.cdn else \
+            self.bucket.presign(key, ttl, content_type(filename), disposition)
         return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})

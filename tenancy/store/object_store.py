@@ -6,7 +6,9 @@ local computation (no request), so it may run anywhere. boto3 is imported only w
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 MIB = 1024 * 1024
 
@@ -71,6 +73,28 @@ class ObjectStore:
             "get_object", ExpiresIn=ttl_s,
             Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type,
                     "ResponseContentDisposition": disposition})
+
+
+class CdnSigner:
+    """Signed URLs of a CDN in front of a private bucket, in CloudFront's form (a canned policy: one URL and an
+    expiry, signed RSA-SHA1 with the key pair's private key): the edge checks them and caches each object, which
+    the bucket's own presigned URLs (a new query string each time) would defeat."""
+
+    def __init__(self, base_url: str, key_id: str, private_key_pem: bytes) -> None:
+        from botocore.signers import CloudFrontSigner
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+        self.base_url = base_url.rstrip("/")
+        self.signer = CloudFrontSigner(key_id, lambda message: key.sign(message, padding.PKCS1v15(), hashes.SHA1()))
+
+    def sign(self, key: str, ttl_s: int, disposition: str, now: float) -> str:
+        """The object's URL at the CDN, valid until `now + ttl_s`; the download name rides along as S3's
+        `response-content-disposition` (the CDN passes it to the bucket when its cache policy forwards it)."""
+        url = f"{self.base_url}/{quote(key)}?response-content-disposition={quote(disposition, safe='')}"
+        return self.signer.generate_presigned_url(url, date_less_than=datetime.fromtimestamp(now + ttl_s,
+                                                                                             tz=timezone.utc))
 
 
 def _transfer_errors() -> tuple[type[Exception], ...]:

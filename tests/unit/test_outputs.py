@@ -4,9 +4,14 @@ headers a presigned URL asks for, and the `outputs` settings."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tenancy.config import ConfigError, from_mapping
 from tenancy.outputs import (
@@ -21,6 +26,7 @@ from tenancy.outputs import (
     view_redirectable,
     where_to_serve,
 )
+from tenancy.store.object_store import CdnSigner
 from tenancy.store.outbox import Outbox
 
 S3 = {"store": "s3", "bucket": "outs", "endpoint": "http://127.0.0.1:8333"}
@@ -123,3 +129,32 @@ def test_an_outbox_waits_out_the_failures_it_is_told_to_and_drops_others(tmp_pat
         outbox.close()
 
     asyncio.run(run())
+
+
+def test_cdn_urls_carry_a_canned_policy_signature_the_key_pairs_public_key_verifies():
+    """CloudFront's form: Expires, Signature (RSA-SHA1 over the canned policy, base64 with -_~ for +=/) and
+    Key-Pair-Id appended to the URL; checked here with the public key, as the edge does."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    signer = CdnSigner("https://cdn.example.com/", "K2JCJMDEHXQW5F", pem)
+    url = signer.sign("tenants/acme/output/clip 1.mp4", 300, 'attachment; filename="clip 1.mp4"', now=1_800_000_000)
+    base, _, query = url.partition("&Expires=")
+    assert base == ("https://cdn.example.com/tenants/acme/output/clip%201.mp4"
+                    "?response-content-disposition=attachment%3B%20filename%3D%22clip%201.mp4%22")
+    fields = dict(pair.split("=", 1) for pair in f"Expires={query}".split("&"))
+    assert fields["Expires"] == "1800000300" and fields["Key-Pair-Id"] == "K2JCJMDEHXQW5F"
+    statement = {"Resource": base, "Condition": {"DateLessThan": {"AWS:EpochTime": 1800000300}}}
+    policy = json.dumps({"Statement": [statement]}, separators=(",", ":")).encode()
+    signature = base64.b64decode(fields["Signature"].translate(str.maketrans("-_~", "+=/")))
+    key.public_key().verify(signature, policy, padding.PKCS1v15(), hashes.SHA1())
+    with pytest.raises(InvalidSignature):
+        key.public_key().verify(signature, policy.replace(b"acme", b"other"), padding.PKCS1v15(), hashes.SHA1())
+
+
+def test_a_cdn_needs_its_url_key_id_and_private_key():
+    with pytest.raises(ConfigError) as refused:
+        from_mapping({"outputs": {**S3, "cdn": {"url": "https://cdn.example.com", "key_id": "K1"}}}, Path("."))
+    assert refused.value.key == "outputs.cdn.private_key_file"
+    cdn = {"url": "https://cdn.example.com", "key_id": "K1", "private_key_file": "cdn.pem"}
+    assert from_mapping({"outputs": {**S3, "cdn": cdn}}, Path(".")).outputs.cdn.key_id == "K1"
