@@ -19,6 +19,7 @@ from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
 from tests.harness.tenants import seed
+from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
 URL_TTL_S = 5
@@ -37,16 +38,6 @@ def s3_comfy(tmp_path_factory, seaweedfs):
 
 def client(server: ComfyUI, who: str) -> ComfyClient:
     return ComfyClient(server.url, server.seeded.keys[who])
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def save_image(tenant: ComfyClient, prefix: str) -> dict:
