@@ -114,27 +114,34 @@ class OutputUploads:
                        attachment: bool) -> web.Response | None:
         """A 302 to a presigned URL of an output (`location`: folder, real subfolder, file name, already checked
         to be the caller's), or None when it is served from disk."""
-        folder, subfolder, filename = location
-        owner = tenant or owner_of(subfolder)
-        if self.bucket is None or method != "GET" or folder not in UPLOADED_FOLDERS or not owner:
+        if self.bucket is None or method != "GET" or location[0] not in UPLOADED_FOLDERS:
             return None
-        key = self.uploaded.get(f"{folder}/{subfolder}/{filename}")
+        owner = tenant or owner_of(location[1])
+        key = await self._key_in_bucket(owner, location) if owner else None
+        metrics = self.guard.metrics
+        metrics.series(metrics.output_downloads, "disk" if key is None else "bucket").inc()
+        if key is None:
+            return None
+        filename = location[2]
+        ttl, disposition = self.settings.url_ttl_s, content_disposition(filename, attachment)
+        url = self.cdn.sign(key, ttl, disposition, time.time()) if self.cdn else \
+            self.bucket.presign(key, ttl, content_type(filename), disposition)
+        return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+
+    async def _key_in_bucket(self, owner: str, location: tuple[str, str, str]) -> str | None:
+        """The object key to redirect to, None to serve from disk."""
+        folder, subfolder, filename = location
+        known = f"{folder}/{subfolder}/{filename}"
+        key = self.uploaded.get(known)
         on_disk = (self.guard.folders[folder] / subfolder / filename).is_file()
         where = where_to_serve(uploaded=key is not None, reachable=self.reachable, on_disk=on_disk)
         if where == LOOK:  # another instance may have made it: ask the bucket (network I/O: in a thread)
             key = object_key(self.settings.prefix, owner, folder, subfolder, filename)
             try:
                 if await asyncio.to_thread(self.bucket.exists, key):
-                    where = REDIRECT
-                    self.uploaded.remember(f"{folder}/{subfolder}/{filename}", key)
+                    self.uploaded.remember(known, key)
+                    return key
             except ObjectStoreUnavailable:
                 self._set_reachable(False)
-        metrics = self.guard.metrics
-        if where != REDIRECT:
-            metrics.series(metrics.output_downloads, "disk").inc()
             return None
-        metrics.series(metrics.output_downloads, "bucket").inc()
-        ttl, disposition = self.settings.url_ttl_s, content_disposition(filename, attachment)
-        url = self.cdn.sign(key, ttl, disposition, time.time()) if self.cdn else \
-            self.bucket.presign(key, ttl, content_type(filename), disposition)
-        return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+        return key if where == REDIRECT else None

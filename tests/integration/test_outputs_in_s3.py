@@ -2,7 +2,8 @@
 (SeaweedFS, which checks SigV4 signatures and expiry itself): a tenant's saved image lands in the bucket under its
 own prefix; /view and signed downloads redirect to presigned URLs the bucket serves (Range too); another tenant's
 key, a tampered URL and an expired one are refused by the bucket; with the bucket down outputs come from disk and
-their uploads wait, then go through once it is back."""
+their uploads wait, then go through once it is back; a file only the bucket has (another instance made it) is
+found there."""
 
 from __future__ import annotations
 
@@ -125,6 +126,18 @@ def test_an_output_lands_under_its_tenants_prefix_and_the_bucket_serves_it_by_pr
     expired = requests.get(url, timeout=10)
     assert expired.status_code == 403 and "expired" in expired.text.lower()
     assert metric(s3_comfy, 'tenancy_output_uploads_total{result="ok"}') >= 2
+
+
+def test_an_output_only_the_bucket_has_is_redirected_to_for_its_owner_only(s3_comfy, seaweedfs):
+    """What another instance made (not on this disk, not uploaded from here) is looked up in the bucket under the
+    caller's own prefix."""
+    a, b = client(s3_comfy, "a"), client(s3_comfy, "b")
+    image = {"filename": "from_elsewhere_00001_.png", "subfolder": "elsewhere"}
+    body = random.randbytes(256)
+    seaweedfs.client().put_object(Bucket=BUCKET, Key=key_of("tenant-a", image), Body=body, ContentType="image/png")
+    url = redirected(a, image)
+    assert url is not None and requests.get(url, timeout=10).content == body
+    assert view(b, image).status_code == 404  # b's prefix has no such object, and b's disk no such file
 
 
 def test_with_the_bucket_down_outputs_come_from_disk_and_their_uploads_wait_until_it_is_back(s3_comfy, seaweedfs):
