@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 
+from tenancy.cli.doctor import outputs_bucket
+from tenancy.config import from_mapping
 from tenancy.store.object_store import ObjectStore
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
@@ -179,3 +181,14 @@ def test_a_large_file_is_uploaded_in_parts(seaweedfs, tmp_path):
     assert head["ContentType"] == "video/mp4"
     url = bucket.presign("tenants/t/output/long.mp4", 60, "video/mp4", 'inline; filename="long.mp4"')
     assert requests.get(url, timeout=30).content == big.read_bytes()
+
+
+def test_doctor_checks_the_outputs_bucket(seaweedfs, tmp_path):
+    def finding(**outputs):
+        settings = from_mapping({"outputs": {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET,
+                                             "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, **outputs}}, tmp_path)
+        return outputs_bucket(settings.outputs)
+
+    assert finding().status == "ok"
+    assert finding(bucket="no-such-bucket").status == "fail"
+    assert finding(secret_key="not-the-secret").status == "fail"
