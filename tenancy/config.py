@@ -123,6 +123,33 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Cdn:
+    url: str = setting("", "the CDN's base URL in front of the bucket, e.g. https://d111111abcdef8.cloudfront.net "
+                       "(the object key is appended)")
+    key_id: str = setting("", "id of the CDN's public key (CloudFront key pair id) the URLs are signed for")
+    private_key_file: str = setting("", "PEM RSA private key of that key pair, relative to this file (keep it 0600)")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    store: str = setting("local", "where tenants' outputs are served from: local (this machine's output folder), or "
+                         "s3 (uploaded after each prompt; downloads redirect to short-lived presigned URLs)",
+                         choices=("local", "s3"))
+    endpoint: str = setting("", "S3 API this ComfyUI uploads to, e.g. http://seaweedfs:8333 (empty: AWS S3)")
+    public_endpoint: str = setting("", "S3 API as browsers reach it, named in presigned URLs (a URL is bound to "
+                                   "its host; default: endpoint)")
+    bucket: str = setting("", "bucket (it must exist); objects go under <prefix>tenants/<tenant>/")
+    region: str = setting("us-east-1", "region the URLs are signed for")
+    access_key: str = setting("", "access key id; empty: AWS_ACCESS_KEY_ID or boto3's other credential sources")
+    secret_key: str = setting("", "secret access key; empty: AWS_SECRET_ACCESS_KEY or boto3's other sources")
+    prefix: str = setting("", "prepended to every object key, e.g. `prod/`")
+    url_ttl_s: int = setting(300, "lifetime of presigned download URLs", minimum=1, maximum=604800)
+    multipart_mb: int = setting(16, "files from this size up are uploaded in parts of this size", minimum=5,
+                                maximum=5120)
+    cdn: Cdn | None = setting(None, "downloads redirect to CloudFront-signed CDN URLs instead of presigned bucket URLs")
+
+
+@dataclass(frozen=True)
 class Config:
     enabled: bool = setting(True, "false runs the plugin's nodes without the guard (logged loudly)")
     store: str = setting("sqlite:///tenancy.db",
@@ -138,6 +165,7 @@ class Config:
     master_secret_file: str = setting("master.secret", "key material for data encrypted at rest (voices), 0600")
     max_upload_mb: float = setting(50.0, "largest upload a tenant may send", minimum=0.001)
     signed_url_ttl_s: int = setting(900, "lifetime of signed download URLs", minimum=10, maximum=86400)
+    outputs: Outputs = setting(None, "where tenants' outputs are kept and served from")
     auth: Auth = setting(None, "how callers prove who they are")
     audit: Audit = setting(None, "who did what")
     plans: dict = setting(DEFAULT_PLANS, "plan name -> limits (fields as in `Plan`)")
@@ -221,6 +249,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         _check_routes(values.get("routes", {}))
     if cls is Plan:
         _check_timezone(values.get("timezone", "UTC"), prefix)
+    if cls is Outputs:
+        _check_outputs(values, prefix)
     return cls(**values)
 
 
@@ -231,6 +261,26 @@ def _check_routes(routes: Mapping) -> None:
             raise ConfigError(f"routes.{key}", "expected 'METHOD /path'", "write e.g. 'GET /my_plugin/list'")
         if cls not in ("public", "tenant", "admin"):
             raise ConfigError(f"routes.{key}", f"unknown class {cls!r}", "use public, tenant or admin")
+
+
+def _check_outputs(values: Mapping, prefix: str) -> None:
+    if values.get("store") != "s3":
+        return
+    if not values.get("bucket"):
+        raise ConfigError(f"{prefix}bucket", "outputs.store is s3 but no bucket is named", "name an existing bucket")
+    if bool(values.get("access_key")) != bool(values.get("secret_key")):
+        raise ConfigError(f"{prefix}secret_key", "give both access_key and secret_key, or neither",
+                          "set both, or leave both empty to take them from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    cdn = values.get("cdn")
+    urls = {"endpoint": values.get("endpoint"), "public_endpoint": values.get("public_endpoint"),
+            "cdn.url": cdn.url if cdn else None}
+    for name, url in urls.items():
+        if url and not str(url).startswith(("http://", "https://")):
+            raise ConfigError(f"{prefix}{name}", f"{url!r} is not a URL", "write http(s)://host:port")
+    for name in ("url", "key_id", "private_key_file"):
+        if cdn and not getattr(cdn, name):
+            raise ConfigError(f"{prefix}cdn.{name}", "a CDN needs its URL, key id and private key", "set it, or "
+                              "remove `cdn` to redirect to the bucket's own presigned URLs")
 
 
 def _check_timezone(name: str, prefix: str) -> None:

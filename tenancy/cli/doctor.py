@@ -64,6 +64,8 @@ def examine(args: argparse.Namespace) -> Iterator[Finding]:
     yield Finding("ok", f"config valid: {config_path}")
     yield _secret(settings)
     yield _store(settings)
+    if settings.outputs.store == "s3":
+        yield outputs_bucket(settings.outputs)
     for name in MODEL_FOLDERS:
         folder = home.models_dir / name
         yield (Finding("ok", f"model folder {folder}") if folder.is_dir() else
@@ -119,3 +121,19 @@ def _store(settings: config_module.Config) -> Finding:
     except (StoreUnavailable, ValueError) as exc:
         return Finding("fail", f"store unreachable: {exc}", "check `store:` in the config and that the server runs")
     return Finding("ok", f"store reachable: {where}")
+
+
+def outputs_bucket(outputs: config_module.Outputs) -> Finding:
+    """With `outputs.store: s3`, the bucket must answer this machine with the configured credentials."""
+    from ..store.object_store import ObjectStore
+
+    where = f"{outputs.endpoint or 'AWS S3'} bucket {outputs.bucket}"
+    try:
+        bucket = ObjectStore(bucket=outputs.bucket, endpoint=outputs.endpoint, region=outputs.region,
+                             access_key=outputs.access_key, secret_key=outputs.secret_key)
+    except ImportError:
+        return Finding("fail", "outputs.store is s3 but boto3 is not installed", "pip install -r requirements.txt")
+    if not bucket.reachable():
+        return Finding("fail", f"outputs bucket unreachable: {where}", "check outputs.endpoint, outputs.bucket (it "
+                       "must exist) and the credentials (outputs.access_key or AWS_ACCESS_KEY_ID)")
+    return Finding("ok", f"outputs bucket reachable: {where}")

@@ -210,6 +210,8 @@ class Accounting:
             self.guard.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
                                     reason="max_execution_s")
         self._settle(prompt_id, actual, outcome)
+        if event == "execution_success":
+            self.guard.uploads.completed(running.tenant, running.files)
 
     def _settle(self, prompt_id: str, actual: float, outcome: str) -> None:
         running = self.prompts.pop(prompt_id, None)

@@ -12,6 +12,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from .. import tenant_data
+from ..outputs import view_redirectable
 from ..paths import (
     FOLDERS,
     PathRefused,
@@ -114,6 +115,10 @@ async def view(guard, request: web.Request, handler, principal: Principal) -> we
     filename, annotated = split_annotation(raw)
     folder = annotated or query.get("type", "output") or "output"
     location = await real_location(guard, principal.tenant, folder, query.get("subfolder", ""), filename)
+    if view_redirectable(query):
+        redirect = await guard.uploads.redirect(request.method, principal.tenant, location, attachment=False)
+        if redirect is not None:
+            return redirect
     http.replace_query(request, {**query, "type": location[0], "subfolder": location[1], "filename": location[2]})
     return await handler(request)
 

@@ -90,6 +90,9 @@ class Guard:
         from .accounting import Accounting
 
         self.accounting = Accounting(self)
+        from .output_uploads import OutputUploads
+
+        self.uploads = OutputUploads(self, self.accounting.outbox.path.with_suffix(".uploads.jsonl"))
         self.surfaces: dict[tuple[str, str], Surface] = {}
         # prompt_id -> tenant ("" for an admin's): a cache of the store, read by the websocket and log context
         self.owners = RecentPrompts()

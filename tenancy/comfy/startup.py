@@ -111,6 +111,7 @@ async def _start_reaper(app: web.Application, guard: Guard) -> None:
     loop = asyncio.get_running_loop()
     app["tenancy.outbox"] = loop.create_task(guard.accounting.outbox.run())
     app["tenancy.reaper"] = loop.create_task(guard.accounting.reaper())
+    app["tenancy.uploads"] = loop.create_task(guard.uploads.run())
 
 
 def register_surfaces(guard: Guard) -> None:

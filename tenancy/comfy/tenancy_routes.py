@@ -47,16 +47,20 @@ class TenancyApi:
         self.guard = guard
 
     async def health(self, request: web.Request) -> web.Response:
-        """ok, or degraded (503) while the store does not answer or writes wait in the outbox for it."""
-        outbox = self.guard.accounting.outbox
+        """ok, or degraded (503) while the store does not answer or writes wait in the outbox for it, or (with
+        outputs in a bucket) while the bucket does not answer or uploads wait for it."""
+        outbox, uploads = self.guard.accounting.outbox, self.guard.uploads
         try:
             await self.guard.store.ping()
-            healthy = not outbox.error
+            healthy = not outbox.error and uploads.healthy
         except Exception:  # any store failure is "degraded"; details stay in the log
             healthy = False
         if healthy:
             return web.json_response({"status": "ok"})
-        return web.json_response({"status": "degraded", "backlog": outbox.backlog}, status=503)
+        body = {"status": "degraded", "backlog": outbox.backlog}
+        if uploads.outbox is not None:
+            body["upload_backlog"] = uploads.backlog
+        return web.json_response(body, status=503)
 
     async def login_page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(LOGIN_PAGE, headers={"Cache-Control": "no-store"})
@@ -194,6 +198,7 @@ class TenancyApi:
         if not principal.is_admin and request.remote not in self.guard.settings.metrics_allow:
             raise Refusal(403, "admin_only", "metrics are for operators and the configured scrapers")
         self.guard.metrics.outbox_backlog.set(self.guard.accounting.outbox.backlog)
+        self.guard.metrics.output_upload_backlog.set(self.guard.uploads.backlog)
         with contextlib.suppress(StoreUnavailable):  # during an outage the other metrics matter most
             await self._sample_quotas()
         return web.Response(body=self.guard.metrics.exposition(),
@@ -216,6 +221,9 @@ class TenancyApi:
         if grant is None:
             raise Refusal(403, "invalid_signature", "the download link is invalid or has expired")
         folder, sub, name = await real_location(self.guard, None, grant.folder, grant.subfolder, grant.filename)
+        redirect = await self.guard.uploads.redirect(request.method, grant.tenant, (folder, sub, name), attachment=True)
+        if redirect is not None:
+            return redirect
         path = self.guard.folders[folder] / sub / name
         if not path.is_file():
             raise Refusal(404, "not_found", "the file no longer exists")

@@ -1,5 +1,6 @@
 """The store writes that follow execution (a prompt started, its outputs, its settlement), kept in order in a local
-file until the store has them: they never wait for the store, never fail into ComfyUI, and survive a crash.
+file until the store has them: they never wait for the store, never fail into ComfyUI, and survive a crash. (The
+uploads of outputs to a bucket wait in one of their own, retried while the bucket is unavailable.)
 
 Each write is appended to the file as one JSON line before anything else happens (a process killed afterwards
 loses nothing: the kernel has the line); one task applies the writes in order, retrying with backoff while the
@@ -25,9 +26,12 @@ LAST_RETRY_S = 2.0  # the longest a write waits after the store is back
 
 
 class Outbox:
-    def __init__(self, path: Path, apply: Callable[[dict], Awaitable[None]]) -> None:
+    def __init__(self, path: Path, apply: Callable[[dict], Awaitable[None]],
+                 retry_on: tuple[type[Exception], ...] = (StoreUnavailable,), what: str = "store") -> None:
         self.path = path
         self.apply = apply
+        self.retry_on = retry_on  # the failures a write waits out; any other drops it
+        self.what = what  # what the writes wait for, in the log
         path.parent.mkdir(parents=True, exist_ok=True)
         self.pending: deque[dict] = deque(_read(path))
         # kept open while the process lives; O_APPEND and no buffer: each line is one write()
@@ -64,16 +68,16 @@ class Outbox:
                 continue
             try:
                 await self.apply(self.pending[0])
-            except StoreUnavailable as exc:
+            except self.retry_on as exc:
                 if not self.error:
-                    log.error("[tenancy] store unavailable (%s): %d write(s) wait in %s", exc, self.backlog,
+                    log.error("[tenancy] %s unavailable (%s): %d write(s) wait in %s", self.what, exc, self.backlog,
                               self.path)
                 self.error = str(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, LAST_RETRY_S)
                 continue
             except Exception:  # a write that can never apply must not hold up the others
-                log.exception("[tenancy] dropped a store write that cannot be applied: %s", self.pending[0])
+                log.exception("[tenancy] dropped a %s write that cannot be applied: %s", self.what, self.pending[0])
             self.pending.popleft()
             delay = FIRST_RETRY_S
 

@@ -1,0 +1,73 @@
+"""Tenants' outputs in S3-compatible object storage: where a file goes in the bucket, and whether a download is
+answered from the bucket (a redirect to a short-lived presigned URL) or from this machine's disk.
+
+Pure decisions over data; the bucket itself is reached through `tenancy.store.object_store`."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from .paths import TENANTS_DIR, virtual_subfolder
+
+UPLOADED_FOLDERS = ("output",)  # previews in temp/ are not kept
+REDIRECT, DISK, LOOK = "redirect", "disk", "look"
+OCTET_STREAM = "application/octet-stream"
+
+
+def object_key(prefix: str, tenant: str, folder: str, subfolder: str, filename: str) -> str:
+    """`<prefix>tenants/<tenant>/<folder>/<subfolder>/<file>`, with the subfolder as the tenant names it: the key
+    is derived on the server from where the file lies, never from what a client sends."""
+    own = virtual_subfolder(tenant, subfolder)
+    parts = (TENANTS_DIR, tenant, folder, subfolder if own is None else own, filename)
+    return normalised_prefix(prefix) + "/".join(part for part in parts if part)
+
+
+def normalised_prefix(prefix: str) -> str:
+    cleaned = prefix.strip("/")
+    return f"{cleaned}/" if cleaned else ""
+
+
+def owner_of(subfolder: str) -> str | None:
+    """The tenant whose folder a real subfolder lies in (`tenants/<tenant>/…`), None outside tenants' folders."""
+    parts = subfolder.split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == TENANTS_DIR and parts[1] else None
+
+
+def uploaded_files(tenant: str | None, files: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """What of a finished prompt's files goes to the bucket: a tenant's outputs, each once (operators' prompts and
+    previews stay local)."""
+    if not tenant:
+        return []
+    return list(dict.fromkeys(f for f in files if f[0] in UPLOADED_FOLDERS))
+
+
+def where_to_serve(*, uploaded: bool, reachable: bool, on_disk: bool) -> str:
+    """REDIRECT to the bucket when the file is known to be there and the bucket answers; DISK while the upload is
+    pending or the bucket is down (what the server did before); LOOK (ask the bucket) when the file is on neither
+    list: another instance may have uploaded it."""
+    if uploaded and reachable:
+        return REDIRECT
+    if on_disk or not reachable:
+        return DISK
+    return LOOK
+
+
+def view_redirectable(query: Mapping[str, str]) -> bool:
+    """A /view that ComfyUI answers with the file's bytes as they are: not a converted preview, not one channel."""
+    return "preview" not in query and query.get("channel", "rgba") == "rgba"
+
+
+def content_type(filename: str) -> str:
+    return mimetypes.guess_type(filename)[0] or OCTET_STREAM
+
+
+def content_disposition(filename: str, attachment: bool) -> str:
+    """The header the presigned URL makes the bucket answer with: the file's own name (RFC 6266, with the UTF-8
+    form for names that are not plain ASCII), inline for /view, attachment for signed downloads."""
+    kind = "attachment" if attachment else "inline"
+    plain = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    if plain == filename:
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
