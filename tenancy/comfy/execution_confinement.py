@@ -12,8 +12,8 @@ import os
 import sys
 
 from ..paths import FOLDERS, tenant_root
+from ..read_back import owner_in
 from . import cache_keys, file_watch, name_resolvers, tenant_caches
-from .queue_surfaces import owner_in
 from .tenant_execution import Execution, current_execution, layout, root, runtime
 
 log = logging.getLogger("tenancy")
