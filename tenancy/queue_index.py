@@ -63,7 +63,3 @@ class QueueIndex:
     def remaining(self, owner: str | None) -> int:
         """How many of the owner's prompts are pending or running."""
         return len(self._pending.get(owner, {})) + len(self._running.get(owner, {}))
-
-    def holds(self, owner: str | None, prompt_id: str) -> bool:
-        """Whether the prompt is the owner's and pending or running."""
-        return prompt_id in self._owner and self._owner[prompt_id] == owner

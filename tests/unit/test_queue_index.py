@@ -19,9 +19,8 @@ def test_each_owner_reads_its_own_pending_in_run_order_and_its_running():
     index.started(item(1, "b1"), run_id=0)
     assert [i[1] for i in index.running("b")] == ["b1"] and index.pending("b") == []
     assert (index.remaining("a"), index.remaining("b"), index.remaining(None), index.remaining("c")) == (2, 1, 1, 0)
-    assert index.holds("b", "b1") and not index.holds("a", "b1")
     index.finished(0)
-    assert index.remaining("b") == 0 and not index.holds("b", "b1")
+    assert index.remaining("b") == 0 and index.running("b") == []
 
 
 def test_deleted_and_wiped_prompts_leave_it_and_running_ones_stay():
@@ -33,7 +32,7 @@ def test_deleted_and_wiped_prompts_leave_it_and_running_ones_stay():
     assert [i[1] for i in index.pending("a")] == ["a2"]
     index.started(item(2, "b1"), run_id=7)
     index.wiped()
-    assert index.pending("a") == index.pending("b") == [] and not index.holds("a", "a2")
+    assert index.pending("a") == index.pending("b") == [] and index.remaining("a") == 0
     assert [i[1] for i in index.running("b")] == ["b1"]
     index.finished(7)
     index.finished(7)  # once is enough
