@@ -4,7 +4,8 @@ Each server first holds --small-entries history entries (on the guarded one, --s
 then --large-entries (--large-tenants tenants); at each size the tenant that owns 10 entries reads /history,
 /history?max_items=10, /queue, /api/jobs (where ComfyUI has it) and /object_info, the servers taking turns; the
 bare server answers the same requests about its whole history. Then the worker is held by a long prompt while
---pending prompts of other tenants wait, and /queue is read again. Prints medians and the large/small ratio.
+--pending prompts of other tenants wait, and /queue and /api/jobs are read again. Prints medians and the
+large/small ratio.
 History is filled with one trivial workflow (EmptyImage -> PreviewImage) posted over HTTP: after the first run
 ComfyUI serves it from its cache, so each entry costs the queue's own work, not an image's.
 Usage: .venv/bin/python scripts/bench_views.py [--samples 30] [--large-entries 5000 --large-tenants 500]
@@ -35,6 +36,7 @@ TRIVIAL = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8,
 HOLD = {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": 3600.0, "tag": "hold"}}}
 PER_TENANT = 10
 ROUTES = ("/history", "/history?max_items=10", "/queue", "/api/jobs", "/object_info")
+BUSY_ROUTES = ("/queue", "/api/jobs")  # read again while others' prompts wait
 POSTERS = 4  # concurrent clients filling the history: the servers' own work sets the pace, not one client's
 
 
@@ -105,8 +107,8 @@ def measure(clients: dict[str, ComfyClient], routes: list[str], samples: int) ->
 
 
 def busy_queue(clients: dict[str, ComfyClient], operator: ComfyClient, others: list[ComfyClient], pending: int,
-               samples: int) -> dict[tuple[str, str], float]:
-    """/queue while the worker is held and `pending` prompts of others wait (on bare: anyone's)."""
+               routes: list[str], samples: int) -> dict[tuple[str, str], float]:
+    """`routes` while the worker is held and `pending` prompts of others wait (on bare: anyone's)."""
     holders = {"bare": clients["bare"], "guarded": operator}
     holds = {name: client.queue(HOLD).json()["prompt_id"] for name, client in holders.items()}
     for client in holders.values():  # running before the others are queued, so that they all wait
@@ -116,7 +118,7 @@ def busy_queue(clients: dict[str, ComfyClient], operator: ComfyClient, others: l
     jobs += [(others[n // PER_TENANT], TRIVIAL) for n in range(pending)]
     post_all(jobs)
     try:
-        return measure(clients, ["/queue"], samples)
+        return measure(clients, routes, samples)
     finally:
         for name, client in holders.items():
             client.post("/queue", json={"clear": True})
@@ -152,7 +154,8 @@ def main() -> None:
             results["small"] = measure(clients, routes, args.samples)
             fill(clients["bare"], operator, tenants, args.large_entries, args.small_entries)
             results["large"] = measure(clients, routes, args.samples)
-            results["pending"] = busy_queue(clients, operator, tenants[1:], args.pending, args.samples)
+            busy = [r for r in BUSY_ROUTES if r in routes]
+            results["pending"] = busy_queue(clients, operator, tenants[1:], args.pending, busy, args.samples)
         finally:
             bare.stop()
             guarded.stop()
@@ -162,7 +165,7 @@ def main() -> None:
     print(f"{'route':<24}{'bare small':>11}{'bare large':>11}{'ratio':>7}{'tenant small':>14}{'tenant large':>14}"
           f"{'ratio':>7}")
     rows = [(route, results["small"], results["large"], route) for route in routes]
-    rows.append((f"/queue, {args.pending} pending", results["small"], results["pending"], "/queue"))
+    rows += [(f"{route}, {args.pending} pending", results["small"], results["pending"], route) for route in busy]
     for label, small, large, route in rows:
         b0, b1, g0, g1 = small[("bare", route)], large[("bare", route)], small[("guarded", route)], \
             large[("guarded", route)]

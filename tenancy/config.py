@@ -193,6 +193,10 @@ class Config:
     output_inputs: dict = setting({"SaveImageDataSetToFolder": ["folder_name"],
                                    "SaveImageTextDataSetToFolder": ["folder_name"]},
                                   "node class -> inputs that name a place in the output folder, like filename_prefix")
+    private_caches: int = setting(4, "tenants whose node-output cache is kept between their prompts, the most "
+                                  "recently active ones (operators count as one): each may hold what one ComfyUI's "
+                                  "cache holds (docs/DEPLOYMENT.md); 1 keeps only the last owner's, as one shared "
+                                  "ComfyUI would", minimum=1, maximum=64)
     model_routing: dict = setting({}, "tag -> {input name: {model file: replacement}} (gray release)")
     base_dir: str = setting("", "set at load time: the folder relative paths are taken from")
 

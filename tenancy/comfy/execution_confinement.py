@@ -1,6 +1,6 @@
 """Tenant isolation where nodes execute: while a tenant's prompt is validated or runs, ComfyUI's name resolvers
-answer inside the tenant's folders, cached node outputs are the tenant's own, and an audit hook refuses any file a
-node opens, lists, removes or renames outside them (`tenancy.confinement` decides)."""
+answer inside the tenant's folders, cached node outputs are the tenant's own (in its own cache set), and an audit
+hook refuses any file a node opens, lists, removes or renames outside them (`tenancy.confinement` decides)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import os
 import sys
 
 from ..paths import FOLDERS, tenant_root
-from . import cache_keys, file_watch, name_resolvers
-from .queue_surfaces import owner_in
+from ..read_back import owner_in
+from . import cache_keys, file_watch, name_resolvers, tenant_caches
 from .tenant_execution import Execution, current_execution, layout, root, runtime
 
 log = logging.getLogger("tenancy")
@@ -43,26 +43,26 @@ def _wrap_executor(executor_cls) -> None:
     original = getattr(executor_cls, name)
     signature = inspect.signature(original)
 
-    def tenant_of(args, kwargs) -> tuple[str | None, dict, str | None]:
+    def tenant_of(args, kwargs) -> tuple[str | None, dict, str | None, object]:
         bound = signature.bind_partial(*args, **kwargs).arguments
         prompt_id, prompt = bound.get("prompt_id"), bound.get("prompt") or {}
         guard = runtime["guard"]
         owner = guard.owners.get(prompt_id or "")
         if owner is None:
             owner = owner_in(bound.get("extra_data"))
-        return owner or None, prompt, prompt_id
+        return owner or None, prompt, prompt_id, bound.get("self")
 
     if inspect.iscoroutinefunction(original):
         @functools.wraps(original)
         async def execute(*args, **kwargs):
-            tenant, prompt, prompt_id = tenant_of(args, kwargs)
-            with confined(runtime["guard"], tenant, prompt, prompt_id):
+            tenant, prompt, prompt_id, executor = tenant_of(args, kwargs)
+            with confined(runtime["guard"], tenant, prompt, prompt_id), tenant_caches.private(executor, tenant):
                 return await original(*args, **kwargs)
     else:
         @functools.wraps(original)
         def execute(*args, **kwargs):
-            tenant, prompt, prompt_id = tenant_of(args, kwargs)
-            with confined(runtime["guard"], tenant, prompt, prompt_id):
+            tenant, prompt, prompt_id, executor = tenant_of(args, kwargs)
+            with confined(runtime["guard"], tenant, prompt, prompt_id), tenant_caches.private(executor, tenant):
                 return original(*args, **kwargs)
 
     setattr(executor_cls, name, execute)
@@ -88,6 +88,8 @@ def install(guard, trusted_classes=()) -> None:
     runtime["node_context"] = getattr(utils, "current_executing_context", None)
     name_resolvers.install(folder_paths)
     _wrap_executor(comfy_execution.PromptExecutor)
+    if not tenant_caches.install(comfy_execution.PromptExecutor, guard.settings.private_caches):
+        log.warning("[tenancy] this ComfyUI's executor has no reset(): tenants share one node cache")
     caching = sys.modules.get("comfy_execution.caching")
     if caching is None or not cache_keys.install(caching):
         raise RuntimeError("cannot tell ComfyUI's cached node outputs apart per tenant (comfy_execution.caching)")

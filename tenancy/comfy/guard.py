@@ -17,6 +17,7 @@ from ..config import Config
 from ..history_index import HistoryIndex
 from ..identity import Authenticator, split_api_key, token_settings
 from ..metrics import Metrics, TimedStore
+from ..queue_index import QueueIndex
 from ..records import ANONYMOUS, Principal, RateLimit
 from ..refusal import Refusal, rate_limited
 from ..routes import PUBLIC, allowed, normalise, normalise_overrides, route_class
@@ -87,6 +88,7 @@ class Guard:
         self.audit = AuditLog(settings.path(settings.audit.path), settings.audit.max_bytes, settings.audit.backups)
         self.outcomes = RecentPrompts()  # prompt_id -> outcome the guard decided (timeout, cancelled)
         self.history = HistoryIndex()  # tenant -> its prompt ids in ComfyUI's history, caught up on each read
+        self.queued = QueueIndex()  # tenant -> its pending and running prompts, fed by the queue's changes
         from .accounting import Accounting
 
         self.accounting = Accounting(self)

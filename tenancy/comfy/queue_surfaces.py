@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from aiohttp import web
 
 from ..history_index import page
@@ -60,14 +58,19 @@ def _query_int(request: web.Request, name: str) -> int | None:
 
 
 async def queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    """A tenant's running and pending prompts, read from the queue's items, as it posted them."""
+    """A tenant's running and pending prompts, from its own entries of the queue index, as it posted them."""
     if not _tenant_answer(principal):
         return await handler(request)
     catalogue = await node_catalogue(guard, request)
-    running, pending = _queue_items(guard)
-    return web.json_response({key: [posted_item(item, principal.tenant, catalogue) for item in items
-                                    if len(item) > 3 and owner_in(item[3]) == principal.tenant]
+    running, pending = own_queue(guard, principal.tenant)
+    return web.json_response({key: [posted_item(item, principal.tenant, catalogue) for item in items]
                               for key, items in (("queue_running", running), ("queue_pending", pending))})
+
+
+def own_queue(guard, tenant: str | None) -> tuple[list, list]:
+    """The owner's running and pending queue items (pending in the order they will run)."""
+    with guard.server.prompt_queue.mutex:
+        return guard.queued.running(tenant), guard.queued.pending(tenant)
 
 
 def _queue_items(guard) -> tuple[list, list]:
@@ -75,10 +78,10 @@ def _queue_items(guard) -> tuple[list, list]:
     return running, pending
 
 
-def remaining_by_owner(guard) -> Counter:
-    """owner (None for operators' prompts) -> how many of its prompts are queued or running."""
-    running, pending = _queue_items(guard)
-    return Counter(owner_in(item[3]) if len(item) > 3 else None for item in running + pending)
+def remaining_of(guard, owner: str | None) -> int:
+    """How many of the owner's (None: operators') prompts are queued or running."""
+    with guard.server.prompt_queue.mutex:
+        return guard.queued.remaining(owner)
 
 
 def queue_info(remaining: int) -> dict:
@@ -90,18 +93,23 @@ async def queue_status(guard, request: web.Request, handler, principal: Principa
     """GET /prompt: a tenant's own queue; another tenant's load is not its business."""
     if principal.is_admin:
         return await handler(request)
-    return web.json_response(queue_info(remaining_by_owner(guard)[principal.tenant]))
+    return web.json_response(queue_info(remaining_of(guard, principal.tenant)))
 
 
 async def edit_queue(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
     """Deleting queued prompts; their quota holds are refunded."""
-    pending = _queue_items(guard)[1]
-    own = {item[1] for item in pending if principal.is_admin or owner_in(item[3]) == principal.tenant}
+    own = set(_pending_ids(guard, principal))
     response = await _edit(guard, request, handler, principal, own)
-    running, still_pending = _queue_items(guard)
-    for prompt_id in {item[1] for item in pending} - {item[1] for item in running + still_pending}:
+    still = set(_pending_ids(guard, principal)) | {item[1] for item in _queue_items(guard)[0]}
+    for prompt_id in own - still:
         await guard.accounting.released(prompt_id, "cancelled")
     return response
+
+
+def _pending_ids(guard, principal: Principal) -> list[str]:
+    """The pending prompts the caller may delete: a tenant's own (from the index); an operator, all."""
+    pending = _queue_items(guard)[1] if principal.is_admin else own_queue(guard, principal.tenant)[1]
+    return [item[1] for item in pending]
 
 
 async def edit_history(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -146,35 +154,4 @@ async def interrupt(guard, request: web.Request, handler, principal: Principal) 
     elif await guard.owner_of(str(prompt_id)) != principal.tenant:
         raise Refusal(403, "not_owner", "you can only interrupt your own prompts")
     http.replace_json_body(request, {"prompt_id": prompt_id})
-    return await handler(request)
-
-
-async def job(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    """GET /api/jobs/{id} and its cancel route (newer ComfyUI): only the owner's."""
-    job_id = request.match_info.get("job_id", "")
-    if not principal.is_admin and await guard.owner_of(job_id) != principal.tenant:
-        raise Refusal(404, "not_found", "no such job among yours")
-    return await handler(request)
-
-
-async def jobs(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    response = await handler(request)
-    answer = http.answer_json(response)
-    if principal.is_admin or not isinstance(answer, dict) or not isinstance(answer.get("jobs"), list):
-        return response
-    answer["jobs"] = [j for j in answer["jobs"] if isinstance(j, dict)
-                      and await guard.owner_of(str(j.get("id", ""))) == principal.tenant]
-    if isinstance(answer.get("pagination"), dict):
-        answer["pagination"]["total"] = len(answer["jobs"])
-    return http.json_like(response, answer)
-
-
-async def cancel_jobs(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    if principal.is_admin:
-        return await handler(request)
-    body = await http.json_body(request)
-    ids = body.get("job_ids", []) if isinstance(body, dict) else []
-    foreign = [j for j in ids if await guard.owner_of(str(j)) != principal.tenant]
-    if foreign or not isinstance(ids, list):
-        raise Refusal(403, "not_owner", "you can only cancel your own jobs")
     return await handler(request)

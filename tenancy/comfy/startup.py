@@ -21,9 +21,11 @@ from . import (
     execution_confinement,
     file_surfaces,
     http,
+    job_surfaces,
     oidc,
     prompt_surface,
     queue_surfaces,
+    queue_watch,
     tenancy_routes,
     user_surfaces,
     websocket,
@@ -69,6 +71,7 @@ def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | 
         _enable_per_tenant_user_data()
         user_surfaces.check_multi_user(server)
         execution_confinement.install(guard, trusted_classes)
+        queue_watch.install(type(server.prompt_queue), guard.queued)
     except (config_module.ConfigError, StoreUnavailable, OSError, ValueError, RuntimeError) as exc:
         _refuse_to_serve(server, exc)
         return None
@@ -131,10 +134,10 @@ def register_surfaces(guard: Guard) -> None:
         ("GET", "/queue"): queue_surfaces.queue,
         ("POST", "/queue"): queue_surfaces.edit_queue,
         ("POST", "/interrupt"): queue_surfaces.interrupt,
-        ("GET", "/jobs"): queue_surfaces.jobs,
-        ("GET", "/jobs/{job_id}"): queue_surfaces.job,
-        ("POST", "/jobs/{job_id}/cancel"): queue_surfaces.job,
-        ("POST", "/jobs/cancel"): queue_surfaces.cancel_jobs,
+        ("GET", "/jobs"): job_surfaces.jobs,
+        ("GET", "/jobs/{job_id}"): job_surfaces.job,
+        ("POST", "/jobs/{job_id}/cancel"): job_surfaces.cancel_job,
+        ("POST", "/jobs/cancel"): job_surfaces.cancel_jobs,
         ("GET", "/ws"): websocket.connect,
         ("GET", "/prompt"): queue_surfaces.queue_status,
         ("GET", "/users"): user_surfaces.users,

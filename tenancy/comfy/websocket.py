@@ -18,7 +18,7 @@ from ..records import Principal
 from ..store import StoreUnavailable
 from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
 from . import http
-from .queue_surfaces import queue_info, remaining_by_owner
+from .queue_surfaces import queue_info, remaining_of
 from .user_surfaces import tenant_features
 
 log = logging.getLogger("tenancy")
@@ -75,15 +75,15 @@ async def _send_unowned(guard, original, event, data, sid) -> None:
     server = guard.server
     targets = [sid] if sid is not None else list(server.sockets)
     admin = ADMIN_NAMESPACE + ":"
-    remaining = None
+    remaining: dict[str, int] = {}
     for target in targets:
         if str(target).startswith(admin):
             await original(event, data, target)
             continue
         tenant = str(target).partition(":")[0]
         if event == "status" and isinstance(data, dict):
-            if remaining is None:
-                remaining = remaining_by_owner(guard)  # once per message, whatever the number of sockets
+            if tenant not in remaining:  # once per tenant and message, whatever the number of its sockets
+                remaining[tenant] = remaining_of(guard, tenant)
             await original(event, dict(data, status=queue_info(remaining[tenant])), target)
         elif event == "feature_flags" and isinstance(data, dict):
             await original(event, tenant_features(data), target)

@@ -8,24 +8,16 @@ import uuid
 import pytest
 
 from tests.conftest import FIXTURES
+from tests.harness.views import interleave, params
 
 pytestmark = pytest.mark.comfy
 PORTRAIT = FIXTURES / "media" / "portrait_astronaut_256.png"
 
 
-def params(steps: int) -> dict:
-    return {"1": {"class_type": "TenancyTestParams", "inputs": {
-        "steps": steps, "cfg": 7.0, "duration": 0.1, "width": 256, "model_name": "base.safetensors"}}}
-
-
 @pytest.fixture(scope="module")
 def interleaved(tenant_a, tenant_b) -> list[str]:
-    """b, a, b, a, b, a, one at a time: tenant B's three prompts, in the order they ran, each followed by A's."""
-    own = []
-    for steps in (11, 12, 13):
-        own.append(tenant_b.run(params(steps))["prompt"][1])
-        tenant_a.run(params(steps))
-    return own
+    """b, a, b, a, b, a: tenant B's three prompt ids, in the order they ran, each followed by A's."""
+    return interleave(tenant_b, tenant_a, (11, 12, 13))
 
 
 def history_ids(client, **query) -> list[str]:
