@@ -132,7 +132,8 @@ def virtual_finish(virtual_now: int, last_finish: int, cost: float, weight: floa
     """A prompt's fair queue number: max(virtual now, the tenant's last finish) + cost / weight, in whole
     thousandths of a weighted second, at least one more than the start (FairQueue here, the cluster queue's
     store/lua/cq_enqueue.lua through `tenancy.cluster`)."""
-    return max(virtual_now, last_finish) + max(round(max(cost, 1.0) * FairQueue.UNITS_PER_SECOND / max(weight, 1e-6)), 1)
+    units = round(max(cost, 1.0) * FairQueue.UNITS_PER_SECOND / max(weight, 1e-6))
+    return max(virtual_now, last_finish) + max(units, 1)
 
 
 def reap_charge(hold: Reservation, policy: str) -> tuple[float, str]:

@@ -71,13 +71,32 @@ def running_cap(max_running: int, max_concurrent: int) -> int:
     return max_running if max_running > 0 else max_concurrent
 
 
-def payload(item: Sequence[Any]) -> str:
-    """A queue item as the stream carries it: (prompt, extra_data, outputs to execute). The sensitive extra data
-    (ComfyUI's API-node tokens, item[5]) never leaves the instance that received it."""
-    return json.dumps([item[2], item[3], list(item[4])], separators=(",", ":"))
+@dataclass(frozen=True)
+class Carried:
+    """What a prompt carries through the cluster queue besides its id and number: the ComfyUI queue item's prompt,
+    extra data and outputs to execute, and what the worker's accounting needs (plan, admission time)."""
+
+    prompt: dict
+    extra_data: dict
+    outputs: list
+    plan: str | None = None
+    admitted: float = 0.0
+
+    def dumps(self) -> str:
+        return json.dumps([self.prompt, self.extra_data, self.outputs, self.plan, self.admitted],
+                          separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str) -> Carried:
+        prompt, extra_data, outputs, plan, admitted = json.loads(text)
+        return cls(prompt, extra_data, outputs, plan, admitted)
+
+    def queue_item(self, number: int, prompt_id: str) -> tuple:
+        """The ComfyUI queue item a worker runs."""
+        return (number, prompt_id, self.prompt, self.extra_data, self.outputs, {})
 
 
-def queue_item(number: int, prompt_id: str, carried: str) -> tuple:
-    """The ComfyUI queue item a worker runs, from what the stream carried."""
-    prompt, extra_data, outputs = json.loads(carried)
-    return (number, prompt_id, prompt, extra_data, outputs, {})
+def carried(item: Sequence[Any], plan: str | None, admitted: float) -> Carried:
+    """A ComfyUI queue item as the stream carries it. Its sensitive extra data (ComfyUI's API-node tokens,
+    item[5]) never leaves the instance that received it: Redis holds no secrets."""
+    return Carried(item[2], item[3], list(item[4]), plan, admitted)

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import redis
 
-from tenancy.cluster import TERMINAL, Head, fair_units, next_tenant, reap_action
+from tenancy.cluster import TERMINAL, Carried, Head, carried, fair_units, next_tenant, reap_action
 from tenancy.store.cluster_queue import PREFIX, ClusterQueue
 
 pytestmark = pytest.mark.redis
@@ -32,7 +32,7 @@ def worker(url: str, name: str, lease_s: float = LEASE_S, max_redeliveries: int 
 def enqueue(queue: ClusterQueue, tenant: str, count: int, weight: float = 1.0, cap: int = 0) -> list[str]:
     ids = [f"{tenant}-{i:03d}" for i in range(count)]
     for pid in ids:
-        queue.enqueue(pid, tenant, fair_units(1.0, weight), cap, f'[{{}}, {{"n": "{pid}"}}, []]', 1.0)
+        queue.enqueue(pid, tenant, fair_units(1.0, weight), cap, "[{}, {}, [], null, 0]", 1.0)
     return ids
 
 
@@ -164,6 +164,15 @@ def test_pending_lists_the_queued_prompts_of_every_tenant_by_number(url):
     assert [(n, pid) for n, pid, _body in pending] == [(1000, "a-000"), (1000, "b-001"), (2000, "a-001"),
                                                         (3000, "a-002")]
     assert all(body.startswith("[") for _n, _pid, body in pending)
+
+
+def test_a_carried_prompt_comes_back_as_the_queue_item_without_its_sensitive_extra_data():
+    item = (7, "p1", {"1": {"class_type": "X"}}, {"client_id": "c"}, ["1"], {"api_key_comfy_org": "secret"})
+    text = carried(item, "basic", 12.5).dumps()
+    assert "secret" not in text
+    back = Carried.loads(text)
+    assert back.queue_item(9, "p1") == (9, "p1", item[2], item[3], ["1"], {})
+    assert (back.plan, back.admitted) == ("basic", 12.5)
 
 
 def test_the_selector_rule_and_the_reap_rule():
