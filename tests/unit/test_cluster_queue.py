@@ -40,6 +40,7 @@ def run_to_end(queue: ClusterQueue, claim) -> None:
     assert queue.start(claim.prompt_id, claim.attempt)
     assert queue.complete(claim.prompt_id, claim.attempt, "done")
     assert queue.may_settle(claim.prompt_id, claim.attempt)
+    assert queue.may_settle(claim.prompt_id, claim.attempt)  # its outbox retrying: still this worker's to settle
 
 
 def test_weights_four_to_one_give_eight_to_two_in_the_first_ten_starts(url):
