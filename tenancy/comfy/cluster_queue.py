@@ -181,9 +181,11 @@ def queue_class(base: type) -> type:
         def __init__(self, server, link: ClusterLink) -> None:
             super().__init__(server)
             self.link = link
+            self._listed: tuple[float, list] = (0.0, [])  # (when, pending items) for the frequent readers
 
         def put(self, item) -> None:
             self.link.enqueue(item)
+            self._listed = (0.0, [])  # a client deleting what it just queued here finds it
             with self.not_empty:
                 self.not_empty.notify()  # this instance's idle worker asks at once
             self.server.queue_updated()
@@ -216,13 +218,20 @@ def queue_class(base: type) -> type:
                 self.currently_running.pop(item_id, None)
             self.server.queue_updated()
 
-        def _pending(self) -> list:
+        def _pending(self, fresh: bool = True) -> list:
+            """The cluster's queued prompts as queue items. The websocket's status and the guard's per-tenant
+            counts ask on every queue change: they get a list at most poll_s old (`fresh` False)."""
+            listed_at, items = self._listed
+            if not fresh and time.monotonic() - listed_at < self.link.settings.poll_s:
+                return items
             try:
-                return [Carried.loads(body).queue_item(number, prompt_id)
-                        for number, prompt_id, body in self.link.queue.pending()]
+                items = [Carried.loads(body).queue_item(number, prompt_id)
+                         for number, prompt_id, body in self.link.queue.pending()]
             except StoreUnavailable as exc:
                 log.error("[tenancy] cluster queue: %s", exc)
                 return []
+            self._listed = (time.monotonic(), items)
+            return items
 
         def get_current_queue(self):
             with self.mutex:
@@ -232,7 +241,7 @@ def queue_class(base: type) -> type:
         def get_current_queue_volatile(self):
             with self.mutex:
                 running = list(self.currently_running.values())
-            return running, self._pending()
+            return running, self._pending(fresh=False)
 
         def get_tasks_remaining(self) -> int:
             try:

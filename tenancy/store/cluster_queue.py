@@ -17,7 +17,8 @@ Keys (one hash tag, `{cq}`: every script runs on one slot of a Redis Cluster too
     tn:{cq}:queued          string  prompts queued in the whole cluster
     tn:{cq}:job:<pid>       hash    tenant, sid, number, state (queued | running | done | error | interrupted |
                                     cancelled | failed), reason, attempt (the fencing token: +1 per hand-out),
-                                    owner, started, seconds, settled (who settles its quota: set once), times
+                                    owner, started, seconds, settled (who settles its quota: set once), times,
+                                    order (its hand-out's place in the cluster's: tn:{cq}:handed counts them)
     tn:{cq}:body:<pid>      string  what the worker runs: [prompt, extra_data, outputs] (no sensitive extra data)
     tn:{cq}:inst:<name>     string  an instance's liveness (the prompt it runs), expiring after the lease
 

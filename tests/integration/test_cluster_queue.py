@@ -113,6 +113,23 @@ def test_a_newcomers_prompt_is_the_next_to_start_behind_a_backlog(cluster):
     assert after and all(int(jobs[pid]["claimed"]) >= started for pid in after)
 
 
+def test_weights_four_to_one_give_eight_to_two_in_the_first_ten_starts_across_the_cluster(cluster):
+    """Every worker busy with an operator's prompt while both tenants queue ten each: the backlog is saturated
+    before anything of theirs starts."""
+    workers, seeded, client = cluster
+    blockers = [ComfyClient(w.url, seeded.keys["admin"]).queue(sleep(3.0, f"block{i}")).json()["prompt_id"]
+                for i, w in enumerate(workers)]
+    wait_for(lambda: all(job(client, pid).get("state") == "running" for pid in blockers), what="the blockers")
+    heavy, light = (ComfyClient(workers[i].url, seeded.keys[name]) for i, name in ((0, "heavy"), (1, "light")))
+    ids = {}
+    for i in range(10):
+        for name, sender in (("heavy", heavy), ("light", light)):
+            ids[sender.queue(sleep(0.3, f"{name}{i}")).json()["prompt_id"]] = name
+    jobs = wait_for(lambda: ended(client, list(ids)), what="both backlogs")
+    first_ten = sorted(ids, key=lambda pid: int(jobs[pid]["order"]))[:10]
+    assert sorted(ids[pid] for pid in first_ten).count("heavy") == 8
+
+
 def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_cannot_finish(cluster):
     workers, seeded, client = cluster
     tenant = ComfyClient(workers[0].url, seeded.keys["light"])

@@ -32,7 +32,8 @@ for _ = 1, 8 do  -- a tenant listed with nothing to hand out is set right, and t
     local job = key('job', pid)
     local attempt = redis.call('HINCRBY', job, 'attempt', 1)
     local number = redis.call('HGET', job, 'number')
-    redis.call('HSET', job, 'state', 'running', 'owner', inst, 'started', 0, 'claimed', now_ms())
+    redis.call('HSET', job, 'state', 'running', 'owner', inst, 'started', 0, 'claimed', now_ms(),
+      'order', redis.call('INCR', P .. 'handed'))
     redis.call('HINCRBY', ten, 'running', 1)
     redis.call('HINCRBY', ten, 'queued', -1)
     redis.call('DECR', P .. 'queued')
