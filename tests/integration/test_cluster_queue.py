@@ -15,6 +15,7 @@ from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.redis import RedisServer
 from tests.harness.tenants import seed, share_config
+from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
 CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
@@ -47,16 +48,6 @@ def job(client: redis.Redis, prompt_id: str) -> dict:
     return client.hgetall(JOB + prompt_id)
 
 
-def wait_for(check, timeout: float = 60.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise TimeoutError(f"waited {timeout}s for {what}")
-
-
 def ended(client: redis.Redis, prompt_ids: list[str]) -> dict:
     jobs = {pid: job(client, pid) for pid in prompt_ids}
     return jobs if all(j.get("state") in ("done", "error", "failed", "cancelled") for j in jobs.values()) else {}
@@ -85,13 +76,13 @@ def test_a_burst_sent_to_one_instance_runs_on_all_three_and_settles_each_prompt_
         answer = sender.queue(sleep(2.0, f"burst{i}"))
         assert answer.status_code == 200, answer.text
         ids.append(answer.json()["prompt_id"])
-    jobs = wait_for(lambda: ended(client, ids), what="the burst")
+    jobs = wait_until(lambda: ended(client, ids), what="the burst")
     assert {j["state"] for j in jobs.values()} == {"done"}
     owners = {j["owner"] for j in jobs.values()}
     assert len(owners) == 3, owners
     assert max(idle_while_queued(jobs.values())) <= 1000
     for pid in ids:
-        reservation = wait_for(lambda pid=pid: settled(client, "tenant-light", pid).get("state") == "settled"
+        reservation = wait_until(lambda pid=pid: settled(client, "tenant-light", pid).get("state") == "settled"
                                and settled(client, "tenant-light", pid), what="the settlement")
         assert reservation["outcome"] == "success"
     # the instance that ran a prompt answers its history, owned by the tenant that sent it elsewhere
@@ -103,11 +94,11 @@ def test_a_newcomers_prompt_is_the_next_to_start_behind_a_backlog(cluster):
     workers, seeded, client = cluster
     backlog = ComfyClient(workers[1].url, seeded.keys["light"])
     ids = [backlog.queue(sleep(1.5, f"a{i}")).json()["prompt_id"] for i in range(9)]
-    wait_for(lambda: sum(job(client, pid).get("state") == "running" for pid in ids) == 3, what="three running")
+    wait_until(lambda: sum(job(client, pid).get("state") == "running" for pid in ids) == 3, what="three running")
     answer = ComfyClient(workers[2].url, seeded.keys["quota30"]).queue(sleep(0.5, "newcomer"))
     assert answer.status_code == 200, answer.text
     newcomer = answer.json()["prompt_id"]
-    jobs = wait_for(lambda: ended(client, [*ids, newcomer]), what="backlog and newcomer")
+    jobs = wait_until(lambda: ended(client, [*ids, newcomer]), what="backlog and newcomer")
     arrived, started = int(jobs[newcomer]["created"]), int(jobs[newcomer]["claimed"])
     after = [pid for pid in ids if int(jobs[pid]["claimed"]) > arrived]
     assert after and all(int(jobs[pid]["claimed"]) >= started for pid in after)
@@ -119,13 +110,13 @@ def test_weights_four_to_one_give_eight_to_two_in_the_first_ten_starts_across_th
     workers, seeded, client = cluster
     blockers = [ComfyClient(w.url, seeded.keys["admin"]).queue(sleep(3.0, f"block{i}")).json()["prompt_id"]
                 for i, w in enumerate(workers)]
-    wait_for(lambda: all(job(client, pid).get("state") == "running" for pid in blockers), what="the blockers")
+    wait_until(lambda: all(job(client, pid).get("state") == "running" for pid in blockers), what="the blockers")
     heavy, light = (ComfyClient(workers[i].url, seeded.keys[name]) for i, name in ((0, "heavy"), (1, "light")))
     ids = {}
     for i in range(10):
         for name, sender in (("heavy", heavy), ("light", light)):
             ids[sender.queue(sleep(0.3, f"{name}{i}")).json()["prompt_id"]] = name
-    jobs = wait_for(lambda: ended(client, list(ids)), what="both backlogs")
+    jobs = wait_until(lambda: ended(client, list(ids)), what="both backlogs")
     first_ten = sorted(ids, key=lambda pid: int(jobs[pid]["order"]))[:10]
     assert sorted(ids[pid] for pid in first_ten).count("heavy") == 8
 
@@ -134,17 +125,17 @@ def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_ca
     workers, seeded, client = cluster
     tenant = ComfyClient(workers[0].url, seeded.keys["light"])
     frozen_id = tenant.queue(sleep(5.0, "frozen")).json()["prompt_id"]
-    running = wait_for(lambda: job(client, frozen_id).get("started") == "1" and job(client, frozen_id),
+    running = wait_until(lambda: job(client, frozen_id).get("started") == "1" and job(client, frozen_id),
                        what="the prompt to start")
     frozen = next(w for w in workers if running["owner"].endswith(f":{w.port}"))
     os.kill(frozen.process.pid, signal.SIGSTOP)
     try:
-        lost = wait_for(lambda: job(client, frozen_id).get("state") == "failed" and job(client, frozen_id),
+        lost = wait_until(lambda: job(client, frozen_id).get("state") == "failed" and job(client, frozen_id),
                         timeout=30, what="the reaper")
     finally:
         os.kill(frozen.process.pid, signal.SIGCONT)
     assert lost["reason"] == "worker_lost"
-    reservation = wait_for(lambda: settled(client, "tenant-light", frozen_id).get("state") == "settled"
+    reservation = wait_until(lambda: settled(client, "tenant-light", frozen_id).get("state") == "settled"
                            and settled(client, "tenant-light", frozen_id), what="the settlement")
     assert reservation["outcome"] == "worker_lost"
     time.sleep(6)  # the woken worker finishes its sleep (or interrupts it): its result changes nothing
@@ -155,15 +146,15 @@ def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_ca
     assert sum(1 for _id, e in ledger if e["prompt_id"] == frozen_id and e["kind"] == "settle") == 1
 
     killed_id = tenant.queue(sleep(5.0, "killed")).json()["prompt_id"]
-    running = wait_for(lambda: job(client, killed_id).get("started") == "1" and job(client, killed_id),
+    running = wait_until(lambda: job(client, killed_id).get("started") == "1" and job(client, killed_id),
                        what="the prompt to start")
     victim = next(w for w in workers if running["owner"].endswith(f":{w.port}"))
     victim.kill()
-    lost = wait_for(lambda: job(client, killed_id).get("state") == "failed" and job(client, killed_id),
+    lost = wait_until(lambda: job(client, killed_id).get("state") == "failed" and job(client, killed_id),
                     timeout=30, what="the reaper")
     assert lost["reason"] == "worker_lost"
-    assert wait_for(lambda: settled(client, "tenant-light", killed_id).get("outcome") == "worker_lost",
+    assert wait_until(lambda: settled(client, "tenant-light", killed_id).get("outcome") == "worker_lost",
                     what="the settlement")
     survivor = next(w for w in workers if w is not victim)
     after = ComfyClient(survivor.url, seeded.keys["light"]).queue(sleep(0.2, "after")).json()["prompt_id"]
-    assert wait_for(lambda: job(client, after).get("state") == "done", what="the survivors")
+    assert wait_until(lambda: job(client, after).get("state") == "done", what="the survivors")

@@ -26,6 +26,7 @@ from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.redis import RedisServer
 from tests.harness.tenants import seed, share_config
+from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
 TENANT = "tenant-light"  # unlimited seconds, 50 prompts at once: only the faults refuse work here
@@ -60,16 +61,6 @@ def instances(tmp_path_factory, redis_aof):
 def refused_for_the_store(answer: requests.Response) -> bool:
     return answer.status_code == 503 and answer.json()["error"]["type"] == "store_unavailable" \
         and int(answer.headers["Retry-After"]) > 0
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def healthy(server: ComfyUI) -> bool:
