@@ -13,6 +13,7 @@ import redis
 
 from tenancy.cluster import TERMINAL, Carried, Head, carried, fair_units, next_tenant, reap_action
 from tenancy.store.cluster_queue import PREFIX, ClusterQueue
+from tests.harness.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 LEASE_S = 0.4
@@ -247,3 +248,25 @@ def test_instances_crashing_at_random_leave_every_prompt_in_one_end_state_settle
     assert settled == Counter(ids)
     assert not over_cap
     assert "failed" in states.values() and "done" in states.values()
+
+
+def test_a_redis_restart_loses_nothing_queued_or_held(tmp_path):
+    """AOF on (as the harness and DEPLOYMENT.md run Redis): after a restart the held prompt's worker renews and
+    completes it, the queued ones come in the same order, each once."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        gpu = worker(server.url, "gpu-1", lease_s=5)
+        ids = enqueue(gpu, "a", 4)
+        held = gpu.claim()
+        assert gpu.start(held.prompt_id, held.attempt)
+        server.stop()
+        server.start()
+        assert gpu.heartbeat(held.prompt_id, held.attempt)
+        assert gpu.complete(held.prompt_id, held.attempt, "done") and gpu.may_settle(held.prompt_id, held.attempt)
+        rest = []
+        while (claim := gpu.claim()) is not None:
+            rest.append(claim.prompt_id)
+            run_to_end(gpu, claim)
+        assert [held.prompt_id, *rest] == ids and gpu.queued() == 0
+    finally:
+        server.stop()
