@@ -120,13 +120,20 @@ class FairQueue:
         self.last_finish: dict[str, int] = {}
 
     def number(self, tenant: str, cost: float, weight: float) -> int:
-        start = max(self.virtual_now, self.last_finish.get(tenant, 0))
-        finish = start + max(round(max(cost, 1.0) * self.UNITS_PER_SECOND / max(weight, 1e-6)), 1)
+        finish = virtual_finish(self.virtual_now, self.last_finish.get(tenant, 0), cost, weight)
         self.last_finish[tenant] = finish
         return finish
 
     def started(self, number: float) -> None:
         self.virtual_now = max(self.virtual_now, int(number))
+
+
+def virtual_finish(virtual_now: int, last_finish: int, cost: float, weight: float) -> int:
+    """A prompt's fair queue number: max(virtual now, the tenant's last finish) + cost / weight, in whole
+    thousandths of a weighted second, at least one more than the start (FairQueue here, the cluster queue's
+    store/lua/cq_enqueue.lua through `tenancy.cluster`)."""
+    units = round(max(cost, 1.0) * FairQueue.UNITS_PER_SECOND / max(weight, 1e-6))
+    return max(virtual_now, last_finish) + max(units, 1)
 
 
 def reap_charge(hold: Reservation, policy: str) -> tuple[float, str]:

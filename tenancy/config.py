@@ -55,6 +55,8 @@ class Plan:
     timezone: str = setting("UTC", "time zone of the day boundary for daily_seconds (IANA name)")
     weight: float = setting(1.0, "share of the GPU under contention (fair queueing weight)", minimum=0.01)
     max_concurrent: int = setting(2, "queued + running prompts at once", minimum=1)
+    max_running: int = setting(0, "with the cluster queue: prompts running at once across the instances; 0 means "
+                                  "max_concurrent", minimum=0)
     max_execution_s: float = setting(300.0, "a prompt running longer is interrupted (timeout)", minimum=1)
     prompts_per_minute: float = setting(30.0, "rate limit on /prompt", minimum=0.1)
     uploads_per_minute: float = setting(60.0, "rate limit on uploads", minimum=0.1)
@@ -150,6 +152,21 @@ class Outputs:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    enabled: bool = setting(False, "one queue for every instance sharing the Redis store: any instance accepts a "
+                                   "prompt, idle workers pull the next in global fair order (needs store: redis://)")
+    lease_s: float = setting(30.0, "a worker silent this long has lost its prompt: redelivered if it had not "
+                                   "started, else failed (worker_lost)", minimum=1, maximum=3600)
+    heartbeat_s: float = setting(5.0, "how often a worker renews its lease (at most a third of lease_s)",
+                                 minimum=0.05, maximum=600)
+    reap_s: float = setting(5.0, "how often each instance looks for lost prompts", minimum=0.05, maximum=600)
+    poll_s: float = setting(0.25, "an idle worker asks for work this often (the longest a prompt waits while a "
+                                  "worker idles)", minimum=0.01, maximum=10)
+    max_redeliveries: int = setting(2, "times a prompt that never started is handed out again after its worker "
+                                       "was lost; then it fails (redelivery_limit)", minimum=0, maximum=100)
+
+
+@dataclass(frozen=True)
 class Config:
     enabled: bool = setting(True, "false runs the plugin's nodes without the guard (logged loudly)")
     store: str = setting("sqlite:///tenancy.db",
@@ -168,6 +185,7 @@ class Config:
     outputs: Outputs = setting(None, "where tenants' outputs are kept and served from")
     auth: Auth = setting(None, "how callers prove who they are")
     audit: Audit = setting(None, "who did what")
+    cluster: Cluster = setting(None, "the cluster queue (several ComfyUI instances, one queue)")
     plans: dict = setting(DEFAULT_PLANS, "plan name -> limits (fields as in `Plan`)")
     admin_weight: float = setting(8.0, "operators' fair-queueing weight", minimum=0.01)
     hold_timeout_s: float = setting(3600.0, "a quota hold older than this plus the plan's max_execution_s is "
@@ -251,6 +269,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         plans_raw = values.get("plans", _copy(DEFAULT_PLANS))
         values["plans"] = {name: _build(Plan, body, f"plans.{name}.") for name, body in plans_raw.items()}
         _check_routes(values.get("routes", {}))
+        _check_cluster(values["cluster"], values.get("store", Config.store))
     if cls is Plan:
         _check_timezone(values.get("timezone", "UTC"), prefix)
     if cls is Outputs:
@@ -285,6 +304,19 @@ def _check_outputs(values: Mapping, prefix: str) -> None:
         if cdn and not getattr(cdn, name):
             raise ConfigError(f"{prefix}cdn.{name}", "a CDN needs its URL, key id and private key", "set it, or "
                               "remove `cdn` to redirect to the bucket's own presigned URLs")
+
+
+def _check_cluster(cluster: Cluster, store: str) -> None:
+    if not cluster.enabled:
+        return
+    if not store.startswith(("redis://", "rediss://")):
+        raise ConfigError("cluster.enabled", f"the cluster queue lives in Redis, but the store is {store!r}",
+                          "set `store: redis://HOST:PORT/DB` (the same for every instance), or `cluster.enabled: "
+                          "false`")
+    if cluster.heartbeat_s * 3 > cluster.lease_s:
+        raise ConfigError("cluster.heartbeat_s", f"{cluster.heartbeat_s:g} s leaves a lease of "
+                          f"{cluster.lease_s:g} s fewer than three heartbeats: one late one would lose the prompt",
+                          f"use at most {cluster.lease_s / 3:g}, or raise cluster.lease_s")
 
 
 def _check_timezone(name: str, prefix: str) -> None:

@@ -51,6 +51,8 @@ class Running:
     watchdog: asyncio.TimerHandle | None = None
     files: list[tuple[str, str, str]] = field(default_factory=list)
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)  # this admission of the prompt id
+    cost: float = 1.0  # seconds reserved: the prompt's fair share
+    fence: int | None = None  # the cluster queue's attempt this instance runs (its settlement is fenced by it)
 
 
 class Accounting:
@@ -62,6 +64,7 @@ class Accounting:
         self.instance = guard.settings.instance or f"{socket.gethostname()}:{_comfy_port()}"
         outbox_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance)
         self.outbox = Outbox(guard.settings.path(f"outbox/{outbox_name}.jsonl"), self._apply)
+        self.cluster = None  # the cluster queue's link (comfy/cluster_queue.py) when `cluster.enabled`
 
     # -- before the queue ----------------------------------------------------------------------------------
     async def admit(self, principal: Principal, prompt_id: str, body: dict, catalogue,
@@ -83,7 +86,7 @@ class Accounting:
         running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
         inputs = EstimateInputs(file_seconds=self._file_seconds(body["prompt"]), speaking_rate=settings.speaking_rate,
                                 node_table=settings.estimates)
-        seconds = estimate_seconds(body["prompt"], catalogue, inputs)
+        seconds = running.cost = estimate_seconds(body["prompt"], catalogue, inputs)
         now = time.time()
         request = ReserveRequest(tenant=principal.tenant, prompt_id=prompt_id, seconds=seconds,
                                  limit=plan.daily_seconds, max_active=plan.max_concurrent,
@@ -175,6 +178,8 @@ class Accounting:
             self.outbox.put({"kind": "started", "tenant": running.tenant, "prompt_id": prompt_id,
                              "at": running.started})
         self.fair.started(self.numbers.pop(prompt_id, self.fair.virtual_now))
+        if self.cluster is not None and running.fence is not None:
+            self.cluster.started(prompt_id, running.fence)
         metrics = self.guard.metrics
         metrics.series(metrics.queue_wait, running.plan or "admin").observe(running.started - running.admitted)
         plan = self.guard.settings.plans.get(running.plan) if running.plan else None
@@ -218,8 +223,11 @@ class Accounting:
         self.numbers.pop(prompt_id, None)
         tenant = running.tenant if running else self.guard.owners.get(prompt_id)
         if tenant:
-            self.outbox.put({"kind": "settle", "tenant": tenant, "prompt_id": prompt_id, "actual": round(actual, 3),
-                             "outcome": outcome, "at": time.time()})
+            write = {"kind": "settle", "tenant": tenant, "prompt_id": prompt_id, "actual": round(actual, 3),
+                     "outcome": outcome, "at": time.time()}
+            if running is not None and running.fence is not None:
+                write["fence"] = running.fence  # run from the cluster queue: settled only while this attempt holds
+            self.outbox.put(write)
 
     async def _apply(self, write: dict) -> None:
         """One outbox write, in the store (each is idempotent by prompt id: a replay changes nothing twice)."""
@@ -233,6 +241,9 @@ class Accounting:
         elif kind == "started":
             await store.mark_started(write["tenant"], write["prompt_id"], write["at"])
         elif kind == "settle":
+            if write.get("fence") is not None and self.cluster is not None and \
+                    not await self.cluster.may_settle(write["prompt_id"], write["fence"]):
+                return  # fenced out: whoever took the prompt over settles it
             settled = await store.settle(write["tenant"], write["prompt_id"], write["actual"], write["outcome"],
                                          now=write["at"])
             if settled is not None:
@@ -261,7 +272,7 @@ class Accounting:
     async def reaper(self) -> None:
         """First this instance's holds that an earlier process left (after replaying its outbox), then, every
         REAP_EVERY_S, the holds of any instance past their deadline."""
-        own_instance = True
+        own_instance = self.cluster is None  # in a cluster, what this instance admitted may run anywhere
         while True:
             await self.outbox.drained()
             try:

@@ -17,6 +17,7 @@ from ..store import StoreUnavailable, open_store
 from ..store.breaker import Breaker
 from . import (
     admin,
+    cluster_queue,
     context,
     execution_confinement,
     file_surfaces,
@@ -72,6 +73,7 @@ def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | 
         user_surfaces.check_multi_user(server)
         execution_confinement.install(guard, trusted_classes)
         queue_watch.install(type(server.prompt_queue), guard.queued)
+        cluster = cluster_queue.install(guard)
     except (config_module.ConfigError, StoreUnavailable, OSError, ValueError, RuntimeError) as exc:
         _refuse_to_serve(server, exc)
         return None
@@ -86,6 +88,8 @@ def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | 
         handler.addFilter(websocket.TenantLogTag(guard))
     server.app.on_startup.append(lambda app: ensure_operator_key(guard))
     server.app.on_startup.append(lambda app: _start_reaper(app, guard))
+    if cluster is not None:
+        server.app.on_startup.append(lambda app: cluster_queue.start(app, cluster))
     if settings.warmup:
         server.app.on_startup.append(lambda app: _start_warmup(settings.warmup, warmups or {}))
     log.info("[tenancy] guard installed (config %s, store %s, %d plans)", path, store.description,

@@ -1,0 +1,102 @@
+"""The cluster queue's decisions, over data: a prompt's fair share of the cluster, which tenant an idle worker
+serves next, what becomes of a prompt whose worker stopped answering, and what it is charged.
+
+The Lua scripts `store/lua/cq_*.lua` apply these rules atomically in Redis and mirror them line for line (as
+`store/lua/reserve.lua` mirrors `admission.quota_reason`); the tests hold the two alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .admission import virtual_finish
+
+WORKER_LOST = "worker_lost"  # a prompt that had started when its worker's lease ran out: failed, never rerun
+REDELIVERY_LIMIT = "redelivery_limit"  # one that never started, but was handed out too often already
+REDELIVER = "redeliver"
+QUEUED, RUNNING = "queued", "running"
+TERMINAL = ("done", "error", "interrupted", "cancelled", "failed")  # a prompt's state never changes after these
+
+
+def fair_units(cost: float, weight: float) -> int:
+    """What a prompt adds to its tenant's virtual finish: the FairQueue rule, whole numbers (cq_enqueue.lua
+    takes max(virtual now, the tenant's last finish) and adds this, atomically across instances)."""
+    return virtual_finish(0, 0, cost, weight)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A tenant that may start a prompt now (queued work, under its cap) and the number of its next prompt."""
+
+    tenant: str
+    number: int
+    running: int
+
+
+def next_tenant(heads: Iterable[Head]) -> str | None:
+    """The tenant whose next prompt starts: the lowest virtual finish; on a tie, the tenant running fewer
+    prompts (a newcomer's first prompt ties with a backlogged tenant's next one when it arrives just as that
+    tenant's prompts started: it goes first), then by name, so every instance decides alike."""
+    best = min(heads, key=lambda h: (h.number, h.running, h.tenant), default=None)
+    return None if best is None else best.tenant
+
+
+def eligible(queued: int, running: int, cap: int) -> bool:
+    """Whether a tenant is offered to idle workers: it has queued prompts and runs fewer than its cap (0: none)."""
+    return queued > 0 and (cap <= 0 or running < cap)
+
+
+def reap_action(started: bool, attempts: int, max_redeliveries: int) -> str:
+    """A prompt whose worker's lease ran out. One that had started is failed (it ran on a GPU and may be what
+    killed the worker: an out-of-memory or poison prompt must not take down the next one too); one that never
+    started goes back to the head of its tenant's queue, at most `max_redeliveries` times."""
+    if started:
+        return WORKER_LOST
+    return REDELIVER if attempts <= max_redeliveries else REDELIVERY_LIMIT
+
+
+def lost_charge(seconds: float, started: bool, policy: str) -> tuple[float, str]:
+    """(seconds charged, ledger outcome) of a prompt failed by the reaper: the `reap` policy of
+    `admission.reap_charge`; one that never started is refunded."""
+    if not started:
+        return 0.0, REDELIVERY_LIMIT
+    return (seconds if policy == "charge_reservation" else 0.0), WORKER_LOST
+
+
+def running_cap(max_running: int, max_concurrent: int) -> int:
+    """How many of a tenant's prompts may run at once across the cluster: the plan's `max_running`, or, when 0,
+    its `max_concurrent` (queued + running: never more can run)."""
+    return max_running if max_running > 0 else max_concurrent
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What a prompt carries through the cluster queue besides its id and number: the ComfyUI queue item's prompt,
+    extra data and outputs to execute, and what the worker's accounting needs (plan, admission time)."""
+
+    prompt: dict
+    extra_data: dict
+    outputs: list
+    plan: str | None = None
+    admitted: float = 0.0
+
+    def dumps(self) -> str:
+        return json.dumps([self.prompt, self.extra_data, self.outputs, self.plan, self.admitted],
+                          separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str) -> Carried:
+        prompt, extra_data, outputs, plan, admitted = json.loads(text)
+        return cls(prompt, extra_data, outputs, plan, admitted)
+
+    def queue_item(self, number: int, prompt_id: str) -> tuple:
+        """The ComfyUI queue item a worker runs."""
+        return (number, prompt_id, self.prompt, self.extra_data, self.outputs, {})
+
+
+def carried(item: Sequence[Any], plan: str | None, admitted: float) -> Carried:
+    """A ComfyUI queue item as the stream carries it. Its sensitive extra data (ComfyUI's API-node tokens,
+    item[5]) never leaves the instance that received it: Redis holds no secrets."""
+    return Carried(item[2], item[3], list(item[4]), plan, admitted)

@@ -1,0 +1,161 @@
+"""The cluster queue in Redis: one queue of prompts for every guarded ComfyUI sharing the store, handed to idle
+workers one at a time in global weighted-fair order, with leases, fencing and reclaim (`lua/cq_*.lua`).
+
+Keys (one hash tag, `{cq}`: every script runs on one slot of a Redis Cluster too):
+
+    tn:{cq}:s:<tenant>      stream  the tenant's queued prompts in arrival order: {pid, number}; consumer group
+                                    `gpu`, one consumer per instance: its pending entries are the prompts it holds,
+                                    their idle time the lease (a heartbeat's XCLAIM JUSTID renews it)
+    tn:{cq}:ten:<tenant>    hash    queued, running, cap, flast (the tenant's last virtual finish), last (the
+                                    stream id last handed out)
+    tn:{cq}:retry:<tenant>  list    redelivered prompts (never started when their worker was lost), ahead of the
+                                    stream; their entries stay pending under the consumer `~redeliver`
+    tn:{cq}:ready           zset    tenant -> number of its next prompt, for tenants with queued prompts under
+                                    their cap: the selector's input
+    tn:{cq}:tenants         set     tenants with queued or running prompts (the reaper walks them)
+    tn:{cq}:vt              string  virtual time: the number of the last prompt started
+    tn:{cq}:queued          string  prompts queued in the whole cluster
+    tn:{cq}:job:<pid>       hash    tenant, sid, number, state (queued | running | done | error | interrupted |
+                                    cancelled | failed), reason, attempt (the fencing token: +1 per hand-out),
+                                    owner, started, seconds, settled (who settles its quota: set once), times,
+                                    order (its hand-out's place in the cluster's: tn:{cq}:handed counts them)
+    tn:{cq}:body:<pid>      string  what the worker runs: [prompt, extra_data, outputs] (no sensitive extra data)
+    tn:{cq}:inst:<name>     string  an instance's liveness (the prompt it runs), expiring after the lease
+
+Calls are synchronous (redis-py): ComfyUI's worker thread and `PromptQueue.put` are. Time is Redis's (`TIME`,
+pending entries' idle time), shared by every instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from .protocol import KEPT_S, StoreUnavailable
+
+LUA = Path(__file__).with_name("lua")
+PREFIX = "tn:{cq}:"
+SCRIPTS = ("enqueue", "claim", "start", "heartbeat", "complete", "settle", "cancel", "reap")
+REAP_BATCH = 100  # stale entries looked at per tenant and reap
+
+
+@dataclass(frozen=True)
+class Claim:
+    prompt_id: str
+    attempt: int
+    tenant: str
+    number: int
+    payload: str
+
+
+@dataclass(frozen=True)
+class Reaped:
+    prompt_id: str
+    tenant: str
+    action: str  # redeliver | worker_lost | redelivery_limit (tenancy.cluster.reap_action)
+    started: bool
+    seconds: float  # reserved
+    settle: bool  # this reaper settles its quota
+
+
+class ClusterQueue:
+    """One instance's handle on the cluster queue: `instance` names its consumer and fences its writes."""
+
+    def __init__(self, url: str, instance: str, *, lease_s: float, max_redeliveries: int, timeout_s: float = 2.0,
+                 kept_s: float = KEPT_S, prefix: str = PREFIX) -> None:
+        self.instance = instance
+        self.lease_ms = max(int(lease_s * 1000), 1)
+        self.max_redeliveries = max_redeliveries
+        self.kept_s = max(int(kept_s), 1)
+        self.prefix = prefix
+        self.redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
+                                          socket_connect_timeout=timeout_s)
+        common = (LUA / "cq_common.lua").read_text()
+        self._scripts = {name: self.redis.register_script(common + (LUA / f"cq_{name}.lua").read_text())
+                         for name in SCRIPTS}
+
+    def _run(self, name: str, *args):
+        try:
+            return self._scripts[name](keys=[self.prefix + "ready"], args=list(args))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"cluster queue: {exc}") from exc
+
+    def enqueue(self, prompt_id: str, tenant: str, units: int, cap: int, payload: str, seconds: float) -> int:
+        """Queue an admitted prompt (again: a no-op); its global number."""
+        number, _new = self._run("enqueue", prompt_id, tenant, units, cap, payload, repr(float(seconds)))
+        return int(number)
+
+    def claim(self) -> Claim | None:
+        reply = self._run("claim", self.instance)
+        if not reply:
+            return None
+        prompt_id, attempt, tenant, number, payload = reply
+        return Claim(prompt_id, int(attempt), tenant, int(number), payload)
+
+    def start(self, prompt_id: str, attempt: int) -> bool:
+        return bool(self._run("start", prompt_id, self.instance, attempt))
+
+    def heartbeat(self, prompt_id: str, attempt: int) -> bool:
+        """Renew the lease of the prompt this instance runs ('' when idle: liveness only); False when fenced."""
+        return bool(self._run("heartbeat", prompt_id, self.instance, attempt, self.lease_ms))
+
+    def complete(self, prompt_id: str, attempt: int, state: str) -> bool:
+        return bool(self._run("complete", prompt_id, self.instance, attempt, state, self.kept_s))
+
+    def may_settle(self, prompt_id: str, attempt: int) -> bool:
+        return bool(self._run("settle", prompt_id, self.instance, attempt))
+
+    def cancel(self, prompt_id: str) -> tuple[bool, str, bool]:
+        """(cancelled now, tenant, this caller refunds it) for a queued prompt."""
+        reply = self._run("cancel", prompt_id, self.kept_s)
+        if reply[0] == 1:
+            return True, reply[1], bool(reply[2])
+        return False, reply[2], False
+
+    def reap(self) -> list[Reaped]:
+        rows = self._run("reap", self.lease_ms, self.max_redeliveries, self.kept_s, REAP_BATCH)
+        return [Reaped(pid, tenant, action, bool(int(started)), float(seconds or 0), bool(settle))
+                for pid, tenant, action, started, seconds, settle in rows]
+
+    def job(self, prompt_id: str) -> dict:
+        return self._read(lambda: self.redis.hgetall(f"{self.prefix}job:{prompt_id}"))
+
+    def queued(self) -> int:
+        return int(self._read(lambda: self.redis.get(f"{self.prefix}queued")) or 0)
+
+    def pending(self, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """(number, prompt id, payload) of queued prompts, cluster-wide, lowest number first (at most `limit` per
+        tenant): what /queue lists and what deleting from the queue looks through."""
+        def read() -> list[tuple[int, str, str]]:
+            tenants = sorted(self.redis.smembers(f"{self.prefix}tenants"))
+            pipe = self.redis.pipeline(transaction=False)
+            for tenant in tenants:
+                pipe.lrange(f"{self.prefix}retry:{tenant}", 0, limit - 1)
+                pipe.hget(f"{self.prefix}ten:{tenant}", "last")
+            replies = pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            for tenant, last in zip(tenants, replies[1::2], strict=True):
+                pipe.xrange(f"{self.prefix}s:{tenant}", f"({last or '0-0'}", "+", count=limit)
+            waiting = [(pid, None) for retried in replies[0::2] for pid in retried]
+            waiting += [(f["pid"], int(f["number"])) for entries in pipe.execute() for _sid, f in entries]
+            pipe = self.redis.pipeline(transaction=False)
+            for pid, _number in waiting:
+                pipe.hmget(f"{self.prefix}job:{pid}", "number", "state")
+                pipe.get(f"{self.prefix}body:{pid}")
+            rows = pipe.execute()
+            found = [(int(row[0]), pid, body) for (pid, _n), row, body in zip(waiting, rows[0::2], rows[1::2],
+                                                                              strict=True)
+                     if row[1] == "queued" and body is not None]
+            return sorted(found)
+        return self._read(read)
+
+    def _read(self, read):
+        try:
+            return read()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"cluster queue: {exc}") from exc
+
+    def close(self) -> None:
+        self.redis.close()
