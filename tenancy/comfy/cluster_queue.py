@@ -17,6 +17,7 @@ import threading
 import time
 
 from ..cluster import Carried, carried, fair_units, lost_charge, running_cap
+from ..read_back import owner_in
 from ..store import StoreUnavailable
 from ..store.cluster_queue import ClusterQueue
 from ..workflow import ADMIN_NAMESPACE
@@ -266,6 +267,30 @@ def queue_class(base: type) -> type:
     return ClusterPromptQueue
 
 
+class ClusterQueueView:
+    """The guard's per-owner queue index in cluster mode: the cluster's pending prompts (accepted by any instance;
+    a list at most poll_s old) and this instance's running ones, by owner. The queue's own changes do not pass
+    through ComfyUI's queue class here, so the view reads the queue instead of being fed; its cost follows the
+    cluster's queue, not the tenant's."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    def running(self, owner: str | None) -> list:
+        return _owned(self.queue.get_current_queue_volatile()[0], owner)
+
+    def pending(self, owner: str | None) -> list:
+        return sorted(_owned(self.queue.get_current_queue_volatile()[1], owner), key=lambda item: item[0])
+
+    def remaining(self, owner: str | None) -> int:
+        running, pending = self.queue.get_current_queue_volatile()
+        return len(_owned(running, owner)) + len(_owned(pending, owner))
+
+
+def _owned(items, owner: str | None) -> list:
+    return [item for item in items if (owner_in(item[3]) if len(item) > 3 else None) == owner]
+
+
 def install(guard) -> ClusterLink | None:
     """Put the cluster queue in place of ComfyUI's (at plugin import: before ComfyUI starts its worker thread)."""
     settings = guard.settings
@@ -276,6 +301,7 @@ def install(guard) -> ClusterLink | None:
     link = ClusterLink(guard, queue)
     server = guard.server
     server.prompt_queue = queue_class(type(server.prompt_queue))(server, link)
+    guard.queued = ClusterQueueView(server.prompt_queue)
     guard.accounting.cluster = link
     log.info("[tenancy] cluster queue: this instance (%s) takes its prompts from the shared queue",
              guard.accounting.instance)

@@ -95,6 +95,10 @@ def test_a_newcomers_prompt_is_the_next_to_start_behind_a_backlog(cluster):
     backlog = ComfyClient(workers[1].url, seeded.keys["light"])
     ids = [backlog.queue(sleep(1.5, f"a{i}")).json()["prompt_id"] for i in range(9)]
     wait_until(lambda: sum(job(client, pid).get("state") == "running" for pid in ids) == 3, what="three running")
+    # a tenant's queue read at an instance it never sent to: its pending prompts, and nobody else's
+    pending = ComfyClient(workers[2].url, seeded.keys["light"]).get("/queue").json()["queue_pending"]
+    assert pending and {item[1] for item in pending} <= set(ids)
+    assert ComfyClient(workers[2].url, seeded.keys["quota30"]).get("/queue").json()["queue_pending"] == []
     answer = ComfyClient(workers[2].url, seeded.keys["quota30"]).queue(sleep(0.5, "newcomer"))
     assert answer.status_code == 200, answer.text
     newcomer = answer.json()["prompt_id"]
