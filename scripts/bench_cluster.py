@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
+import itertools
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -65,6 +67,7 @@ class Run:
     per_instance: list[tuple[int, float]]  # (prompts, busy seconds) per instance
     submitted_s: float  # how long the burst's POST /prompt calls took
     greedy: float  # the makespan of the same start order on three workers with no cost between prompts
+    gaps_ms: tuple[float, float, float]  # median, max, total time workers spent between one prompt and their next
 
 
 def greedy_makespan(lengths: list[float], workers: int = INSTANCES) -> float:
@@ -157,8 +160,10 @@ def run_burst(workers: list[ComfyUI], keys: list[str], admin_key: str, prompts: 
     spans = [[stamps(entry) for entry in entries] for entries in ran]
     end = max(stop for instance in spans for _start, stop in instance)
     in_order = sorted(span for instance in spans for span in instance)
+    gaps = [b[0] - a[1] for instance in map(sorted, spans) for a, b in itertools.pairwise(instance)]
     return Run(end - began, [(len(s), sum(stop - start for start, stop in s)) for s in spans], submitted,
-               greedy_makespan([stop - start for start, stop in in_order]))
+               greedy_makespan([stop - start for start, stop in in_order]),
+               (statistics.median(gaps) * 1000, max(gaps) * 1000, sum(gaps) * 1000))
 
 
 def measure(bases: list[Path], cluster: bool, keys: list[str], admin_key: str, prompts: list[Prompt]) -> Run:
@@ -179,12 +184,15 @@ def report(prompts: list[Prompt], tenants: int, runs: dict[str, Run]) -> None:
     dealt = [sum(p.seconds for p in prompts[i::INSTANCES]) for i in range(INSTANCES)]
     print(f"{len(prompts)} prompts from {tenants} tenants, {min(p.seconds for p in prompts):.2f}-"
           f"{max(p.seconds for p in prompts):.2f} s each, total work {work:.1f} s on {INSTANCES} instances")
-    print(f"{'':<28} {'makespan':>9} {'/ ideal':>8}   per instance: prompts, busy s   posting")
+    print(f"{'':<28} {'makespan':>9} {'/ ideal':>8}   per instance: prompts, busy s   posting  gaps: median, max, "
+          "sum")
     for name, run in runs.items():
         spread = "  ".join(f"{n:>2} {busy:5.1f}" for n, busy in run.per_instance)
-        print(f"{name:<28} {run.makespan:8.2f}s {run.makespan / ideal:8.3f}   {spread}   {run.submitted_s:6.2f}s")
+        print(f"{name:<28} {run.makespan:8.2f}s {run.makespan / ideal:8.3f}   {spread}   {run.submitted_s:6.2f}s"
+              f"  {run.gaps_ms[0]:4.0f} {run.gaps_ms[1]:5.0f} {run.gaps_ms[2]:6.0f} ms")
     print(f"{'ideal (total work / 3)':<28} {ideal:8.2f}s {1:8.3f}")
-    print(f"posting: how long the {len(prompts)} POST /prompt took (each prompt runs as soon as a worker takes it)")
+    print(f"posting: how long the {len(prompts)} POST /prompt took (each prompt runs as soon as a worker takes it); "
+          "gaps: from one prompt's end to the next's start on a worker")
     cluster = runs[CLUSTER_RUN]
     print(f"the global queue's start order, each prompt on the first free of {INSTANCES} workers with nothing between "
           f"prompts: {cluster.greedy:.2f} s ({cluster.greedy / ideal:.3f} x ideal): the rest is the cost between "
