@@ -165,15 +165,17 @@ class ClusterQueue:
             seconds, micros = self.redis.time()
             now_ms = seconds * 1000 + micros // 1000
             tenants = sorted(self.redis.smembers(f"{self.prefix}tenants"))
-            heads = self._waiting(tenants, 1)
+            heads = {tenant: pids[0] for tenant, pids in self._waiting(tenants, 1).items() if pids}
             pipe = self.redis.pipeline(transaction=False)
             for tenant in tenants:
                 pipe.hmget(f"{self.prefix}ten:{tenant}", "queued", "running", "cap")
-                pipe.hget(f"{self.prefix}job:{heads[tenant][0]}", "created") if heads[tenant] else pipe.echo("")
-            counts = pipe.execute()
+            for pid in heads.values():
+                pipe.hget(f"{self.prefix}job:{pid}", "created")
+            replies = pipe.execute()
+            created = dict(zip(heads, replies[len(tenants):], strict=True))
             rows = tuple(TenantStatus(tenant, int(c[0] or 0), int(c[1] or 0), int(c[2] or 0),
-                                      (now_ms - int(created)) / 1000 if created else None)
-                         for tenant, c, created in zip(tenants, counts[0::2], counts[1::2], strict=True))
+                                      (now_ms - int(created[tenant])) / 1000 if created.get(tenant) else None)
+                         for tenant, c in zip(tenants, replies[:len(tenants)], strict=True))
             instances = instance_statuses(self._beats(), self._held(tenants, now_ms), self.lease_ms)
             return ClusterStatus(int(self.redis.get(f"{self.prefix}queued") or 0), instances, rows)
         return self._read(read)
