@@ -48,12 +48,12 @@ def run_status(args: argparse.Namespace) -> int:
 def render(status: ClusterStatus, enabled: bool) -> str:
     lines = [] if enabled else ["note: cluster.enabled is false in this config (showing what Redis holds)"]
     lines.append(f"instances ({len(status.instances)}), {status.queued} prompts queued in the cluster")
-    lines.append(f"  {'instance':<24} {'liveness':<8} {'beat':>6}  running")
+    lines.append(f"  {'instance':<24} {'liveness':<8} {'last beat':>9}  holds")
     for inst in status.instances:
         beat = "-" if inst.heartbeat_age_s is None else f"{inst.heartbeat_age_s:.1f}s"
         runs = ", ".join(f"{h.prompt_id} ({h.tenant}, {'running' if h.started else 'handed out'} {h.held_s:.1f}s, "
                          f"lease renewed {h.silent_s:.1f}s ago)" for h in inst.holds) or "idle"
-        lines.append(f"  {inst.name:<24} {inst.liveness:<8} {beat:>6}  {runs}")
+        lines.append(f"  {inst.name:<24} {inst.liveness:<8} {beat:>9}  {runs}")
     lines.append(f"tenants ({len(status.tenants)})")
     lines.append(f"  {'tenant':<24} {'queued':>6} {'running':>7} {'cap':>4} {'oldest wait':>11}")
     for t in status.tenants:
