@@ -100,3 +100,55 @@ def carried(item: Sequence[Any], plan: str | None, admitted: float) -> Carried:
     """A ComfyUI queue item as the stream carries it. Its sensitive extra data (ComfyUI's API-node tokens,
     item[5]) never leaves the instance that received it: Redis holds no secrets."""
     return Carried(item[2], item[3], list(item[4]), plan, admitted)
+
+
+ALIVE, SILENT = "alive", "silent"  # an instance's liveness as the operator sees it
+
+
+@dataclass(frozen=True)
+class Held:
+    """A prompt an instance holds: handed to it and not yet ended (its pending stream entry)."""
+
+    prompt_id: str
+    tenant: str
+    started: bool  # began executing (a lost worker fails it instead of redelivering it)
+    held_s: float  # since it was handed out
+    silent_s: float  # since its lease was last renewed
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    name: str
+    liveness: str  # alive (its heartbeat key lives) | silent (it holds prompts, no heartbeat within the lease)
+    heartbeat_age_s: float | None  # since its last heartbeat (None: silent, its key expired)
+    holds: tuple[Held, ...]
+
+
+@dataclass(frozen=True)
+class TenantStatus:
+    tenant: str
+    queued: int
+    running: int
+    cap: int  # 0: none
+    oldest_wait_s: float | None  # how long its next prompt has waited (None: nothing queued)
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    queued: int
+    instances: tuple[InstanceStatus, ...]
+    tenants: tuple[TenantStatus, ...]
+
+
+def instance_statuses(beats: dict[str, int], held: dict[str, list[Held]], lease_ms: int) -> tuple[InstanceStatus, ...]:
+    """Every instance seen: those whose heartbeat key lives (`beats`: name -> ms it has left), and those that hold
+    prompts without one: silent past their lease, their prompts due to the reaper. An instance that holds nothing
+    and stopped beating is gone and not listed."""
+    seen = []
+    for name in sorted(set(beats) | set(held)):
+        holds = tuple(sorted(held.get(name, ()), key=lambda h: h.prompt_id))
+        if name in beats:
+            seen.append(InstanceStatus(name, ALIVE, max(lease_ms - beats[name], 0) / 1000, holds))
+        else:
+            seen.append(InstanceStatus(name, SILENT, None, holds))
+    return tuple(seen)

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import demo, doctor, init, key, serve, tenant, usage, user
+from . import cluster, demo, doctor, init, key, serve, tenant, usage, user
 
-GROUPS = (init, serve, doctor, tenant, user, key, usage, demo)
+GROUPS = (init, serve, doctor, tenant, user, key, usage, cluster, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,9 @@ def config_path_of(args: argparse.Namespace, home: ComfyHome) -> Path:
 
 
 def load_settings(args: argparse.Namespace) -> config_module.Config:
+    """The settings of --config, else of the located ComfyUI's config (an explicit file needs no ComfyUI)."""
+    if args.config:
+        return config_module.load(Path(args.config).resolve())
     return config_module.load(config_path_of(args, home_of(args)))
 
 

@@ -33,12 +33,14 @@ from pathlib import Path
 
 import redis
 
+from ..cluster import ClusterStatus, Held, TenantStatus, instance_statuses
 from .protocol import KEPT_S, StoreUnavailable
 
 LUA = Path(__file__).with_name("lua")
 PREFIX = "tn:{cq}:"
 SCRIPTS = ("enqueue", "claim", "start", "heartbeat", "complete", "settle", "cancel", "reap")
 REAP_BATCH = 100  # stale entries looked at per tenant and reap
+REDELIVERY_CONSUMER = "~redeliver"  # cq_common.lua's RETRY_CONSUMER: holds a redelivered prompt's entry
 
 
 @dataclass(frozen=True)
@@ -130,26 +132,83 @@ class ClusterQueue:
         tenant): what /queue lists and what deleting from the queue looks through."""
         def read() -> list[tuple[int, str, str]]:
             tenants = sorted(self.redis.smembers(f"{self.prefix}tenants"))
+            waiting = [pid for pids in self._waiting(tenants, limit).values() for pid in pids]
             pipe = self.redis.pipeline(transaction=False)
-            for tenant in tenants:
-                pipe.lrange(f"{self.prefix}retry:{tenant}", 0, limit - 1)
-                pipe.hget(f"{self.prefix}ten:{tenant}", "last")
-            replies = pipe.execute()
-            pipe = self.redis.pipeline(transaction=False)
-            for tenant, last in zip(tenants, replies[1::2], strict=True):
-                pipe.xrange(f"{self.prefix}s:{tenant}", f"({last or '0-0'}", "+", count=limit)
-            waiting = [(pid, None) for retried in replies[0::2] for pid in retried]
-            waiting += [(f["pid"], int(f["number"])) for entries in pipe.execute() for _sid, f in entries]
-            pipe = self.redis.pipeline(transaction=False)
-            for pid, _number in waiting:
+            for pid in waiting:
                 pipe.hmget(f"{self.prefix}job:{pid}", "number", "state")
                 pipe.get(f"{self.prefix}body:{pid}")
             rows = pipe.execute()
-            found = [(int(row[0]), pid, body) for (pid, _n), row, body in zip(waiting, rows[0::2], rows[1::2],
-                                                                              strict=True)
+            found = [(int(row[0]), pid, body) for pid, row, body in zip(waiting, rows[0::2], rows[1::2], strict=True)
                      if row[1] == "queued" and body is not None]
             return sorted(found)
         return self._read(read)
+
+    def _waiting(self, tenants: list[str], limit: int) -> dict[str, list[str]]:
+        """Per tenant, the ids of its queued prompts in the order they start (at most `limit` of each kind):
+        redelivered ones first, then its stream after the entry last handed out (cq_common.lua's `head`)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for tenant in tenants:
+            pipe.lrange(f"{self.prefix}retry:{tenant}", 0, limit - 1)
+            pipe.hget(f"{self.prefix}ten:{tenant}", "last")
+        replies = pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for tenant, last in zip(tenants, replies[1::2], strict=True):
+            pipe.xrange(f"{self.prefix}s:{tenant}", f"({last or '0-0'}", "+", count=limit)
+        streams = pipe.execute()
+        return {tenant: [*retried, *(fields["pid"] for _sid, fields in entries)]
+                for tenant, retried, entries in zip(tenants, replies[0::2], streams, strict=True)}
+
+    def status(self) -> ClusterStatus:
+        """What an operator sees of the cluster: instances (liveness from heartbeats) and the prompts each holds,
+        per tenant its queue depth, running count and the wait of its oldest queued prompt. Reads only."""
+        def read() -> ClusterStatus:
+            seconds, micros = self.redis.time()
+            now_ms = seconds * 1000 + micros // 1000
+            tenants = sorted(self.redis.smembers(f"{self.prefix}tenants"))
+            heads = {tenant: pids[0] for tenant, pids in self._waiting(tenants, 1).items() if pids}
+            pipe = self.redis.pipeline(transaction=False)
+            for tenant in tenants:
+                pipe.hmget(f"{self.prefix}ten:{tenant}", "queued", "running", "cap")
+            for pid in heads.values():
+                pipe.hget(f"{self.prefix}job:{pid}", "created")
+            replies = pipe.execute()
+            created = dict(zip(heads, replies[len(tenants):], strict=True))
+            rows = tuple(TenantStatus(tenant, int(c[0] or 0), int(c[1] or 0), int(c[2] or 0),
+                                      (now_ms - int(created[tenant])) / 1000 if created.get(tenant) else None)
+                         for tenant, c in zip(tenants, replies[:len(tenants)], strict=True))
+            instances = instance_statuses(self._beats(), self._held(tenants, now_ms), self.lease_ms)
+            return ClusterStatus(int(self.redis.get(f"{self.prefix}queued") or 0), instances, rows)
+        return self._read(read)
+
+    def _beats(self) -> dict[str, int]:
+        """Instance -> milliseconds its heartbeat key has left (the key expires a lease after the last beat)."""
+        names = [key[len(self.prefix) + 5:] for key in self.redis.scan_iter(f"{self.prefix}inst:*", count=1000)]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.pttl(f"{self.prefix}inst:{name}")
+        return {name: ttl for name, ttl in zip(names, pipe.execute(), strict=True) if ttl >= 0}
+
+    def _held(self, tenants: list[str], now_ms: int) -> dict[str, list[Held]]:
+        """Instance -> the prompts it holds (pending entries of the tenants' streams; redelivered ones, parked
+        under the redelivery consumer, are queued and not listed)."""
+        entries = []
+        for tenant in tenants:
+            for pending in self.redis.xpending_range(f"{self.prefix}s:{tenant}", "gpu", "-", "+", REAP_BATCH):
+                if pending["consumer"] != REDELIVERY_CONSUMER:
+                    entries.append((tenant, pending))
+        pipe = self.redis.pipeline(transaction=False)
+        for tenant, pending in entries:
+            pipe.xrange(f"{self.prefix}s:{tenant}", pending["message_id"], pending["message_id"])
+        pids = [found[0][1]["pid"] if found else "" for found in pipe.execute()]
+        pipe = self.redis.pipeline(transaction=False)
+        for pid in pids:
+            pipe.hmget(f"{self.prefix}job:{pid}", "started", "claimed")
+        held: dict[str, list[Held]] = {}
+        for (tenant, pending), pid, (started, claimed) in zip(entries, pids, pipe.execute(), strict=True):
+            held.setdefault(pending["consumer"], []).append(
+                Held(pid, tenant, started == "1", (now_ms - int(claimed or now_ms)) / 1000,
+                     pending["time_since_delivered"] / 1000))
+        return held
 
     def _read(self, read):
         try:
