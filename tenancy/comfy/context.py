@@ -8,6 +8,7 @@ Without the guard (not installed, or `enabled: false`) the tenant is None and gl
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -15,9 +16,19 @@ from pathlib import Path
 from .. import bootstrap, paths, tenant_data
 from .. import config as config_module
 
-__all__ = ["current_tenant", "master_secret", "paths", "tenancy_dir", "tenant_data"]
+__all__ = ["config_path", "current_tenant", "master_secret", "paths", "tenancy_dir", "tenant_data"]
 
 _guard = None
+
+
+def config_path() -> Path:
+    """The config file: $TENANCY_CONFIG, else `tenancy/config.yaml` in ComfyUI's user folder."""
+    explicit = os.environ.get(config_module.ENV_CONFIG)
+    if explicit:
+        return Path(explicit)
+    import folder_paths
+
+    return Path(folder_paths.get_user_directory()) / "tenancy" / config_module.CONFIG_FILE
 
 
 def attach(guard) -> None:
@@ -46,8 +57,6 @@ def tenancy_dir() -> Path:
     """The folder with the config, secrets and per-tenant data."""
     if _guard is not None:
         return Path(_guard.settings.base_dir)
-    from .startup import config_path
-
     return config_path().parent
 
 
@@ -56,8 +65,6 @@ def master_secret() -> bytes:
     are sealed with keys derived from it, and every voice save and load asks for it."""
     if _guard is not None:
         return _secret_at(_guard.settings.path(_guard.settings.master_secret_file))
-    from .startup import config_path
-
     return _secret_at(_secret_path_in(config_path()))
 
 

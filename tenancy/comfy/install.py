@@ -1,4 +1,5 @@
-"""Installing the guard into ComfyUI's running PromptServer at plugin import time."""
+"""Installing the guard into ComfyUI's running PromptServer at plugin import time, and the operator key of a
+first start."""
 
 from __future__ import annotations
 
@@ -12,44 +13,31 @@ from aiohttp import web
 
 from .. import bootstrap
 from .. import config as config_module
+from ..accounts import operator_key_if_none
 from ..paths import TENANTS_DIR
 from ..store import StoreUnavailable, open_store
 from ..store.breaker import Breaker
-from . import (
-    admin,
-    context,
-    execution_confinement,
-    file_surfaces,
-    http,
-    job_surfaces,
-    oidc,
-    prompt_surface,
-    queue_surfaces,
-    queue_watch,
-    tenancy_routes,
-    user_surfaces,
-    websocket,
-)
-from .admins import ensure_operator_key
-from .guard import Guard
+from . import context, http
+from .api import admin, oidc
+from .api import session as tenancy_routes
+from .execution import confinement as execution_confinement
+from .execution import queue_watch
+from .middleware import Guard
+from .surfaces import files as file_surfaces
+from .surfaces import jobs as job_surfaces
+from .surfaces import prompt as prompt_surface
+from .surfaces import queue as queue_surfaces
+from .surfaces import user_data as user_surfaces
+from .surfaces import websocket
 
 log = logging.getLogger("tenancy")
-
-
-def config_path() -> Path:
-    explicit = os.environ.get(config_module.ENV_CONFIG)
-    if explicit:
-        return Path(explicit)
-    import folder_paths
-
-    return Path(folder_paths.get_user_directory()) / "tenancy" / config_module.CONFIG_FILE
 
 
 def install(server, warmups: dict | None = None, trusted_classes=()) -> Guard | None:
     """Load the config and put the guard in front of every route; fail closed when that is impossible."""
     import folder_paths
 
-    path = config_path()
+    path = context.config_path()
     try:
         for line in bootstrap.initialise(path.parent, path, models_dir=Path(folder_paths.models_dir)):
             log.info("[tenancy] %s", line)
@@ -170,3 +158,11 @@ def _refuse_to_serve(server, exc: Exception) -> None:
                                             "details": "fix the tenancy config and restart"}}, status=503)
 
     server.app.middlewares.insert(0, closed)
+
+
+async def ensure_operator_key(guard: Guard) -> None:
+    """First start inside ComfyUI: print a one-time operator key when no operator exists yet."""
+    key = await operator_key_if_none(guard.store)
+    if key:
+        log.warning("[tenancy] no operator yet: operator API key (shown once, stored hashed): %s", key)
+        log.warning("[tenancy] add a named operator with `python -m tenancy admin add NAME` and revoke this key")

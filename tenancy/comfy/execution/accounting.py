@@ -16,7 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from ..admission import (
+from ... import media
+from ...admission import (
     EstimateInputs,
     FairQueue,
     estimate_seconds,
@@ -26,14 +27,13 @@ from ..admission import (
     refusal_for,
     settlement,
 )
-from ..paths import split_annotation
-from ..records import Principal, RateLimit, ReserveRequest
-from ..refusal import Refusal
-from ..store import StoreUnavailable
-from ..store.outbox import Outbox
-from ..store.protocol import ABANDONED
-from ..workflow import ADMIN_NAMESPACE
-from . import media
+from ...paths import split_annotation
+from ...records import Principal, RateLimit, ReserveRequest
+from ...refusal import Refusal
+from ...store import StoreUnavailable
+from ...store.outbox import Outbox
+from ...store.protocol import ABANDONED
+from ...workflow import ADMIN_NAMESPACE
 
 log = logging.getLogger("tenancy")
 REAP_EVERY_S = 60.0

@@ -8,8 +8,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from ..confinement import REASON, Layout
-from ..paths import FOLDERS
+from ...confinement import REASON, Layout
+from ...paths import FOLDERS
 
 
 class ConfinementRefused(PermissionError):

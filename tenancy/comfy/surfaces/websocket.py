@@ -13,13 +13,13 @@ import threading
 
 from aiohttp import web
 
-from ..read_back import virtual_refs
-from ..records import Principal
-from ..store import StoreUnavailable
-from ..workflow import ADMIN_NAMESPACE, namespaced_client_id
-from . import http
-from .queue_surfaces import queue_info, remaining_of
-from .user_surfaces import tenant_features
+from ...read_back import virtual_refs
+from ...records import Principal
+from ...store import StoreUnavailable
+from ...workflow import ADMIN_NAMESPACE, namespaced_client_id
+from .. import http
+from .queue import queue_info, remaining_of
+from .user_data import tenant_features
 
 log = logging.getLogger("tenancy")
 

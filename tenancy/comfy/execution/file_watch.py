@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..confinement import LIST, READ, WRITE, decide
+from ...confinement import LIST, READ, WRITE, decide
 from .tenant_execution import Execution, current_execution, refuse, runtime, trusted_node
 
 _FD_PATH = "/proc/self/fd/{}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..outputs import (
+from ...outputs import (
     LOOK,
     REDIRECT,
     UPLOADED_FOLDERS,
@@ -26,8 +26,8 @@ from ..outputs import (
     uploaded_files,
     where_to_serve,
 )
-from ..store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
-from ..store.outbox import Outbox
+from ...store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
+from ...store.outbox import Outbox
 
 log = logging.getLogger("tenancy")
 PROBE_EVERY_S = 5.0  # how soon a bucket that went down (or came back) changes where downloads are served from
@@ -35,7 +35,7 @@ PROBE_EVERY_S = 5.0  # how soon a bucket that went down (or came back) changes w
 
 class OutputUploads:
     def __init__(self, guard, outbox_path: Path) -> None:
-        from .guard import RecentPrompts
+        from ..middleware import RecentPrompts
 
         self.guard = guard
         self.settings = guard.settings.outputs

@@ -11,9 +11,9 @@ from pathlib import Path
 from aiohttp import web
 from multidict import MultiDict
 
-from .. import tenant_data
-from ..outputs import view_redirectable
-from ..paths import (
+from ... import media, tenant_data
+from ...outputs import view_redirectable
+from ...paths import (
     FOLDERS,
     PathRefused,
     clean_name,
@@ -24,9 +24,10 @@ from ..paths import (
     tenant_root,
     virtual_subfolder,
 )
-from ..records import Principal, RateLimit
-from ..refusal import Refusal
-from . import assets, http, media
+from ...records import Principal, RateLimit
+from ...refusal import Refusal
+from .. import http
+from . import assets
 
 MAX_LISTED = 5000
 # `<scheme>:<rest>` file names ComfyUI may resolve itself rather than as a path (newer ComfyUI: `blake3:<hash>`
@@ -159,7 +160,7 @@ async def object_info(guard, request: web.Request, handler, principal: Principal
     answer = http.answer_json(response)
     if principal.is_admin or not isinstance(answer, dict):
         return response
-    from .prompt_surface import node_catalogue
+    from .prompt import node_catalogue
 
     catalogue = await node_catalogue(guard, request)
     files = tenant_files(guard.folders["input"] / tenant_root(principal.tenant))

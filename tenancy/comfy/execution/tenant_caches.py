@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 
-from ..recent_owners import RecentOwners
+from ...recent_owners import RecentOwners
 
 log = logging.getLogger("tenancy")
 state: dict = {}  # "kept": the RecentOwners of cache sets, once installed

@@ -22,12 +22,12 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from .. import identity, signed
-from ..config import ExternalIdentity
-from ..refusal import Refusal
-from . import http
-from .guard import Guard
-from .tenancy_routes import TenancyApi
+from ... import identity, signed
+from ...config import ExternalIdentity
+from ...refusal import Refusal
+from .. import http
+from ..middleware import Guard
+from .session import TenancyApi
 
 log = logging.getLogger("tenancy")
 FLOW_COOKIE = "tenancy_oidc"

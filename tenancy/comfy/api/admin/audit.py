@@ -7,8 +7,8 @@ import datetime as dt
 
 from aiohttp import web
 
-from ...audit import search_audit
-from ...refusal import Refusal
+from ....audit import search_audit
+from ....refusal import Refusal
 from .request import AdminHandlers, operator, whole_number
 
 AUDIT_LIMIT_MAX = 5000

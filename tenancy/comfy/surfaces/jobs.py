@@ -9,13 +9,13 @@ import sys
 
 from aiohttp import web
 
-from .. import jobs_query
-from ..read_back import posted_item, tenant_entry
-from ..records import Principal
-from ..refusal import Refusal
-from . import http
-from .prompt_surface import node_catalogue
-from .queue_surfaces import history_owner, own_queue
+from ... import jobs_query
+from ...read_back import posted_item, tenant_entry
+from ...records import Principal
+from ...refusal import Refusal
+from .. import http
+from .prompt import node_catalogue
+from .queue import history_owner, own_queue
 
 JOBS_MODULE = "comfy_execution.jobs"  # where a ComfyUI with /api/jobs builds its job records
 

@@ -7,8 +7,8 @@ import time
 
 from aiohttp import web
 
-from ...admission import quota_day
-from ...usage import ledger_csv, parse_day, usage_row
+from ....admission import quota_day
+from ....usage import ledger_csv, parse_day, usage_row
 from .request import AdminHandlers, invalid, operator, whole_number
 
 LEDGER_LIMIT_DEFAULT = 500

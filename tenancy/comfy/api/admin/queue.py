@@ -7,9 +7,9 @@ import sys
 
 from aiohttp import web
 
-from ...refusal import Refusal
-from ..guard import Guard
-from ..queue_surfaces import owner_in
+from ....read_back import owner_in
+from ....refusal import Refusal
+from ...middleware import Guard
 from .request import AdminHandlers, operator
 
 

@@ -9,9 +9,9 @@ import time
 
 from aiohttp import web
 
-from ... import accounts, identity
-from ...records import TENANT_ROLES, Account, ApiKey, Tenant
-from ...refusal import Refusal
+from .... import accounts, identity
+from ....records import TENANT_ROLES, Account, ApiKey, Tenant
+from ....refusal import Refusal
 from .request import AdminHandlers, admin_call, invalid, json_object, managed_tenant, manager_of, operator, text
 
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..guard import Guard
+from ...middleware import Guard
 from .audit import AuditApi
 from .page import PageApi
 from .queue import QueueApi

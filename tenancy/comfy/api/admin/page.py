@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from aiohttp import web
 
+from ....installation import PLUGIN_ROOT
 from .request import AdminHandlers, operator
 
-WEB = Path(__file__).resolve().parents[3] / "web"
+WEB = PLUGIN_ROOT / "web"
 ADMIN_PAGE = WEB / "admin.html"
 ADMIN_SCRIPT = WEB / "admin.mjs"  # not `.js`: ComfyUI would load every .js of web/ into the editor
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..history_index import page
-from ..read_back import owner_in, posted_item, tenant_entry
-from ..records import Principal
-from ..refusal import Refusal
-from . import http
-from .prompt_surface import node_catalogue
+from ...history_index import page
+from ...read_back import owner_in, posted_item, tenant_entry
+from ...records import Principal
+from ...refusal import Refusal
+from .. import http
+from .prompt import node_catalogue
 
 
 def _tenant_answer(principal: Principal) -> bool:

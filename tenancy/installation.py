@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_LINK_NAME = "comfyui-tenancy"
 DEV_COMFYUI = PLUGIN_ROOT / ".cache" / "comfyui-0.3.75"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
-from ..refusal import Refusal
+from .refusal import Refusal
 
 IMAGE = frozenset({"png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"})
 AUDIO = frozenset({"wav", "mp3", "flac", "ogg", "m4a", "aac", "opus"})

@@ -9,18 +9,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .. import identity, signed
-from ..admission import quota_day
-from ..records import Principal, RateLimit
-from ..refusal import Refusal
-from ..routes import TABLE, route_class
-from ..store import StoreUnavailable
-from ..usage import usage_row
-from . import http
+from ... import identity, signed
+from ...admission import quota_day
+from ...read_back import owner_in
+from ...records import Principal, RateLimit
+from ...refusal import Refusal
+from ...routes import TABLE, route_class
+from ...store import StoreUnavailable
+from ...usage import usage_row
+from .. import http
+from ..middleware import PRINCIPAL_KEY, STALE, Guard
+from ..surfaces.files import real_location
 from .admin.queue import live_queue
-from .file_surfaces import real_location
-from .guard import PRINCIPAL_KEY, STALE, Guard
-from .queue_surfaces import owner_in
 
 LOGIN_PAGE = Path(__file__).resolve().parents[2] / "web" / "login.html"
 REFRESH_COOKIE = "tenancy_refresh"

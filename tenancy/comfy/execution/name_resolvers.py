@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 import os
 
-from ..confinement import READ, WRITE, decide, tenant_prefix, tenant_relative
-from ..paths import FOLDERS, PathRefused, contained, split_annotation, tenant_root
+from ...confinement import READ, WRITE, decide, tenant_prefix, tenant_relative
+from ...paths import FOLDERS, PathRefused, contained, split_annotation, tenant_root
 from .tenant_execution import ConfinementRefused, Execution, current_execution, refuse, root
 
 

@@ -23,7 +23,7 @@ from ..refusal import Refusal, rate_limited
 from ..routes import PUBLIC, allowed, normalise, normalise_overrides, route_class
 from ..store import Store, StoreUnavailable
 from . import http
-from .user_surfaces import COMFY_USER_HEADER, comfy_user
+from .surfaces.user_data import COMFY_USER_HEADER, comfy_user
 
 log = logging.getLogger("tenancy")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,10 +89,10 @@ class Guard:
         self.outcomes = RecentPrompts()  # prompt_id -> outcome the guard decided (timeout, cancelled)
         self.history = HistoryIndex()  # tenant -> its prompt ids in ComfyUI's history, caught up on each read
         self.queued = QueueIndex()  # tenant -> its pending and running prompts, fed by the queue's changes
-        from .accounting import Accounting
+        from .execution.accounting import Accounting
 
         self.accounting = Accounting(self)
-        from .output_uploads import OutputUploads
+        from .execution.output_uploads import OutputUploads
 
         self.uploads = OutputUploads(self, self.accounting.outbox.path.with_suffix(".uploads.jsonl"))
         self.surfaces: dict[tuple[str, str], Surface] = {}

@@ -7,13 +7,14 @@ import sys
 
 from aiohttp import web
 
-from ..catalogue import Catalogue
-from ..paths import TENANTS_DIR, PathRefused, clean_name, contained, tenant_root
-from ..read_back import whole_number
-from ..records import Principal, RateLimit
-from ..refusal import Refusal, node_refusal
-from ..workflow import Outcome, apply_policy
-from . import execution_confinement, http
+from ...catalogue import Catalogue
+from ...paths import TENANTS_DIR, PathRefused, clean_name, contained, tenant_root
+from ...read_back import whole_number
+from ...records import Principal, RateLimit
+from ...refusal import Refusal, node_refusal
+from ...workflow import Outcome, apply_policy
+from .. import http
+from ..execution.confinement import confined
 
 
 async def post_prompt(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
@@ -33,7 +34,7 @@ async def post_prompt(guard, request: web.Request, handler, principal: Principal
     await guard.accounting.admit(principal, outcome.prompt_id, outcome.body, catalogue, limit)
     http.replace_json_body(request, outcome.body)
     # ComfyUI validates the prompt as it will run it: names resolved inside the tenant's folders
-    with execution_confinement.confined(guard, principal.tenant, outcome.body["prompt"], outcome.prompt_id):
+    with confined(guard, principal.tenant, outcome.body["prompt"], outcome.prompt_id):
         response = await handler(request)
     if response.status != 200:
         await guard.accounting.released(outcome.prompt_id, "rejected")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ...accounts import AdminError
-from ...records import Principal, Tenant
-from ...refusal import Refusal
-from .. import http
-from ..guard import AUDITED, PRINCIPAL_KEY, Guard
+from ....accounts import AdminError
+from ....records import Principal, Tenant
+from ....refusal import Refusal
+from ... import http
+from ...middleware import AUDITED, PRINCIPAL_KEY, Guard
 
 
 class AdminHandlers:

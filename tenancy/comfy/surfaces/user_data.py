@@ -6,8 +6,8 @@ import uuid
 
 from aiohttp import web
 
-from ..records import Principal
-from . import http
+from ...records import Principal
+from .. import http
 
 COMFY_USER_PREFIX = "tenant-"
 COMFY_USER_HEADER = "comfy-user"

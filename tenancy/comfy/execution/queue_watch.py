@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import functools
 
-from ..queue_index import QueueIndex
-from ..read_back import owner_in
+from ...queue_index import QueueIndex
+from ...read_back import owner_in
 
 WATCHED = ("put", "get", "task_done", "wipe_queue", "delete_queue_item")
 

@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 
-from ..paths import FOLDERS, tenant_root
-from ..read_back import owner_in
+from ...paths import FOLDERS, tenant_root
+from ...read_back import owner_in
 from . import cache_keys, file_watch, name_resolvers, tenant_caches
 from .tenant_execution import Execution, current_execution, layout, root, runtime
 
