@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from ..records import Principal
 from ..refusal import Refusal
+
+# What the middleware leaves on a request for the handlers after it:
+PRINCIPAL_KEY = "tenancy.principal"
+AUDITED = "tenancy.audited"  # set when a surface wrote the request's audit line itself
+STALE = "tenancy.stale"  # set when the caller was recognised from memory because the store is unreachable
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]  # ComfyUI's handler of a route
+Surface = Callable[[web.Request, Handler, Principal], Awaitable[web.StreamResponse]]  # what confines a route
 
 
 def refusal_response(refusal: Refusal) -> web.Response:

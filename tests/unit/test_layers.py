@@ -87,3 +87,4 @@ def _contract_lines(report: str) -> list[str]:
         elif not line.strip():
             current = ""
     return lines
+

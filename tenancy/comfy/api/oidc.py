@@ -26,8 +26,8 @@ from ... import identity, signed
 from ...config import ExternalIdentity
 from ...refusal import Refusal
 from .. import http
-from ..middleware import Guard
-from .session import TenancyApi
+from ..services import GuardServices
+from .session import Sessions
 
 log = logging.getLogger("tenancy")
 FLOW_COOKIE = "tenancy_oidc"
@@ -55,24 +55,24 @@ def configured(external: ExternalIdentity | None) -> bool:
     return bool(external and external.discovery_url and external.client_id)
 
 
-def add_routes(routes: web.RouteTableDef, guard: Guard) -> None:
-    flow = OidcFlow(guard)
+def add_routes(routes: web.RouteTableDef, services: GuardServices) -> None:
+    flow = OidcFlow(services)
     routes.get("/tenancy/login/options")(flow.options)
     routes.get("/tenancy/oidc/start")(flow.start)
     routes.get("/tenancy/oidc/callback")(flow.callback)
 
 
 class OidcFlow:
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
-        self.external = guard.settings.auth.external
-        self.sessions = TenancyApi(guard)
+    def __init__(self, services: GuardServices) -> None:
+        self.services = services
+        self.external = services.settings.auth.external
+        self.sessions = Sessions(services)
         self._metadata: tuple[float, dict] | None = None
         self._jwks: tuple[float, jwt.PyJWKSet] | None = None
 
     @property
     def flow_secret(self) -> bytes:
-        return b"oidc-flow:" + self.guard.tokens.signing_key
+        return b"oidc-flow:" + self.services.tokens.signing_key
 
     # -- what the login page offers ------------------------------------------------------------------------
     async def options(self, request: web.Request) -> web.Response:
@@ -88,7 +88,7 @@ class OidcFlow:
 
     # -- step 1: to the provider -----------------------------------------------------------------------------
     async def start(self, request: web.Request) -> web.StreamResponse:
-        await self.guard.limit_ip(request)
+        await self.services.limit_ip(request)
         if not configured(self.external):
             raise Refusal(404, "not_found", "no OpenID Connect provider is configured")
         try:
@@ -111,7 +111,7 @@ class OidcFlow:
 
     # -- step 2: back from the provider ----------------------------------------------------------------------
     async def callback(self, request: web.Request) -> web.StreamResponse:
-        await self.guard.limit_ip(request)
+        await self.services.limit_ip(request)
         if not configured(self.external):
             raise Refusal(404, "not_found", "no OpenID Connect provider is configured")
         query = request.rel_url.query
@@ -129,16 +129,16 @@ class OidcFlow:
             subject, tenant, role = await self.identity_of(claims)
         except FlowError as exc:
             log.warning("[tenancy] OpenID sign-in refused: %s", exc)
-            self.guard.audit.record(ip=request.remote, route="GET /tenancy/oidc/callback", decision="refuse",
+            self.services.audit.record(ip=request.remote, route="GET /tenancy/oidc/callback", decision="refuse",
                                     reason=exc.code, detail=str(exc))
             response = _back_to_login(exc.code)
             response.del_cookie(FLOW_COOKIE, path=FLOW_PATH)
             return response
-        issued = await self.sessions._issue(subject, tenant, role)
+        issued = await self.sessions.issue(subject, tenant, role)
         response = web.Response(status=302, headers={"Location": flow["next"], "Cache-Control": "no-store"})
-        self.sessions._set_cookies(request, response, issued)
+        self.sessions.set_cookies(request, response, issued)
         response.del_cookie(FLOW_COOKIE, path=FLOW_PATH)
-        self.guard.audit.record(tenant=tenant, principal=subject, ip=request.remote,
+        self.services.audit.record(tenant=tenant, principal=subject, ip=request.remote,
                                 route="GET /tenancy/oidc/callback", decision="allow", via="oidc")
         return response
 
@@ -179,7 +179,7 @@ class OidcFlow:
         key = await self.signing_key(metadata, header.get("kid"))
         try:
             claims = jwt.decode(id_token, key, algorithms=algorithms, audience=self.external.client_id,
-                                issuer=metadata["issuer"], leeway=self.guard.settings.auth.leeway_s,
+                                issuer=metadata["issuer"], leeway=self.services.settings.auth.leeway_s,
                                 options={"require": ["exp", "iat", "sub", "iss", "aud", "nonce"]})
         except jwt.PyJWTError as exc:
             raise FlowError("oidc_token", f"ID token rejected: {exc}") from None
@@ -196,7 +196,7 @@ class OidcFlow:
         except Refusal as refusal:
             raise FlowError(CLAIM_ERRORS[refusal.extra["claim"]], refusal.message) from None
         try:
-            identity.require_active(await self.guard.store.get_tenant(tenant_id), tenant_id)
+            identity.require_active(await self.services.store.get_tenant(tenant_id), tenant_id)
         except Refusal as refusal:
             raise FlowError("oidc_tenant_disabled", refusal.message) from None
         return subject, tenant_id, role
@@ -236,7 +236,7 @@ class OidcFlow:
     def client_secret(self) -> str:
         if not self.external.client_secret_file:
             return ""
-        path = self.guard.settings.path(self.external.client_secret_file)
+        path = self.services.settings.path(self.external.client_secret_file)
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -248,7 +248,7 @@ class OidcFlow:
         return f"{request.scheme}://{request.host}/tenancy/oidc/callback"
 
     def _secure(self, request: web.Request) -> bool:
-        auth = self.guard.settings.auth
+        auth = self.services.settings.auth
         return auth.cookie_secure == "always" or (auth.cookie_secure == "auto" and request.secure)
 
 

@@ -15,25 +15,32 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ... import media
 from ...admission import (
     EstimateInputs,
     FairQueue,
     estimate_seconds,
+    plan_of,
     prompt_id_taken,
     quota_day,
     reap_charge,
     refusal_for,
     settlement,
 )
+from ...audit import AuditLog
+from ...config import Config
+from ...metrics import Metrics
+from ...owners import Owners, RecentPrompts
 from ...paths import split_annotation
 from ...records import Principal, RateLimit, ReserveRequest
 from ...refusal import Refusal
-from ...store import StoreUnavailable
+from ...store import Store, StoreUnavailable
 from ...store.outbox import Outbox
 from ...store.protocol import ABANDONED
 from ...workflow import ADMIN_NAMESPACE
+from .output_uploads import OutputUploads
 
 log = logging.getLogger("tenancy")
 REAP_EVERY_S = 60.0
@@ -53,33 +60,43 @@ class Running:
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)  # this admission of the prompt id
 
 
+def instance_of(settings: Config) -> str:
+    """This server's name in the store's holds: the configured one, else host and port."""
+    return settings.instance or f"{socket.gethostname()}:{_comfy_port()}"
+
+
+def outbox_path(settings: Config, instance: str) -> Path:
+    return settings.path(f"outbox/{re.sub(r'[^A-Za-z0-9_.-]', '_', instance)}.jsonl")
+
+
 class Accounting:
-    def __init__(self, guard) -> None:
-        self.guard = guard
+    def __init__(self, settings: Config, store: Store, *, owners: Owners, outcomes: RecentPrompts,
+                 folders: dict[str, Path], metrics: Metrics, audit: AuditLog, server, uploads: OutputUploads) -> None:
+        self.settings, self.store, self.owners, self.outcomes = settings, store, owners, outcomes
+        self.folders, self.metrics, self.audit, self.server, self.uploads = folders, metrics, audit, server, uploads
         self.fair = FairQueue()
         self.numbers: dict[str, int] = {}
         self.prompts: dict[str, Running] = {}
-        self.instance = guard.settings.instance or f"{socket.gethostname()}:{_comfy_port()}"
-        outbox_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance)
-        self.outbox = Outbox(guard.settings.path(f"outbox/{outbox_name}.jsonl"), self._apply)
+        self.instance = instance_of(settings)
+        self.outbox = Outbox(outbox_path(settings, self.instance), self._apply)
 
     # -- before the queue ----------------------------------------------------------------------------------
     async def admit(self, principal: Principal, prompt_id: str, body: dict, catalogue,
                     rate: RateLimit | None = None) -> None:
         """Claim the prompt id for its owner, reserve its estimated seconds (after the tenant's rate limit) and set
         its queue number; raise a Refusal when it may not run (then the prompt id stays free)."""
-        settings = self.guard.settings
-        if prompt_id in self.prompts or prompt_id in self.guard.owners:  # known here: no need to ask the store
+        settings = self.settings
+        if prompt_id in self.prompts or prompt_id in self.owners:  # known here: no need to ask the store
             raise prompt_id_taken()
         if principal.is_admin:
-            if not await self.guard.store.claim_prompt(prompt_id, None, time.time()):
+            if not await self.store.claim_prompt(prompt_id, None, time.time()):
                 raise prompt_id_taken()
             self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
-            self.guard.owners.remember(prompt_id, "")
+            self.owners.remember(prompt_id, "")
             if not body.get("front"):
                 body["number"] = self._number(ADMIN_NAMESPACE, 1.0, settings.admin_weight, prompt_id)
             return
-        plan = self.guard.plan_of(principal)
+        plan = plan_of(settings.plans, principal)
         running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
         inputs = EstimateInputs(file_seconds=self._file_seconds(body["prompt"]), speaking_rate=settings.speaking_rate,
                                 node_table=settings.estimates)
@@ -91,7 +108,7 @@ class Accounting:
                                  deadline=now + settings.hold_timeout_s + plan.max_execution_s, instance=self.instance,
                                  attempt=running.attempt)
         try:
-            decision = await self.guard.store.admit(request, rate)
+            decision = await self.store.admit(request, rate)
         except StoreUnavailable as exc:
             if settings.on_store_error == "deny":
                 self.prompts.pop(prompt_id, None)
@@ -100,15 +117,15 @@ class Accounting:
                                  "attempt": running.attempt})
                 raise Refusal(503, "store_unavailable", f"cannot account for this prompt: {exc}", retry_after=5) \
                     from None
-            self.guard.metrics.uncharged.inc()
-            self.guard.audit.record(tenant=principal.tenant, prompt_id=prompt_id, decision="allow_uncharged",
+            self.metrics.uncharged.inc()
+            self.audit.record(tenant=principal.tenant, prompt_id=prompt_id, decision="allow_uncharged",
                                     reason="store_unavailable")
         else:
-            self.guard.metrics.series(self.guard.metrics.admission, decision.reason).inc()
+            self.metrics.series(self.metrics.admission, decision.reason).inc()
             if not decision.allowed:
                 self.prompts.pop(prompt_id, None)
                 raise refusal_for(decision, seconds)
-        self.guard.owners.remember(prompt_id, principal.tenant)
+        self.owners.remember(prompt_id, principal.tenant)
         body["number"] = self._number(principal.tenant, seconds, plan.weight, prompt_id)
 
     def _number(self, tenant: str, cost: float, weight: float, prompt_id: str) -> int:
@@ -117,7 +134,7 @@ class Accounting:
         return number
 
     def _file_seconds(self, prompt: dict):
-        folders = self.guard.folders
+        folders = self.folders
 
         def seconds(node_id: str, input_name: str) -> float | None:
             value = prompt.get(node_id, {}).get("inputs", {}).get(input_name)
@@ -139,7 +156,7 @@ class Accounting:
             return
         del self.prompts[prompt_id]
         self.numbers.pop(prompt_id, None)
-        self.guard.owners.pop(prompt_id, None)
+        self.owners.forget(prompt_id)
         self.outbox.put({"kind": "abandon", "tenant": running.tenant, "prompt_id": prompt_id,
                          "attempt": running.attempt, "outcome": outcome})
 
@@ -165,7 +182,7 @@ class Accounting:
     def _index_outputs(self, prompt_id: str, owner: str | None, output) -> None:
         """Who owns each file a prompt wrote: known here at once, in the store once the outbox applies it."""
         for folder, subfolder, filename in _file_refs(output):
-            self.guard.remember_output(folder, subfolder, filename, owner or "")
+            self.owners.remember_output(folder, subfolder, filename, owner or "")
             self.outbox.put({"kind": "output", "folder": folder, "subfolder": subfolder, "filename": filename,
                              "tenant": owner or None, "prompt_id": prompt_id})
 
@@ -175,21 +192,21 @@ class Accounting:
             self.outbox.put({"kind": "started", "tenant": running.tenant, "prompt_id": prompt_id,
                              "at": running.started})
         self.fair.started(self.numbers.pop(prompt_id, self.fair.virtual_now))
-        metrics = self.guard.metrics
+        metrics = self.metrics
         metrics.series(metrics.queue_wait, running.plan or "admin").observe(running.started - running.admitted)
-        plan = self.guard.settings.plans.get(running.plan) if running.plan else None
+        plan = self.settings.plans.get(running.plan) if running.plan else None
         if plan is not None:
             running.watchdog = asyncio.get_running_loop().call_later(plan.max_execution_s, self._deadline, prompt_id)
 
     def _deadline(self, prompt_id: str) -> None:
         """Interrupt exactly this prompt, if it is still the one running."""
         running = self.prompts.get(prompt_id)
-        queue = self.guard.server.prompt_queue
+        queue = self.server.prompt_queue
         if running is None or prompt_id not in [item[1] for item in queue.get_current_queue_volatile()[0]]:
             return
         running.timed_out = True
-        self.guard.outcomes.remember(prompt_id, "timeout")
-        self.guard.metrics.series(self.guard.metrics.timeouts, running.plan or "admin").inc()
+        self.outcomes.remember(prompt_id, "timeout")
+        self.metrics.series(self.metrics.timeouts, running.plan or "admin").inc()
         log.warning("[tenancy] prompt %s of %s ran past its plan's max_execution_s: interrupting it", prompt_id,
                     running.tenant)
         if hasattr(queue, "interrupt_if_running"):
@@ -199,31 +216,31 @@ class Accounting:
 
     async def _finished(self, prompt_id: str, running: Running, event: str) -> None:
         elapsed = time.time() - (running.started or time.time())
-        self.guard.metrics.series(self.guard.metrics.execution, running.plan or "admin").observe(elapsed)
-        outcome, actual = settlement(event, running.timed_out, elapsed, self.guard.settings.charge_failed)
+        self.metrics.series(self.metrics.execution, running.plan or "admin").observe(elapsed)
+        outcome, actual = settlement(event, running.timed_out, elapsed, self.settings.charge_failed)
         if actual is None:
-            paths = [self.guard.folders[f] / s / n for f, s, n in running.files if media.timed(n)]
+            paths = [self.folders[f] / s / n for f, s, n in running.files if media.timed(n)]
             # reading containers is I/O: in a thread, and only when the prompt wrote audio or video
             actual = sum(await asyncio.to_thread(lambda: [media.duration_seconds(p) or 0.0 for p in paths])) \
                 if paths else 0.0
         if running.timed_out:
-            self.guard.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
+            self.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
                                     reason="max_execution_s")
         self._settle(prompt_id, actual, outcome)
         if event == "execution_success":
-            self.guard.uploads.completed(running.tenant, running.files)
+            self.uploads.completed(running.tenant, running.files)
 
     def _settle(self, prompt_id: str, actual: float, outcome: str) -> None:
         running = self.prompts.pop(prompt_id, None)
         self.numbers.pop(prompt_id, None)
-        tenant = running.tenant if running else self.guard.owners.get(prompt_id)
+        tenant = running.tenant if running else self.owners.get(prompt_id)
         if tenant:
             self.outbox.put({"kind": "settle", "tenant": tenant, "prompt_id": prompt_id, "actual": round(actual, 3),
                              "outcome": outcome, "at": time.time()})
 
     async def _apply(self, write: dict) -> None:
         """One outbox write, in the store (each is idempotent by prompt id: a replay changes nothing twice)."""
-        store, kind = self.guard.store, write["kind"]
+        store, kind = self.store, write["kind"]
         if kind == "output":
             await store.index_output(write["folder"], write["subfolder"], write["filename"], write["tenant"],
                                      write["prompt_id"])
@@ -236,7 +253,7 @@ class Accounting:
             settled = await store.settle(write["tenant"], write["prompt_id"], write["actual"], write["outcome"],
                                          now=write["at"])
             if settled is not None:
-                self.guard.audit.record(tenant=write["tenant"], prompt_id=write["prompt_id"], decision="settle",
+                self.audit.record(tenant=write["tenant"], prompt_id=write["prompt_id"], decision="settle",
                                         outcome=write["outcome"], seconds=settled.actual, held=settled.seconds)
         else:
             raise ValueError(f"unknown outbox write {kind!r}")
@@ -245,16 +262,16 @@ class Accounting:
     async def reap(self, own_instance: bool = False) -> int:
         """Settle holds nobody will settle: this instance's after a restart, and any past its deadline. Run only
         with the outbox drained, so a settlement that is merely late is never taken for a lost one."""
-        store = self.guard.store
+        store = self.store
         holds = await store.instance_holds(self.instance) if own_instance else await store.expired_holds()
         reaped = 0
         for hold in holds:
             if hold.prompt_id in self.prompts:
                 continue  # alive here: its own events will settle it
-            charge, outcome = reap_charge(hold, self.guard.settings.reap)
+            charge, outcome = reap_charge(hold, self.settings.reap)
             if await store.settle(hold.tenant, hold.prompt_id, charge, outcome) is not None:
                 reaped += 1
-                self.guard.audit.record(tenant=hold.tenant, prompt_id=hold.prompt_id, decision="settle",
+                self.audit.record(tenant=hold.tenant, prompt_id=hold.prompt_id, decision="settle",
                                         outcome=outcome, seconds=charge, held=hold.seconds)
         return reaped
 
@@ -267,7 +284,7 @@ class Accounting:
             try:
                 await self.reap(own_instance)
                 if not own_instance:
-                    await self.guard.store.prune()
+                    await self.store.prune()
             except StoreUnavailable as exc:
                 log.error("[tenancy] reaper: %s", exc)
                 await asyncio.sleep(RETRY_REAP_S)

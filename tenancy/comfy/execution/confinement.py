@@ -11,6 +11,9 @@ import logging
 import os
 import sys
 
+from ...audit import AuditLog
+from ...config import Config
+from ...owners import Owners
 from ...paths import FOLDERS, tenant_root
 from ...read_back import owner_in
 from . import cache_keys, file_watch, name_resolvers, tenant_caches
@@ -21,14 +24,14 @@ SWITCH_ENV = "TENANCY_EXEC_CONFINEMENT"  # `off`: no audit hook (resolvers and c
 
 
 @contextlib.contextmanager
-def confined(guard, tenant: str | None, prompt: dict, prompt_id: str | None = None):
+def confined(tenant: str | None, prompt: dict, prompt_id: str | None = None):
     """Everything in this context (this thread, and tasks it starts) runs as `tenant`; None: unconfined."""
-    if not tenant or "guard" not in runtime:
+    if not tenant or "owners" not in runtime:
         yield None
         return
     classes = {str(k): v.get("class_type", "?") for k, v in prompt.items() if isinstance(v, dict)} \
         if isinstance(prompt, dict) else {}
-    execution = Execution(guard, tenant, prompt_id, classes, layout())
+    execution = Execution(runtime["audit"], tenant, prompt_id, classes, layout())
     _ensure_folders(execution)
     token = current_execution.set(execution)
     try:
@@ -46,8 +49,7 @@ def _wrap_executor(executor_cls) -> None:
     def tenant_of(args, kwargs) -> tuple[str | None, dict, str | None, object]:
         bound = signature.bind_partial(*args, **kwargs).arguments
         prompt_id, prompt = bound.get("prompt_id"), bound.get("prompt") or {}
-        guard = runtime["guard"]
-        owner = guard.owners.get(prompt_id or "")
+        owner = runtime["owners"].get(prompt_id or "")
         if owner is None:
             owner = owner_in(bound.get("extra_data"))
         return owner or None, prompt, prompt_id, bound.get("self")
@@ -56,13 +58,13 @@ def _wrap_executor(executor_cls) -> None:
         @functools.wraps(original)
         async def execute(*args, **kwargs):
             tenant, prompt, prompt_id, executor = tenant_of(args, kwargs)
-            with confined(runtime["guard"], tenant, prompt, prompt_id), tenant_caches.private(executor, tenant):
+            with confined(tenant, prompt, prompt_id), tenant_caches.private(executor, tenant):
                 return await original(*args, **kwargs)
     else:
         @functools.wraps(original)
         def execute(*args, **kwargs):
             tenant, prompt, prompt_id, executor = tenant_of(args, kwargs)
-            with confined(runtime["guard"], tenant, prompt, prompt_id), tenant_caches.private(executor, tenant):
+            with confined(tenant, prompt, prompt_id), tenant_caches.private(executor, tenant):
                 return original(*args, **kwargs)
 
     setattr(executor_cls, name, execute)
@@ -78,17 +80,17 @@ def _ensure_folders(execution: Execution) -> None:
     made.add(execution.tenant)
 
 
-def install(guard, trusted_classes=()) -> None:
+def install(settings: Config, owners: Owners, audit: AuditLog, trusted_classes=()) -> None:
     """Wire the confinement into the running ComfyUI (feature-detected); the audit hook unless switched off."""
     import execution as comfy_execution
     import folder_paths
 
-    runtime.update(guard=guard, trusted=tuple(trusted_classes))
+    runtime.update(owners=owners, audit=audit, tenancy_dir=settings.base_dir, trusted=tuple(trusted_classes))
     utils = sys.modules.get("comfy_execution.utils")
     runtime["node_context"] = getattr(utils, "current_executing_context", None)
     name_resolvers.install(folder_paths)
     _wrap_executor(comfy_execution.PromptExecutor)
-    if not tenant_caches.install(comfy_execution.PromptExecutor, guard.settings.private_caches):
+    if not tenant_caches.install(comfy_execution.PromptExecutor, settings.private_caches):
         log.warning("[tenancy] this ComfyUI's executor has no reset(): tenants share one node cache")
     caching = sys.modules.get("comfy_execution.caching")
     if caching is None or not cache_keys.install(caching):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ...config import Config
+from ...metrics import Metrics
 from ...outputs import (
     LOOK,
     REDIRECT,
@@ -26,6 +28,7 @@ from ...outputs import (
     uploaded_files,
     where_to_serve,
 )
+from ...owners import RecentPrompts
 from ...store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
 from ...store.outbox import Outbox
 
@@ -34,11 +37,9 @@ PROBE_EVERY_S = 5.0  # how soon a bucket that went down (or came back) changes w
 
 
 class OutputUploads:
-    def __init__(self, guard, outbox_path: Path) -> None:
-        from ..middleware import RecentPrompts
-
-        self.guard = guard
-        self.settings = guard.settings.outputs
+    def __init__(self, settings: Config, folders: dict[str, Path], metrics: Metrics, outbox_path: Path) -> None:
+        self.folders, self.metrics = folders, metrics
+        self.settings = settings.outputs
         self.uploaded = RecentPrompts()  # "folder/subfolder/name" -> object key, for files known to be in the bucket
         self.reachable = True
         self.bucket: ObjectStore | None = None
@@ -55,7 +56,7 @@ class OutputUploads:
                                    "(boto3) into ComfyUI's Python") from None
             self.outbox = Outbox(outbox_path, self._upload, retry_on=(ObjectStoreUnavailable,), what="object store")
             if s.cdn is not None:
-                self.cdn = CdnSigner(s.cdn.url, s.cdn.key_id, guard.settings.path(s.cdn.private_key_file).read_bytes())
+                self.cdn = CdnSigner(s.cdn.url, s.cdn.key_id, settings.path(s.cdn.private_key_file).read_bytes())
 
     @property
     def backlog(self) -> int:
@@ -75,12 +76,12 @@ class OutputUploads:
 
     async def _upload(self, write: dict) -> None:
         folder, subfolder, filename = write["folder"], write["subfolder"], write["filename"]
-        path = self.guard.folders[folder] / subfolder / filename
+        path = self.folders[folder] / subfolder / filename
         if not path.is_file():
             log.warning("[tenancy] output %s/%s/%s is gone before its upload: not uploaded", folder, subfolder,
                         filename)
             return
-        metrics = self.guard.metrics
+        metrics = self.metrics
         try:
             await asyncio.to_thread(self.bucket.upload, path, write["key"], content_type(filename))
         except ObjectStoreUnavailable:
@@ -108,7 +109,7 @@ class OutputUploads:
             log.warning("[tenancy] the outputs' bucket %s", "answers again" if reachable else "does not answer: "
                         "outputs are served from disk and uploads wait")
         self.reachable = reachable
-        self.guard.metrics.output_store_up.set(int(reachable))
+        self.metrics.output_store_up.set(int(reachable))
 
     async def redirect(self, method: str, tenant: str | None, location: tuple[str, str, str],
                        attachment: bool) -> web.Response | None:
@@ -118,7 +119,7 @@ class OutputUploads:
             return None
         owner = tenant or owner_of(location[1])
         key = await self._key_in_bucket(owner, location) if owner else None
-        metrics = self.guard.metrics
+        metrics = self.metrics
         metrics.series(metrics.output_downloads, "disk" if key is None else "bucket").inc()
         if key is None:
             return None
@@ -133,7 +134,7 @@ class OutputUploads:
         folder, subfolder, filename = location
         known = f"{folder}/{subfolder}/{filename}"
         key = self.uploaded.get(known)
-        on_disk = (self.guard.folders[folder] / subfolder / filename).is_file()
+        on_disk = (self.folders[folder] / subfolder / filename).is_file()
         where = where_to_serve(uploaded=key is not None, reachable=self.reachable, on_disk=on_disk)
         if where == LOOK:  # another instance may have made it: ask the bucket (network I/O: in a thread)
             key = object_key(self.settings.prefix, owner, folder, subfolder, filename)

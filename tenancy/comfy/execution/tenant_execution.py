@@ -8,6 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from ...audit import AuditLog
 from ...confinement import REASON, Layout
 from ...paths import FOLDERS
 
@@ -23,7 +24,7 @@ class ConfinementRefused(PermissionError):
 class Execution:
     """The tenant whose prompt this context validates or executes."""
 
-    guard: object
+    audit: AuditLog | None  # where its refusals are recorded
     tenant: str
     prompt_id: str | None
     classes: dict[str, str]  # node id -> class_type
@@ -32,7 +33,7 @@ class Execution:
 
 
 current_execution: contextvars.ContextVar[Execution | None] = contextvars.ContextVar("tenancy_execution", default=None)
-runtime: dict = {}  # what install() found: the guard, ComfyUI's node context, trusted classes, the layout
+runtime: dict = {}  # what install() found: owners, audit log, ComfyUI's node context, trusted classes, layout
 
 
 # -- the layout ---------------------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def layout() -> Layout:
         real = os.path.realpath
         shared = {folder: real(root(folder)) for folder in FOLDERS}
         private = {"user": real(folder_paths.get_user_directory()),
-                   "tenancy": real(str(runtime["guard"].settings.base_dir))}
+                   "tenancy": real(str(runtime["tenancy_dir"]))}
         read_only = {}
         for name, (paths, *_rest) in folder_paths.folder_names_and_paths.items():
             for index, path in enumerate(paths):
@@ -87,7 +88,7 @@ def refuse(execution: Execution, what: str) -> ConfinementRefused:
     node_id, class_type = executing_node()
     message = f"{REASON}: node {node_id} ({class_type}): {what}"
     execution.refused.append(message)
-    execution.guard.audit.record(tenant=execution.tenant, prompt_id=execution.prompt_id, route="execution",
+    execution.audit.record(tenant=execution.tenant, prompt_id=execution.prompt_id, route="execution",
                                  decision="refuse", reason=REASON, node=node_id, class_type=class_type, detail=what)
     return ConfinementRefused(message)
 

@@ -1,4 +1,4 @@
-"""Uploads, /view and /object_info file combos: each tenant sees its own folders as the roots."""
+"""Uploads and /view: each tenant sees its own folders as the roots, and reaches no one else's files."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from multidict import MultiDict
 
-from ... import media, tenant_data
+from ... import media
 from ...outputs import view_redirectable
 from ...paths import (
     FOLDERS,
@@ -27,33 +28,37 @@ from ...paths import (
 from ...records import Principal, RateLimit
 from ...refusal import Refusal
 from .. import http
+from ..http import Handler
 from . import assets
 
-MAX_LISTED = 5000
+if TYPE_CHECKING:
+    from ..services import GuardServices
+
 # `<scheme>:<rest>` file names ComfyUI may resolve itself rather than as a path (newer ComfyUI: `blake3:<hash>`
 # through its asset table, which knows no tenants). Only hashes of the tenant's own files are served.
 NAME_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 ASSET_HASH_SCHEMES = ("blake3:",)
 
 
-async def upload(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+async def upload(services: GuardServices, request: web.Request, handler: Handler,
+                 principal: Principal) -> web.StreamResponse:
     form = await request.post()
     image = form.get("image")
     if principal.is_admin or not hasattr(image, "file"):
         return await handler(request)
     tenant = principal.tenant
-    await guard.rate_limit(RateLimit.per_minute(f"upload:{tenant}", guard.plan_of(principal).uploads_per_minute))
+    await services.rate_limit(RateLimit.per_minute(f"upload:{tenant}", services.plan_of(principal).uploads_per_minute))
     with PATH_REFUSALS:
         name = clean_name(image.filename)
         if "/" in name:
             raise Refusal(400, "invalid_filename", "the uploaded file name may not contain folders")
-        media.check_upload(image.file, name, guard.settings.max_upload_mb)
+        media.check_upload(image.file, name, services.settings.max_upload_mb)
         fields = MultiDict(form)
         fields["type"] = "input"
         fields["subfolder"] = map_subfolder(tenant, form.get("subfolder", ""))
-        contained(guard.folders["input"], f"{fields['subfolder']}/{name}", tenant)
+        contained(services.folders["input"], f"{fields['subfolder']}/{name}", tenant)
     if "original_ref" in form:
-        fields["original_ref"] = json.dumps(await _own_ref(guard, tenant, form["original_ref"]))
+        fields["original_ref"] = json.dumps(await _own_ref(services, tenant, form["original_ref"]))
     http.replace_form(request, fields)
     response = await handler(request)
     answer = http.answer_json(response)
@@ -63,18 +68,19 @@ async def upload(guard, request: web.Request, handler, principal: Principal) -> 
     return response
 
 
-async def _own_ref(guard, tenant: str, raw: str) -> dict:
+async def _own_ref(services: GuardServices, tenant: str, raw: str) -> dict:
     """The mask editor's `original_ref` must name one of the tenant's own files."""
     try:
         ref = json.loads(raw)
         filename, folder = ref["filename"], ref.get("type", "input")
     except (ValueError, KeyError, TypeError):
         raise Refusal(400, "invalid_original_ref", "original_ref must be JSON with a filename") from None
-    real = await real_location(guard, tenant, folder, ref.get("subfolder", ""), filename)
+    real = await real_location(services, tenant, folder, ref.get("subfolder", ""), filename)
     return {"filename": real[2], "subfolder": real[1], "type": real[0]}
 
 
-async def real_location(guard, tenant: str | None, folder: str, subfolder: str, filename: str) -> tuple[str, str, str]:
+async def real_location(services: GuardServices, tenant: str | None, folder: str, subfolder: str,
+                        filename: str) -> tuple[str, str, str]:
     """(folder, real subfolder, filename) of a file the caller names; refuses what is not theirs.
 
     A tenant's names are relative to its own folders, except files the output index attributes to it
@@ -87,7 +93,7 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
             raise Refusal(400, "missing_filename", "name the file with `filename`")
         relative = f"{clean_name(subfolder or '')}/{name}".lstrip("/")
         sub, _, name = relative.rpartition("/")
-        root = guard.folders[folder]
+        root = services.folders[folder]
         real_sub = f"{tenant_root(tenant)}/{sub}".rstrip("/") if tenant is not None else sub
         if tenant is not None:
             try:  # the tenant's own file by the name it uses: found without asking the output index
@@ -95,7 +101,7 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
                     return folder, real_sub, name
             except PathRefused:
                 pass
-        if tenant is None or await guard.output_owner(folder, sub, name) == tenant:
+        if tenant is None or await services.owners.of_output(folder, sub, name) == tenant:
             contained(root, relative)
             return folder, sub, name
         if folder == "temp":
@@ -104,126 +110,56 @@ async def real_location(guard, tenant: str | None, folder: str, subfolder: str, 
         return folder, real_sub, name
 
 
-async def view(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+async def view(services: GuardServices, request: web.Request, handler: Handler,
+               principal: Principal) -> web.StreamResponse:
     query = request.rel_url.query
     raw = query.get("filename", "")
     if NAME_SCHEME.match(raw) and not principal.is_admin:
-        location = await owned_asset(guard, principal.tenant, raw) if raw.startswith(ASSET_HASH_SCHEMES) else None
+        location = await owned_asset(services, principal.tenant, raw) if raw.startswith(ASSET_HASH_SCHEMES) else None
         if location is None:
             raise Refusal(404, "not_found", "no such file among yours")
         http.replace_query(request, {**query, "type": location[0], "subfolder": location[1], "filename": location[2]})
         return await handler(request)
     filename, annotated = split_annotation(raw)
     folder = annotated or query.get("type", "output") or "output"
-    location = await real_location(guard, principal.tenant, folder, query.get("subfolder", ""), filename)
+    location = await real_location(services, principal.tenant, folder, query.get("subfolder", ""), filename)
     if view_redirectable(query):
-        redirect = await guard.uploads.redirect(request.method, principal.tenant, location, attachment=False)
+        redirect = await services.uploads.redirect(request.method, principal.tenant, location, attachment=False)
         if redirect is not None:
             return redirect
     http.replace_query(request, {**query, "type": location[0], "subfolder": location[1], "filename": location[2]})
     return await handler(request)
 
 
-async def owned_asset(guard, tenant: str, asset_hash: str) -> tuple[str, str, str] | None:
+async def owned_asset(services: GuardServices, tenant: str, asset_hash: str) -> tuple[str, str, str] | None:
     """(folder, real subfolder, filename) of a file of the tenant's with this content hash, None when it has none:
     the asset table lists every copy of the content; one of them must be the tenant's (in its folders, or an
     output the index attributes to it)."""
     for path in await asyncio.to_thread(assets.files_with_hash, asset_hash):
-        located = _in_folders(guard, path)
+        located = _in_folders(services.folders, path)
         if located is None:
             continue
         folder, relative = located
         sub, _, name = relative.rpartition("/")
         mine = folder != "temp" and virtual_subfolder(tenant, sub) is not None
-        if not mine and await guard.output_owner(folder, sub, name) != tenant:
+        if not mine and await services.owners.of_output(folder, sub, name) != tenant:
             continue
         try:
-            if contained_file(guard.folders[folder], relative, tenant if mine else None):
+            if contained_file(services.folders[folder], relative, tenant if mine else None):
                 return folder, sub, name
         except PathRefused:
             continue
     return None
 
 
-def _in_folders(guard, path: str) -> tuple[str, str] | None:
+def _in_folders(folders: dict[str, Path], path: str) -> tuple[str, str] | None:
     """(folder, name relative to it) of a path inside input/, output/ or temp/; None elsewhere."""
     real = os.path.realpath(path)
     for folder in FOLDERS:
-        root = os.path.realpath(guard.folders[folder])
+        root = os.path.realpath(folders[folder])
         if real.startswith(root.rstrip(os.sep) + os.sep):
             return folder, os.path.relpath(real, root).replace(os.sep, "/")
     return None
-
-
-async def object_info(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
-    response = await handler(request)
-    answer = http.answer_json(response)
-    if principal.is_admin or not isinstance(answer, dict):
-        return response
-    from .prompt import node_catalogue
-
-    catalogue = await node_catalogue(guard, request)
-    files = tenant_files(guard.folders["input"] / tenant_root(principal.tenant))
-    tenancy_dir = Path(guard.settings.base_dir)
-    for class_type, info in answer.items():
-        spec = catalogue.get(class_type)
-        if spec is None:
-            continue
-        lists = {name: media.matching(files, spec.inputs[name].upload if name in spec.inputs else None)
-                 for name in spec.file_inputs}
-        lists.update({name: tenant_data.list_items(tenancy_dir, principal.tenant, kind)
-                      for name, kind in spec.meta.get("tenant_lists", {}).items()})
-        lists.update({name: tenant_folders(guard.folders[folder] / tenant_root(principal.tenant))
-                      for name, folder in spec.folder_inputs.items()})
-        for name, names in lists.items():
-            for section in ("required", "optional"):
-                entry = (info.get("input", {}).get(section) or {}).get(name)
-                if entry is not None:
-                    _replace_options(entry, names)
-    return http.json_like(response, answer)
-
-
-def _replace_options(entry: list, names: list[str]) -> None:
-    """Put the tenant's names into a combo, in whichever shape ComfyUI answered (told apart by shape, not version):
-    `[[names], {...}]` (classic nodes) or `["COMBO", {"options": [names], ...}]` (V3 schema nodes); the other fields
-    (upload flags, `multiselect`, ...) stay as they are. An entry of another shape is left alone."""
-    if not isinstance(entry, list) or not entry:
-        return
-    if isinstance(entry[0], list):
-        entry[0] = names
-    elif len(entry) > 1 and isinstance(entry[1], dict) and "options" in entry[1]:
-        entry[1]["options"] = names
-
-
-def tenant_files(root: Path) -> list[str]:
-    """The tenant's input files by the names it uses (relative to its folder), newest last, bounded."""
-    found: list[str] = []
-    if not root.is_dir():
-        return found
-    for directory, subdirs, names in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        rel = os.path.relpath(directory, root)
-        for name in sorted(names):
-            if not name.startswith(".") and os.path.isfile(os.path.join(directory, name)):
-                found.append(name if rel == "." else f"{rel}/{name}")
-                if len(found) >= MAX_LISTED:
-                    return found
-    return found
-
-
-def tenant_folders(root: Path) -> list[str]:
-    """The tenant's subfolders by the names it uses (relative to its folder), sorted, bounded."""
-    found: list[str] = []
-    if not root.is_dir():
-        return found
-    for directory, subdirs, _ in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        rel = os.path.relpath(directory, root)
-        if rel != ".":
-            found.append(rel.replace(os.sep, "/"))
-            if len(found) >= MAX_LISTED:
-                break
-    return sorted(found)
 
 
 class _PathRefusals:

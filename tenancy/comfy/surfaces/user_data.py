@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ...records import Principal
 from .. import http
+from ..http import Handler
+
+if TYPE_CHECKING:
+    from ..services import GuardServices
 
 COMFY_USER_PREFIX = "tenant-"
 COMFY_USER_HEADER = "comfy-user"
@@ -38,12 +43,14 @@ def check_multi_user(server) -> None:
                            "one user's settings, workflows and assets")
 
 
-async def users(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+async def users(services: GuardServices, request: web.Request, handler: Handler,
+                principal: Principal) -> web.StreamResponse:
     """The editor asks who its users are; every caller is one user of its own ComfyUI."""
     return web.json_response({"storage": "server", "migrated": True})
 
 
-async def system_stats(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+async def system_stats(services: GuardServices, request: web.Request, handler: Handler,
+                       principal: Principal) -> web.StreamResponse:
     response = await handler(request)
     answer = http.answer_json(response)
     if principal.is_admin or not isinstance(answer, dict):
@@ -59,7 +66,8 @@ async def system_stats(guard, request: web.Request, handler, principal: Principa
     return http.json_like(response, answer)
 
 
-async def features(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+async def features(services: GuardServices, request: web.Request, handler: Handler,
+                   principal: Principal) -> web.StreamResponse:
     """Tenants are told the asset library is off (its routes are the operators'), so the editor does not use it."""
     response = await handler(request)
     answer = http.answer_json(response)

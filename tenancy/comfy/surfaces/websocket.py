@@ -1,112 +1,23 @@
-"""The websocket: sockets named per tenant, and every message about a prompt delivered to its owner only.
-
-ComfyUI sends everything through `PromptServer.send`; the guard wraps it once at start-up. A message that names
-no prompt reaches a tenant only when it is known to be safe: `status` (with the tenant's own queue),
-`feature_flags` (as tenants get them), and messages ComfyUI addresses to the socket of the prompt it is running
-(they are about that prompt). Everything else (asset scans, other packs' broadcasts) goes to operators only.
-"""
+"""The websocket's connect: each socket is named in its caller's namespace (`<tenant>:<client id>`), which is
+what `execution.messages` delivers by."""
 
 from __future__ import annotations
 
-import logging
-import threading
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ...read_back import virtual_refs
 from ...records import Principal
-from ...store import StoreUnavailable
-from ...workflow import ADMIN_NAMESPACE, namespaced_client_id
+from ...workflow import namespaced_client_id
 from .. import http
-from .queue import queue_info, remaining_of
-from .user_data import tenant_features
+from ..http import Handler
 
-log = logging.getLogger("tenancy")
+if TYPE_CHECKING:
+    from ..services import GuardServices
 
 
-async def connect(guard, request: web.Request, handler, principal: Principal) -> web.StreamResponse:
+async def connect(services: GuardServices, request: web.Request, handler: Handler,
+                  principal: Principal) -> web.StreamResponse:
     query = request.rel_url.query
     http.replace_query(request, {**query, "clientId": namespaced_client_id(principal, query.get("clientId"))})
     return await handler(request)
-
-
-def install_message_routing(guard) -> None:
-    server = guard.server
-    original = server.send
-
-    async def send(event, data, sid=None):
-        prompt_id = _prompt_of(server, data, sid)
-        if prompt_id is None:
-            return await _send_unowned(guard, original, event, data, sid)
-        owner = await _owner(guard, prompt_id)
-        if isinstance(data, dict):
-            try:
-                guard.accounting.on_event(event, data, owner)
-            except Exception:  # ComfyUI's publish loop must never see the guard fail: it would stop the server
-                log.exception("[tenancy] accounting of %s for prompt %s failed", event, prompt_id)
-        namespace = (owner or ADMIN_NAMESPACE) + ":"
-        targets = [sid] if sid is not None else [s for s in list(server.sockets) if s.startswith(namespace)]
-        for target in targets:
-            if not str(target).startswith(namespace):
-                continue  # never to another tenant, whatever the message says
-            payload = data
-            if owner and event == "executed":
-                payload = dict(data, output=virtual_refs(data["output"], owner))
-            await original(event, payload, target)
-
-    server.send = send
-
-
-def _prompt_of(server, data, sid) -> str | None:
-    """The prompt a message is about: the one it names; for previews and other binary messages, and for messages
-    addressed to the socket that queued the running prompt, the running prompt."""
-    if isinstance(data, dict):
-        prompt_id = data.get("prompt_id")
-        if prompt_id is None and sid is not None and sid == getattr(server, "client_id", None):
-            prompt_id = getattr(server, "last_prompt_id", None)
-        return prompt_id
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], dict) and data[1].get("prompt_id"):
-        return data[1]["prompt_id"]  # a preview with its metadata
-    return getattr(server, "last_prompt_id", None)
-
-
-async def _send_unowned(guard, original, event, data, sid) -> None:
-    """A message about no prompt: as it is to operators; to tenants only what is known to be safe."""
-    server = guard.server
-    targets = [sid] if sid is not None else list(server.sockets)
-    admin = ADMIN_NAMESPACE + ":"
-    remaining: dict[str, int] = {}
-    for target in targets:
-        if str(target).startswith(admin):
-            await original(event, data, target)
-            continue
-        tenant = str(target).partition(":")[0]
-        if event == "status" and isinstance(data, dict):
-            if tenant not in remaining:  # once per tenant and message, whatever the number of its sockets
-                remaining[tenant] = remaining_of(guard, tenant)
-            await original(event, dict(data, status=queue_info(remaining[tenant])), target)
-        elif event == "feature_flags" and isinstance(data, dict):
-            await original(event, tenant_features(data), target)
-
-
-async def _owner(guard, prompt_id: str) -> str | None:
-    """The prompt's owner; None (its messages reach operators only) when the store cannot say now."""
-    try:
-        return await guard.owner_of(prompt_id)
-    except StoreUnavailable:
-        return None
-
-
-class TenantLogTag(logging.Filter):
-    """Prefixes `[Tenant: <id>]` to records the prompt worker emits while it works on a tenant's prompt."""
-
-    def __init__(self, guard) -> None:
-        super().__init__()
-        self.guard = guard
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        tenant = self.guard.owners.get(getattr(self.guard.server, "last_prompt_id", None) or "")
-        if tenant and "prompt_worker" in threading.current_thread().name and not getattr(record, "_tenant", False):
-            record.msg = f"[Tenant: {tenant}] {record.msg}"
-            record._tenant = True
-        return True

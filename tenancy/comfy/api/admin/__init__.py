@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ...middleware import Guard
+from ...services import GuardServices
 from .audit import AuditApi
 from .page import PageApi
 from .queue import QueueApi
@@ -18,9 +18,9 @@ from .tenants import TenantsApi
 from .usage import UsageApi
 
 
-def add_routes(routes: web.RouteTableDef, guard: Guard) -> None:
-    page, tenants, usage, queue, audit = (PageApi(guard), TenantsApi(guard), UsageApi(guard), QueueApi(guard),
-                                          AuditApi(guard))
+def add_routes(routes: web.RouteTableDef, services: GuardServices) -> None:
+    page, tenants, usage, queue, audit = (PageApi(services), TenantsApi(services), UsageApi(services),
+                                          QueueApi(services), AuditApi(services))
     routes.get("/tenancy/admin")(page.page)
     routes.get("/tenancy/admin/admin.mjs")(page.script)
     routes.get("/tenancy/admin/plans")(page.plans)

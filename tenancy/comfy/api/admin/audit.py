@@ -29,8 +29,8 @@ class AuditApi(AdminHandlers):
     def _flushed_search(self, filters: dict, route: str, since: float | None, limit: int):
         """What this instance recorded until now is on disk before the file is read (its writer is a fraction of
         a second behind)."""
-        self.guard.audit.flush()
-        return search_audit(self.guard.audit.path, filters, route, since, limit)
+        self.services.audit.flush()
+        return search_audit(self.services.audit.path, filters, route, since, limit)
 
 
 def _since(text: str | None) -> float | None:

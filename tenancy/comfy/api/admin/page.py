@@ -27,4 +27,4 @@ class PageApi(AdminHandlers):
     async def plans(self, request: web.Request) -> web.Response:
         operator(request)
         return web.json_response({"plans": {name: dataclasses.asdict(plan)
-                                            for name, plan in self.guard.settings.plans.items()}})
+                                            for name, plan in self.services.settings.plans.items()}})

@@ -9,14 +9,14 @@ from aiohttp import web
 
 from ....read_back import owner_in
 from ....refusal import Refusal
-from ...middleware import Guard
+from ...services import GuardServices
 from .request import AdminHandlers, operator
 
 
 class QueueApi(AdminHandlers):
     async def queue(self, request: web.Request) -> web.Response:
         operator(request)
-        running, pending = live_queue(self.guard)
+        running, pending = live_queue(self.services)
         return web.json_response({"running": running, "pending": pending})
 
     async def cancel(self, request: web.Request) -> web.Response:
@@ -24,14 +24,14 @@ class QueueApi(AdminHandlers):
         (its hold is then settled as `interrupted` by the execution events)."""
         principal = operator(request)
         prompt_id = request.match_info["prompt_id"]
-        queue = self.guard.server.prompt_queue
+        queue = self.services.server.prompt_queue
         running, pending = queue.get_current_queue_volatile()
         owner = next((owner_in(item[3]) for item in running + pending if item[1] == prompt_id), None)
         if any(item[1] == prompt_id for item in pending) and queue.delete_queue_item(lambda it: it[1] == prompt_id):
-            await self.guard.accounting.released(prompt_id, "cancelled")
+            await self.services.accounting.released(prompt_id, "cancelled")
             state = "pending"
         elif any(item[1] == prompt_id for item in running):
-            self.guard.outcomes.remember(prompt_id, "cancelled")
+            self.services.outcomes.remember(prompt_id, "cancelled")
             if hasattr(queue, "interrupt_if_running"):
                 queue.interrupt_if_running(prompt_id)
             else:
@@ -43,11 +43,11 @@ class QueueApi(AdminHandlers):
         return web.json_response({"prompt_id": prompt_id, "tenant": owner, "state": state, "cancelled": True})
 
 
-def live_queue(guard: Guard) -> tuple[list[dict], list[dict]]:
+def live_queue(services: GuardServices) -> tuple[list[dict], list[dict]]:
     """(running, pending) rows of ComfyUI's queue, pending in the order it will run them, with each prompt's owner
     and when it was admitted and started."""
-    running, pending = guard.server.prompt_queue.get_current_queue_volatile()
-    prompts = guard.accounting.prompts
+    running, pending = services.server.prompt_queue.get_current_queue_volatile()
+    prompts = services.accounting.prompts
     rows = ([], [])
     for state, items, out in (("running", running, rows[0]), ("pending", sorted(pending, key=_order), rows[1])):
         for position, item in enumerate(items, start=1):

@@ -9,17 +9,18 @@ from ....accounts import AdminError
 from ....records import Principal, Tenant
 from ....refusal import Refusal
 from ... import http
-from ...middleware import AUDITED, PRINCIPAL_KEY, Guard
+from ...http import AUDITED, PRINCIPAL_KEY
+from ...services import GuardServices
 
 
 class AdminHandlers:
-    """The base of each resource's handlers: the guard's store, settings and audit log."""
+    """The base of each resource's handlers: the services they work with (store, settings, audit log)."""
 
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
+    def __init__(self, services: GuardServices) -> None:
+        self.services = services
 
     async def tenant_or_404(self, tenant_id: str) -> Tenant:
-        tenant = await self.guard.store.get_tenant(tenant_id)
+        tenant = await self.services.store.get_tenant(tenant_id)
         if tenant is None:
             raise Refusal(404, "not_found", f"no tenant {tenant_id}")
         return tenant
@@ -27,7 +28,7 @@ class AdminHandlers:
     def record(self, request: web.Request, principal: Principal, action: str, **details) -> None:
         """The request's audit line, in place of the guard's generic one (it names the affected tenant)."""
         request[AUDITED] = True
-        self.guard.audit.record(principal=principal.credential or principal.subject, ip=request.remote,
+        self.services.audit.record(principal=principal.credential or principal.subject, ip=request.remote,
                                 route=f"{request.method} {request.path}", decision="admin", action=action,
                                 by_tenant=principal.tenant, **details)
 

@@ -22,7 +22,7 @@ class TenantsApi(AdminHandlers):
     # -- tenants -------------------------------------------------------------------------------------------
     async def list_tenants(self, request: web.Request) -> web.Response:
         operator(request)
-        store = self.guard.store
+        store = self.services.store
         keys = await store.list_keys()
         members = await store.list_accounts()
         now = time.time()
@@ -38,10 +38,10 @@ class TenantsApi(AdminHandlers):
         body = await json_object(request)
         tenant_id, plan = text(body, "id"), text(body, "plan", "basic")
         tags = _tags(body.get("tags", []))
-        if await self.guard.store.get_tenant(tenant_id) is not None:
+        if await self.services.store.get_tenant(tenant_id) is not None:
             raise Refusal(409, "exists", f"tenant {tenant_id} exists")
-        tenant = await admin_call(accounts.add_tenant(self.guard.store, tenant_id, plan, self.guard.settings.plans,
-                                                      tags))
+        store, plans = self.services.store, self.services.settings.plans
+        tenant = await admin_call(accounts.add_tenant(store, tenant_id, plan, plans, tags))
         self.record(request, principal, "tenant_create", tenant=tenant.id, plan=plan)
         return web.json_response(_tenant_json(tenant), status=201)
 
@@ -61,7 +61,7 @@ class TenantsApi(AdminHandlers):
         if not changes:
             raise Refusal(400, "invalid_request", "send at least one of `plan`, `status`, `tags`")
         await self.tenant_or_404(tenant_id)
-        tenant = await admin_call(accounts.update_tenant(self.guard.store, tenant_id, self.guard.settings.plans,
+        tenant = await admin_call(accounts.update_tenant(self.services.store, tenant_id, self.services.settings.plans,
                                                          **changes))
         self.record(request, principal, "tenant_update", tenant=tenant_id,
                     changes={k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()})
@@ -71,7 +71,7 @@ class TenantsApi(AdminHandlers):
     async def list_members(self, request: web.Request) -> web.Response:
         tenant_id, _ = managed_tenant(request)
         await self.tenant_or_404(tenant_id)
-        members = [_member_json(a) for a in await self.guard.store.list_accounts(tenant_id) if a.tenant == tenant_id]
+        members = [_member_json(a) for a in await self.services.store.list_accounts(tenant_id) if a.tenant == tenant_id]
         return web.json_response({"tenant": tenant_id, "members": members})
 
     async def create_member(self, request: web.Request) -> web.Response:
@@ -86,9 +86,9 @@ class TenantsApi(AdminHandlers):
             raise Refusal(400, "invalid_request", "`password` must be a string")
         _check_role(role)
         await self.tenant_or_404(tenant_id)
-        if await self.guard.store.get_account(username) is not None:
+        if await self.services.store.get_account(username) is not None:
             raise Refusal(409, "exists", f"username {username} is taken")
-        account = await admin_call(accounts.add_account(self.guard.store, username, password, tenant_id, role))
+        account = await admin_call(accounts.add_account(self.services.store, username, password, tenant_id, role))
         self.record(request, principal, "member_create", tenant=tenant_id, username=username, role=role)
         answer = _member_json(account)
         if generated:
@@ -99,7 +99,7 @@ class TenantsApi(AdminHandlers):
         tenant_id, principal = managed_tenant(request)
         username = request.match_info["username"]
         body = await json_object(request)
-        account = await self.guard.store.get_account(username)
+        account = await self.services.store.get_account(username)
         if account is None or account.tenant != tenant_id:
             raise Refusal(404, "not_found", f"no member {username} in tenant {tenant_id}")
         changes: dict = {}
@@ -114,7 +114,7 @@ class TenantsApi(AdminHandlers):
         if not changes:
             raise Refusal(400, "invalid_request", "send at least one of `disabled`, `role`, `password`")
         account = dataclasses.replace(account, **changes)
-        await self.guard.store.put_account(account, create=False)
+        await self.services.store.put_account(account, create=False)
         self.record(request, principal, "member_update", tenant=tenant_id, username=username,
                     changes=sorted("password" if k == "password_hash" else k for k in changes))
         return web.json_response(_member_json(account))
@@ -123,11 +123,11 @@ class TenantsApi(AdminHandlers):
     async def list_keys(self, request: web.Request) -> web.Response:
         operator(request)
         tenant = request.rel_url.query.get("tenant") or None
-        return web.json_response({"keys": [_key_json(k) for k in await self.guard.store.list_keys(tenant)]})
+        return web.json_response({"keys": [_key_json(k) for k in await self.services.store.list_keys(tenant)]})
 
     async def list_tenant_keys(self, request: web.Request) -> web.Response:
         tenant_id, _ = managed_tenant(request)
-        keys = [_key_json(k) for k in await self.guard.store.list_keys(tenant_id) if k.tenant == tenant_id]
+        keys = [_key_json(k) for k in await self.services.store.list_keys(tenant_id) if k.tenant == tenant_id]
         return web.json_response({"tenant": tenant_id, "keys": keys})
 
     async def create_key(self, request: web.Request) -> web.Response:
@@ -139,17 +139,17 @@ class TenantsApi(AdminHandlers):
                                        or expires_in <= 0):
             raise Refusal(400, "invalid_request", "`expires_in_s` must be a positive number of seconds")
         await self.tenant_or_404(tenant_id)
-        key, record = await admin_call(accounts.create_key(self.guard.store, tenant_id, name, expires_in))
+        key, record = await admin_call(accounts.create_key(self.services.store, tenant_id, name, expires_in))
         self.record(request, principal, "key_create", tenant=tenant_id, key_id=record.key_id)
         return web.json_response({**_key_json(record), "key": key}, status=201)
 
     async def revoke_key(self, request: web.Request) -> web.Response:
         key_id = request.match_info["key_id"]
-        record = await self.guard.store.get_key(key_id)
+        record = await self.services.store.get_key(key_id)
         if record is None:
             raise Refusal(404, "not_found", f"no key {key_id}")
         principal = operator(request) if record.tenant is None else manager_of(request, record.tenant)
-        await self.guard.store.revoke_key(key_id)
+        await self.services.store.revoke_key(key_id)
         self.record(request, principal, "key_revoke", tenant=record.tenant, key_id=key_id)
         return web.json_response({**_key_json(dataclasses.replace(record, revoked=True))})
 

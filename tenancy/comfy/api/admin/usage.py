@@ -22,10 +22,10 @@ class UsageApi(AdminHandlers):
             invalid(parse_day, day)
         now = time.time()
         rows = []
-        for tenant in await self.guard.store.list_tenants():
-            plan = self.guard.settings.plans.get(tenant.plan)
+        for tenant in await self.services.store.list_tenants():
+            plan = self.services.settings.plans.get(tenant.plan)
             today = day or quota_day(now, plan.timezone if plan else "UTC")
-            current = await self.guard.store.usage(tenant.id, today)
+            current = await self.services.store.usage(tenant.id, today)
             rows.append({"tenant": tenant.id, "plan": tenant.plan, "status": tenant.status,
                          **usage_row(today, current, plan.daily_seconds if plan else None),
                          "active_prompts": current.active})
@@ -36,7 +36,7 @@ class UsageApi(AdminHandlers):
         query = request.rel_url.query
         since = invalid(parse_day, query["since"]) if query.get("since") else None
         until = invalid(parse_day, query["until"]) + 86400 if query.get("until") else None
-        entries = await self.guard.store.ledger(query.get("tenant") or None, since)
+        entries = await self.services.store.ledger(query.get("tenant") or None, since)
         if until is not None:
             entries = [e for e in entries if e.time < until]
         if query.get("format") == "csv":
