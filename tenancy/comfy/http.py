@@ -151,6 +151,17 @@ def answer_json(response: web.StreamResponse) -> Any | None:
     return json.loads(response.body)
 
 
+async def tenant_copy(request: web.Request, handler: Handler,
+                      principal: Principal) -> tuple[web.StreamResponse, dict | None]:
+    """ComfyUI's answer, and its JSON object when it is a tenant's to rewrite (None: operators, and answers that
+    are no JSON object, get the answer as it is)."""
+    response = await handler(request)
+    answer = answer_json(response)
+    if principal.is_admin or not isinstance(answer, dict):
+        return response, None
+    return response, answer
+
+
 def with_field(response: web.StreamResponse, key: str, value: Any) -> web.StreamResponse:
     """A JSON object answer with one more field, spliced into its text rather than parsed and written again;
     any other answer as it is."""

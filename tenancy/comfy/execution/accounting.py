@@ -119,7 +119,7 @@ class Accounting:
                     from None
             self.metrics.uncharged.inc()
             self.audit.record(tenant=principal.tenant, prompt_id=prompt_id, decision="allow_uncharged",
-                                    reason="store_unavailable")
+                              reason="store_unavailable")
         else:
             self.metrics.series(self.metrics.admission, decision.reason).inc()
             if not decision.allowed:
@@ -225,7 +225,7 @@ class Accounting:
                 if paths else 0.0
         if running.timed_out:
             self.audit.record(tenant=running.tenant, prompt_id=prompt_id, decision="timeout",
-                                    reason="max_execution_s")
+                              reason="max_execution_s")
         self._settle(prompt_id, actual, outcome)
         if event == "execution_success":
             self.uploads.completed(running.tenant, running.files)
@@ -254,7 +254,7 @@ class Accounting:
                                          now=write["at"])
             if settled is not None:
                 self.audit.record(tenant=write["tenant"], prompt_id=write["prompt_id"], decision="settle",
-                                        outcome=write["outcome"], seconds=settled.actual, held=settled.seconds)
+                                  outcome=write["outcome"], seconds=settled.actual, held=settled.seconds)
         else:
             raise ValueError(f"unknown outbox write {kind!r}")
 
@@ -272,7 +272,7 @@ class Accounting:
             if await store.settle(hold.tenant, hold.prompt_id, charge, outcome) is not None:
                 reaped += 1
                 self.audit.record(tenant=hold.tenant, prompt_id=hold.prompt_id, decision="settle",
-                                        outcome=outcome, seconds=charge, held=hold.seconds)
+                                  outcome=outcome, seconds=charge, held=hold.seconds)
         return reaped
 
     async def reaper(self) -> None:

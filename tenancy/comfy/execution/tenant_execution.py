@@ -1,5 +1,5 @@
 """The tenant whose prompt this thread validates or executes, and what the confinement found at start-up:
-shared by the name resolvers, the cache keys and the file watch (`execution_confinement` wires them in)."""
+shared by the name resolvers, the cache keys and the file watch (`execution.confinement` wires them in)."""
 
 from __future__ import annotations
 

@@ -23,9 +23,8 @@ MAX_LISTED = 5000
 
 async def object_info(services: GuardServices, request: web.Request, handler: Handler,
                       principal: Principal) -> web.StreamResponse:
-    response = await handler(request)
-    answer = http.answer_json(response)
-    if principal.is_admin or not isinstance(answer, dict):
+    response, answer = await http.tenant_copy(request, handler, principal)
+    if answer is None:
         return response
 
     catalogue = await services.catalogue.of(request)

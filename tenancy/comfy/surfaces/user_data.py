@@ -51,9 +51,8 @@ async def users(services: GuardServices, request: web.Request, handler: Handler,
 
 async def system_stats(services: GuardServices, request: web.Request, handler: Handler,
                        principal: Principal) -> web.StreamResponse:
-    response = await handler(request)
-    answer = http.answer_json(response)
-    if principal.is_admin or not isinstance(answer, dict):
+    response, answer = await http.tenant_copy(request, handler, principal)
+    if answer is None:
         return response
     system = answer.get("system", {})
     # Blanked rather than dropped: the editor's error report reads these fields (`argv.join(" ")`).
@@ -69,9 +68,8 @@ async def system_stats(services: GuardServices, request: web.Request, handler: H
 async def features(services: GuardServices, request: web.Request, handler: Handler,
                    principal: Principal) -> web.StreamResponse:
     """Tenants are told the asset library is off (its routes are the operators'), so the editor does not use it."""
-    response = await handler(request)
-    answer = http.answer_json(response)
-    if principal.is_admin or not isinstance(answer, dict):
+    response, answer = await http.tenant_copy(request, handler, principal)
+    if answer is None:
         return response
     return http.json_like(response, tenant_features(answer))
 
