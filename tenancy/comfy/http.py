@@ -1,5 +1,6 @@
-"""aiohttp plumbing the surfaces share: refusals as responses, same-origin checks, and rewriting the body
-or the answer of a request before/after ComfyUI's own handler sees it."""
+"""aiohttp plumbing the middleware, the surfaces and the API share: what the middleware leaves on a request,
+refusals as responses, same-origin checks, and rewriting the body or the answer of a request before/after
+ComfyUI's own handler sees it."""
 
 from __future__ import annotations
 

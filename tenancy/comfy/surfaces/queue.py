@@ -1,4 +1,4 @@
-"""History, queue, interrupt and jobs: each tenant sees and touches only the prompts it queued."""
+"""History, queue, queue status and interrupt: each tenant sees and touches only the prompts it queued."""
 
 from __future__ import annotations
 
