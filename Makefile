@@ -34,6 +34,6 @@ screenshots: setup system
 # run unchanged through the guard by the plugin tests/comfy_suite/guarded_comfy_suite.py. Not part of `make test`:
 # it starts a ComfyUI per test class and takes a while.
 comfy-suite: setup
-	cd "$$($(PY) -c 'from tenancy.comfy.home import locate; print(locate().root)')" && \
+	cd "$$($(PY) -c 'from tenancy.installation import locate; print(locate().root)')" && \
 	PYTHONPATH=$(CURDIR)/tests/comfy_suite $(abspath $(PY)) -m pytest -p guarded_comfy_suite -p no:cacheprovider \
 	  tests/execution $(PYTEST_ARGS)

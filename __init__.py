@@ -26,7 +26,7 @@ if __package__:
     if _running_prompt_server() is not None:
         from .nodes.shared_comfy.model_folders import register as _register_model_folders
         from .tenancy.bootstrap import MODEL_FOLDERS
-        from .tenancy.comfy.startup import install
+        from .tenancy.comfy.install import install
 
         _register_model_folders(MODEL_FOLDERS)
         install(_running_prompt_server(), WARMUPS, NODE_CLASS_MAPPINGS.values())

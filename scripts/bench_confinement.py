@@ -56,7 +56,7 @@ def trimmed_mean(values: list[float], cut: float = 0.1) -> float:
 def open_cost_us(opens: int) -> tuple[float, float, float]:
     """µs per open+close without the hook, with it outside a tenant's prompt, and inside one (in this process, a
     file in the tenant's own folder: the usual case, the full check and allowed)."""
-    from tenancy.comfy import file_watch, tenant_execution
+    from tenancy.comfy.execution import file_watch, tenant_execution
     from tenancy.confinement import Layout
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -104,7 +104,7 @@ def measure(root: Path, steps: int, resolution: int, duration: float, dtype: str
     import numpy as np
     from PIL import Image
 
-    from tenancy.comfy.home import DEV_COMFYUI
+    from tenancy.installation import DEV_COMFYUI
 
     sys.path.append(str(DEV_COMFYUI))
     from comfy.cli_args import args

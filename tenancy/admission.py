@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .catalogue import Catalogue
-from .records import PROMPT_ID_TAKEN, QuotaDecision, Reservation
+from .records import PROMPT_ID_TAKEN, Principal, QuotaDecision, Reservation
 from .refusal import Refusal, rate_limited
 
 # Characters per second of speech, by script: CJK is read per character, everything else per letter.
@@ -186,3 +186,13 @@ def settlement(event: str, timed_out: bool, elapsed_s: float, charge_failed: str
         return "success", None
     outcome = "timeout" if timed_out else "failed" if event == "execution_error" else "interrupted"
     return outcome, elapsed_s if charge_failed == "elapsed" else 0.0
+
+
+def plan_of(plans: Mapping[str, Any], principal: Principal) -> Any:
+    """The caller's plan (None for operators, who have none); a tenant whose plan the config no longer names
+    is refused rather than left unlimited."""
+    if principal.plan is None:
+        return None
+    if principal.plan not in plans:
+        raise Refusal(403, "unknown_plan", f"plan {principal.plan!r} is not configured")
+    return plans[principal.plan]

@@ -7,6 +7,7 @@ import sys
 
 from ..config import ConfigError
 from . import cluster, demo, doctor, init, key, serve, tenant, usage, user
+from .common import CommandError
 
 GROUPS = (init, serve, doctor, tenant, user, key, usage, cluster, demo)
 
@@ -26,10 +27,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-
-class CommandError(RuntimeError):
-    """A user-facing failure: printed without a traceback."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 from .. import config as config_module
-from ..comfy.home import ComfyHome, ComfyNotFound, locate
+from ..accounts import AdminError
+from ..installation import ComfyHome, ComfyNotFound, locate
+from ..store import open_store
+
+
+class CommandError(RuntimeError):
+    """A user-facing failure: printed without a traceback."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def add_location_options(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +28,6 @@ def add_location_options(parser: argparse.ArgumentParser) -> None:
 
 
 def home_of(args: argparse.Namespace) -> ComfyHome:
-    from . import CommandError
-
     try:
         return locate(args.comfyui, args.base_dir)
     except ComfyNotFound as exc:
@@ -38,11 +47,6 @@ def load_settings(args: argparse.Namespace) -> config_module.Config:
 
 def run_with_store(args: argparse.Namespace, work) -> int:
     """Open the configured store, run `work(settings, store)` (a coroutine function), close the store."""
-    import asyncio
-
-    from ..accounts import AdminError
-    from ..store import open_store
-    from . import CommandError
 
     settings = load_settings(args)
 

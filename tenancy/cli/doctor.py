@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .. import config as config_module
 from ..bootstrap import MODEL_FOLDERS
-from ..comfy.home import ComfyHome, ComfyNotFound, locate
+from ..installation import ComfyHome, ComfyNotFound, locate
 from ..store import StoreUnavailable, open_store
 from .common import add_location_options, config_path_of
 

@@ -9,7 +9,7 @@ import subprocess
 
 from .. import bootstrap
 from .. import config as config_module
-from .common import add_location_options, config_path_of, home_of
+from .common import CommandError, add_location_options, config_path_of, home_of
 
 STOP_GRACE_S = 20
 
@@ -26,8 +26,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import CommandError
-
     home = home_of(args)
     config_path = config_path_of(args, home)
     try:

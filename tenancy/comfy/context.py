@@ -8,21 +8,36 @@ Without the guard (not installed, or `enabled: false`) the tenant is None and gl
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import bootstrap, paths, tenant_data
 from .. import config as config_module
 
-__all__ = ["current_tenant", "master_secret", "paths", "tenancy_dir", "tenant_data"]
+if TYPE_CHECKING:
+    from .services import GuardServices
 
-_guard = None
+__all__ = ["config_path", "current_tenant", "master_secret", "paths", "tenancy_dir", "tenant_data"]
+
+_services: GuardServices | None = None  # the installed guard's GuardServices, when there is one
 
 
-def attach(guard) -> None:
-    global _guard
-    _guard = guard
+def config_path() -> Path:
+    """The config file: $TENANCY_CONFIG, else `tenancy/config.yaml` in ComfyUI's user folder."""
+    explicit = os.environ.get(config_module.ENV_CONFIG)
+    if explicit:
+        return Path(explicit)
+    import folder_paths
+
+    return Path(folder_paths.get_user_directory()) / "tenancy" / config_module.CONFIG_FILE
+
+
+def attach(services: GuardServices) -> None:
+    global _services
+    _services = services
 
 
 def current_prompt_id() -> str | None:
@@ -37,27 +52,23 @@ def current_prompt_id() -> str | None:
 
 def current_tenant() -> str | None:
     """The tenant whose prompt is executing, or None for operators and unguarded servers."""
-    if _guard is None:
+    if _services is None:
         return None
-    return _guard.owners.get(current_prompt_id() or "") or None
+    return _services.owners.get(current_prompt_id() or "") or None
 
 
 def tenancy_dir() -> Path:
     """The folder with the config, secrets and per-tenant data."""
-    if _guard is not None:
-        return Path(_guard.settings.base_dir)
-    from .startup import config_path
-
+    if _services is not None:
+        return Path(_services.settings.base_dir)
     return config_path().parent
 
 
 def master_secret() -> bytes:
     """The server's master secret (config `master_secret_file`, generated 0600 at first start), read once: voices
     are sealed with keys derived from it, and every voice save and load asks for it."""
-    if _guard is not None:
-        return _secret_at(_guard.settings.path(_guard.settings.master_secret_file))
-    from .startup import config_path
-
+    if _services is not None:
+        return _secret_at(_services.settings.path(_services.settings.master_secret_file))
     return _secret_at(_secret_path_in(config_path()))
 
 

@@ -1,17 +1,28 @@
-"""aiohttp plumbing the surfaces share: refusals as responses, same-origin checks, and rewriting the body
-or the answer of a request before/after ComfyUI's own handler sees it."""
+"""aiohttp plumbing the middleware, the surfaces and the API share: what the middleware leaves on a request,
+refusals as responses, same-origin checks, and rewriting the body or the answer of a request before/after
+ComfyUI's own handler sees it."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from ..records import Principal
 from ..refusal import Refusal
+
+# What the middleware leaves on a request for the handlers after it:
+PRINCIPAL_KEY = "tenancy.principal"
+AUDITED = "tenancy.audited"  # set when a surface wrote the request's audit line itself
+STALE = "tenancy.stale"  # set when the caller was recognised from memory because the store is unreachable
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]  # ComfyUI's handler of a route
+Surface = Callable[[web.Request, Handler, Principal], Awaitable[web.StreamResponse]]  # what confines a route
 
 
 def refusal_response(refusal: Refusal) -> web.Response:
@@ -139,6 +150,17 @@ def answer_json(response: web.StreamResponse) -> Any | None:
             or response.body is None:
         return None
     return json.loads(response.body)
+
+
+async def tenant_copy(request: web.Request, handler: Handler,
+                      principal: Principal) -> tuple[web.StreamResponse, dict | None]:
+    """ComfyUI's answer, and its JSON object when it is a tenant's to rewrite (None: operators, and answers that
+    are no JSON object, get the answer as it is)."""
+    response = await handler(request)
+    answer = answer_json(response)
+    if principal.is_admin or not isinstance(answer, dict):
+        return response, None
+    return response, answer
 
 
 def with_field(response: web.StreamResponse, key: str, value: Any) -> web.StreamResponse:

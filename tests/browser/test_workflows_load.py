@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tenancy.comfy.home import PLUGIN_LINK_NAME
+from tenancy.installation import PLUGIN_LINK_NAME
 from tests.conftest import FIXTURES
 
 from .conftest import signed_in

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # after ComfyUI's root: `tests` and `nodes` stay ComfyUI's
 
-from tenancy.comfy.home import PLUGIN_LINK_NAME  # noqa: E402
+from tenancy.installation import PLUGIN_LINK_NAME  # noqa: E402
 
 SUITE_TENANT, OTHER_TENANT = "light", "b"  # seeded tenants (tests/harness/tenants.py): unthrottled, no quota cap
 # GUARDED_SUITE_OTHER_TENANT=0: the suite's tenant alone (tells what the guard changes from what sharing does)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tenancy.comfy.home import PLUGIN_LINK_NAME, PLUGIN_ROOT, ComfyHome, ComfyNotFound, locate
+from tenancy.installation import PLUGIN_LINK_NAME, PLUGIN_ROOT, ComfyHome, ComfyNotFound, locate
 
 from .ports import free_port
 

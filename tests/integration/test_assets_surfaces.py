@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tenancy.comfy.home import locate
+from tenancy.installation import locate
 from tests.harness.client import ComfyClient, text_messages
 from tests.harness.comfyui import ComfyUI
 from tests.harness.tenants import seed

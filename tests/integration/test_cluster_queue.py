@@ -54,14 +54,10 @@ def ended(client: redis.Redis, prompt_ids: list[str]) -> dict:
 
 
 def idle_while_queued(jobs) -> list[int]:
-    """Per prompt, in ms: how long its worker sat idle while the prompt was already queued (from the later of its
-    arrival and the end of that worker's previous prompt, to its hand-out)."""
-    gaps, free_since = [], {}
-    for j in sorted(jobs, key=lambda j: int(j["claimed"])):
-        idle_from = max(int(j["created"]), free_since.get(j["owner"], 0))
-        gaps.append(int(j["claimed"]) - idle_from)
-        free_since[j["owner"]] = int(j["finished"])
-    return gaps
+    """Per prompt, in ms: how long a worker that was asking for work sat idle while the prompt was already queued
+    (from the later of its arrival and the worker's first ask after its previous prompt, to its hand-out). What
+    ComfyUI does between two prompts before it asks again (its gc every 10 s) is the worker's, not the queue's."""
+    return [int(j["claimed"]) - max(int(j["created"]), int(j["asked"])) for j in jobs]
 
 
 def settled(client: redis.Redis, tenant: str, prompt_id: str) -> dict:

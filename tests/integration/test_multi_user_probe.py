@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tenancy.comfy.user_surfaces import check_multi_user
+from tenancy.comfy.surfaces.user_data import check_multi_user
 from tests.harness.comfyui import comfyui_root
 
 COMFYUI = comfyui_root()

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from tenancy.comfy.file_surfaces import _replace_options
+from tenancy.comfy.surfaces.object_info import _replace_options
 
 OWN = ["mine.png", "sub/other.png"]
 

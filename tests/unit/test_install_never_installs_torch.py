@@ -8,7 +8,7 @@ import sys
 
 import tomllib
 
-from tenancy.comfy.home import PLUGIN_ROOT
+from tenancy.installation import PLUGIN_ROOT
 
 TORCH = {"torch", "torchvision", "torchaudio"}
 

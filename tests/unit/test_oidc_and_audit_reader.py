@@ -7,8 +7,8 @@ import json
 
 from aiohttp import web
 
+from tenancy.comfy.api.oidc import configured, pkce_challenge, seal, unseal
 from tenancy.comfy.http import safe_next, with_field
-from tenancy.comfy.oidc import configured, pkce_challenge, seal, unseal
 from tenancy.config import ExternalIdentity
 
 SECRET = b"k" * 32

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tenancy.comfy.home import PLUGIN_ROOT
+from tenancy.installation import PLUGIN_ROOT
 
 
 def test_importing_the_package_outside_comfyui_imports_no_comfyui_module(tmp_path):

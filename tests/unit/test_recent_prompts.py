@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tenancy.comfy.guard import RecentPrompts
+from tenancy.owners import RecentPrompts
 
 
 def test_the_oldest_tenth_is_forgotten_when_full_and_the_newest_stay():

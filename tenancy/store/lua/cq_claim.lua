@@ -5,9 +5,14 @@
 -- the lowest number, then the fewest running, then the name. Its redelivered prompt goes first, else the next
 -- entry of its stream (XREADGROUP: the entry stays pending under this worker until acked or reclaimed).
 -- Virtual time advances to the started prompt's number (FairQueue.started).
+-- The job records `asked`: when this worker began asking after its previous prompt (its first claim since), so
+-- how long a worker idled while work was queued is claimed - max(created, asked), whatever ComfyUI did between
+-- prompts before it asked (its gc, its output bookkeeping).
 -- Returns {prompt id, attempt, tenant, number, payload}, or false when nothing may start.
 
 local inst = ARGV[1]
+local asking = key('asking', inst)
+redis.call('SET', asking, now_ms(), 'NX', 'PX', 86400000)
 for _ = 1, 8 do  -- a tenant listed with nothing to hand out is set right, and the next one tried
   local first = redis.call('ZRANGE', READY, 0, 0, 'WITHSCORES')
   if #first == 0 then return false end
@@ -33,7 +38,8 @@ for _ = 1, 8 do  -- a tenant listed with nothing to hand out is set right, and t
     local attempt = redis.call('HINCRBY', job, 'attempt', 1)
     local number = redis.call('HGET', job, 'number')
     redis.call('HSET', job, 'state', 'running', 'owner', inst, 'started', 0, 'claimed', now_ms(),
-      'order', redis.call('INCR', P .. 'handed'))
+      'asked', redis.call('GET', asking), 'order', redis.call('INCR', P .. 'handed'))
+    redis.call('DEL', asking)
     redis.call('HINCRBY', ten, 'running', 1)
     redis.call('HINCRBY', ten, 'queued', -1)
     redis.call('DECR', P .. 'queued')

@@ -1,0 +1,148 @@
+"""Tenants' outputs in the configured bucket (`outputs.store: s3`): uploaded after each successful prompt, and
+downloads of them answered with a redirect to a short-lived presigned URL once they are there.
+
+Uploads run in a thread, never on ComfyUI's event loop, through an outbox of their own: a write is on disk before
+anything is tried, a failed upload waits and is retried (after a restart too), and neither the prompt nor its
+settlement ever waits for the bucket. Until a file is known to be in the bucket, or while the bucket does not
+answer, downloads are served from this machine's disk as without a bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from ...config import Config
+from ...metrics import Metrics
+from ...outputs import (
+    LOOK,
+    REDIRECT,
+    UPLOADED_FOLDERS,
+    content_disposition,
+    content_type,
+    object_key,
+    owner_of,
+    uploaded_files,
+    where_to_serve,
+)
+from ...owners import RecentPrompts
+from ...store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
+from ...store.outbox import Outbox
+
+log = logging.getLogger("tenancy")
+PROBE_EVERY_S = 5.0  # how soon a bucket that went down (or came back) changes where downloads are served from
+
+
+class OutputUploads:
+    def __init__(self, settings: Config, folders: dict[str, Path], metrics: Metrics, outbox_path: Path) -> None:
+        self.folders, self.metrics = folders, metrics
+        self.settings = settings.outputs
+        self.uploaded = RecentPrompts()  # "folder/subfolder/name" -> object key, for files known to be in the bucket
+        self.reachable = True
+        self.bucket: ObjectStore | None = None
+        self.outbox: Outbox | None = None
+        self.cdn: CdnSigner | None = None
+        if self.settings.store == "s3":
+            s = self.settings
+            try:
+                self.bucket = ObjectStore(bucket=s.bucket, endpoint=s.endpoint, public_endpoint=s.public_endpoint,
+                                          region=s.region, access_key=s.access_key, secret_key=s.secret_key,
+                                          multipart_mb=s.multipart_mb)
+            except ImportError as exc:  # the guard must refuse to start, not fail open with the plugin's import
+                raise RuntimeError(f"outputs.store is s3 but {exc.name} is not installed: install requirements.txt "
+                                   "(boto3) into ComfyUI's Python") from None
+            self.outbox = Outbox(outbox_path, self._upload, retry_on=(ObjectStoreUnavailable,), what="object store")
+            if s.cdn is not None:
+                self.cdn = CdnSigner(s.cdn.url, s.cdn.key_id, settings.path(s.cdn.private_key_file).read_bytes())
+
+    @property
+    def backlog(self) -> int:
+        return self.outbox.backlog if self.outbox else 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.outbox is None or (self.reachable and not self.outbox.error)
+
+    def completed(self, tenant: str | None, files: list[tuple[str, str, str]]) -> None:
+        """A tenant's prompt succeeded: its outputs join the upload outbox (a local append; nothing waits)."""
+        if self.outbox is None:
+            return
+        for folder, subfolder, filename in uploaded_files(tenant, files):
+            self.outbox.put({"kind": "upload", "folder": folder, "subfolder": subfolder, "filename": filename,
+                             "key": object_key(self.settings.prefix, tenant, folder, subfolder, filename)})
+
+    async def _upload(self, write: dict) -> None:
+        folder, subfolder, filename = write["folder"], write["subfolder"], write["filename"]
+        path = self.folders[folder] / subfolder / filename
+        if not path.is_file():
+            log.warning("[tenancy] output %s/%s/%s is gone before its upload: not uploaded", folder, subfolder,
+                        filename)
+            return
+        metrics = self.metrics
+        try:
+            await asyncio.to_thread(self.bucket.upload, path, write["key"], content_type(filename))
+        except ObjectStoreUnavailable:
+            metrics.series(metrics.output_uploads, "error").inc()
+            self._set_reachable(False)
+            raise
+        metrics.series(metrics.output_uploads, "ok").inc()
+        self._set_reachable(True)
+        self.uploaded.remember(f"{folder}/{subfolder}/{filename}", write["key"])
+
+    async def run(self) -> None:
+        """Apply the uploads, and look at the bucket every PROBE_EVERY_S, for ever."""
+        if self.outbox is None:
+            return
+        uploads = asyncio.get_running_loop().create_task(self.outbox.run())
+        try:
+            while True:
+                self._set_reachable(await asyncio.to_thread(self.bucket.reachable))
+                await asyncio.sleep(PROBE_EVERY_S)
+        finally:
+            uploads.cancel()
+
+    def _set_reachable(self, reachable: bool) -> None:
+        if reachable != self.reachable:
+            log.warning("[tenancy] the outputs' bucket %s", "answers again" if reachable else "does not answer: "
+                        "outputs are served from disk and uploads wait")
+        self.reachable = reachable
+        self.metrics.output_store_up.set(int(reachable))
+
+    async def redirect(self, method: str, tenant: str | None, location: tuple[str, str, str],
+                       attachment: bool) -> web.Response | None:
+        """A 302 to a presigned URL of an output (`location`: folder, real subfolder, file name, already checked
+        to be the caller's), or None when it is served from disk."""
+        if self.bucket is None or method != "GET" or location[0] not in UPLOADED_FOLDERS:
+            return None
+        owner = tenant or owner_of(location[1])
+        key = await self._key_in_bucket(owner, location) if owner else None
+        metrics = self.metrics
+        metrics.series(metrics.output_downloads, "disk" if key is None else "bucket").inc()
+        if key is None:
+            return None
+        filename = location[2]
+        ttl, disposition = self.settings.url_ttl_s, content_disposition(filename, attachment)
+        url = self.cdn.sign(key, ttl, disposition, time.time()) if self.cdn else \
+            self.bucket.presign(key, ttl, content_type(filename), disposition)
+        return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+
+    async def _key_in_bucket(self, owner: str, location: tuple[str, str, str]) -> str | None:
+        """The object key to redirect to, None to serve from disk."""
+        folder, subfolder, filename = location
+        known = f"{folder}/{subfolder}/{filename}"
+        key = self.uploaded.get(known)
+        on_disk = (self.folders[folder] / subfolder / filename).is_file()
+        where = where_to_serve(uploaded=key is not None, reachable=self.reachable, on_disk=on_disk)
+        if where == LOOK:  # another instance may have made it: ask the bucket (network I/O: in a thread)
+            key = object_key(self.settings.prefix, owner, folder, subfolder, filename)
+            try:
+                if await asyncio.to_thread(self.bucket.exists, key):
+                    self.uploaded.remember(known, key)
+                    return key
+            except ObjectStoreUnavailable:
+                self._set_reachable(False)
+            return None
+        return key if where == REDIRECT else None

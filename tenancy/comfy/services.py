@@ -1,0 +1,87 @@
+"""What the middleware, the surfaces and the plugin's own API work with, built once at install: one frozen,
+typed set of collaborators in place of a guard object that every function reached into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..admission import plan_of
+from ..audit import AuditLog
+from ..config import Config, Plan
+from ..history_index import HistoryIndex
+from ..identity import Authenticator, TokenSettings, token_settings
+from ..metrics import Metrics, TimedStore
+from ..owners import Owners, RecentPrompts
+from ..queue_index import QueueIndex
+from ..records import Principal, RateLimit
+from ..refusal import rate_limited
+from ..routes import normalise_overrides
+from ..store import Store
+from .execution.accounting import Accounting, instance_of, outbox_path
+from .execution.output_uploads import OutputUploads
+from .http import AUDITED
+from .surfaces.catalogue import NodeCatalogue
+
+
+@dataclass(frozen=True)
+class GuardServices:
+    server: Any  # ComfyUI's PromptServer: its prompt queue, sockets and user manager
+    settings: Config
+    store: TimedStore
+    folders: dict[str, Path]  # input / output / temp roots
+    tokens: TokenSettings
+    auth: Authenticator
+    audit: AuditLog
+    metrics: Metrics
+    owners: Owners  # prompt and output owners, a cache of the store
+    outcomes: RecentPrompts  # prompt_id -> outcome the guard decided (timeout, cancelled)
+    history: HistoryIndex  # tenant -> its prompt ids in ComfyUI's history, caught up on each read
+    queued: QueueIndex  # tenant -> its pending and running prompts, fed by the queue's changes
+    accounting: Accounting
+    uploads: OutputUploads
+    catalogue: NodeCatalogue
+    route_overrides: dict[str, str]
+
+    @property
+    def file_secret(self) -> bytes:
+        return b"files:" + self.tokens.signing_key
+
+    def plan_of(self, principal: Principal) -> Plan | None:
+        return plan_of(self.settings.plans, principal)
+
+    async def rate_limit(self, limit: RateLimit) -> None:
+        """GCRA in the store (shared by every instance); a Refusal with the exact Retry-After when over."""
+        wait = await self.store.rate_limit(limit.key, limit.interval_s, limit.burst)
+        if wait > 0:
+            raise rate_limited(wait)
+
+    async def limit_ip(self, request: web.Request) -> None:
+        await self.rate_limit(RateLimit.per_minute(f"ip:{request.remote}", self.settings.ip_requests_per_minute))
+
+    def record(self, request: web.Request, principal: Principal, decision: str, **details) -> None:
+        """The request's line in the audit log: one per request, the surface's when it wrote a fuller one."""
+        request[AUDITED] = True
+        self.audit.record(tenant=principal.tenant, principal=principal.credential or None, ip=request.remote,
+                          route=f"{request.method} {request.path}", decision=decision, **details)
+
+
+def build(server, settings: Config, store: Store, folders: dict[str, Path]) -> GuardServices:
+    """Every collaborator, each made once, in the order they need each other."""
+    metrics = Metrics(settings.metrics_top_tenants)
+    timed = TimedStore(store, metrics)
+    tokens = token_settings(settings)
+    audit = AuditLog(settings.path(settings.audit.path), settings.audit.max_bytes, settings.audit.backups)
+    owners, outcomes = Owners(timed), RecentPrompts()
+    uploads = OutputUploads(settings, folders, metrics,
+                            outbox_path(settings, instance_of(settings)).with_suffix(".uploads.jsonl"))
+    accounting = Accounting(settings, timed, owners=owners, outcomes=outcomes, folders=folders, metrics=metrics,
+                            audit=audit, server=server, uploads=uploads)
+    return GuardServices(server=server, settings=settings, store=timed, folders=folders, tokens=tokens,
+                         auth=Authenticator(timed, tokens), audit=audit, metrics=metrics, owners=owners,
+                         outcomes=outcomes, history=HistoryIndex(), queued=QueueIndex(), accounting=accounting,
+                         uploads=uploads, catalogue=NodeCatalogue(settings, folders),
+                         route_overrides=normalise_overrides(settings.routes))

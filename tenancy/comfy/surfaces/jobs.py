@@ -1,0 +1,106 @@
+"""`/api/jobs` (ComfyUI 0.33.0 and later): a tenant's jobs are its own prompts only, filtered, sorted and paged
+with ComfyUI's semantics after filtering, built from the tenant's entries of the history and queue indexes and
+read back by its own names; the server's whole history is never walked for a tenant. Operators get ComfyUI's
+own answers."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ... import jobs_query
+from ...read_back import posted_item, tenant_entry
+from ...records import Principal
+from ...refusal import Refusal
+from .. import http
+from ..http import Handler
+from .queue import history_owner, own_queue
+
+if TYPE_CHECKING:
+    from ..services import GuardServices
+
+JOBS_MODULE = "comfy_execution.jobs"  # where a ComfyUI with /api/jobs builds its job records
+
+
+def _comfy_jobs():
+    """ComfyUI's job records, where this ComfyUI has them (its server imported them for its /api/jobs)."""
+    return sys.modules.get(JOBS_MODULE)
+
+
+async def jobs(services: GuardServices, request: web.Request, handler: Handler,
+               principal: Principal) -> web.StreamResponse:
+    """GET /api/jobs: the tenant's own, with ComfyUI's filters, order and paging over them alone."""
+    comfy_jobs = _comfy_jobs()
+    if principal.is_admin or principal.tenant is None or comfy_jobs is None:
+        return await handler(request)
+    query = jobs_query.parse(request.rel_url.query, comfy_jobs.JobStatus.ALL)
+    running, pending, history = await _own_records(services, request, principal.tenant,
+                                                   with_history=_wants_history(query, comfy_jobs))
+    found, total = comfy_jobs.get_all_jobs(running, pending, history, status_filter=query.statuses,
+                                           workflow_id=query.workflow_id, sort_by=query.sort_by,
+                                           sort_order=query.sort_order, limit=query.limit, offset=query.offset)
+    return web.json_response({"jobs": found, "pagination": jobs_query.pagination(query, len(found), total)})
+
+
+async def job(services: GuardServices, request: web.Request, handler: Handler,
+              principal: Principal) -> web.StreamResponse:
+    """GET /api/jobs/{id}: one of the tenant's own jobs, read back by its names; 404 for anyone else's."""
+    comfy_jobs = _comfy_jobs()
+    if principal.is_admin or principal.tenant is None or comfy_jobs is None:
+        return await handler(request)
+    job_id = request.match_info.get("job_id", "")
+    running, pending, history = await _own_records(services, request, principal.tenant, only=job_id)
+    found = comfy_jobs.get_job(job_id, running, pending, history)
+    if found is None:
+        raise Refusal(404, "not_found", "no such job among yours")
+    return web.json_response(found)
+
+
+def _wants_history(query: jobs_query.JobsQuery, comfy_jobs) -> bool:
+    live = {comfy_jobs.JobStatus.PENDING, comfy_jobs.JobStatus.IN_PROGRESS}
+    return query.statuses is None or not set(query.statuses) <= live
+
+
+async def _own_records(services: GuardServices, request: web.Request, tenant: str, *, with_history: bool = True,
+                       only: str | None = None) -> tuple[list, list, dict]:
+    """The tenant's running and pending items and history entries (or just the one `only` names), as it posted
+    them: what ComfyUI's job records are built from."""
+    catalogue = await services.catalogue.of(request)
+    running, pending = own_queue(services, tenant)
+    if only is not None:
+        running, pending = [i for i in running if i[1] == only], [i for i in pending if i[1] == only]
+    queue = services.server.prompt_queue
+    with queue.mutex:
+        if only is not None:
+            ids = [only] if services.history.owns(tenant, only, queue.history, history_owner) else []
+        else:
+            ids = services.history.ids(tenant, queue.history, history_owner) if with_history else []
+        entries = {pid: queue.history[pid] for pid in ids}
+    outcomes = services.outcomes
+    history = {pid: tenant_entry(entry, tenant, catalogue, outcomes.get(pid)) for pid, entry in entries.items()}
+    return ([posted_item(item, tenant, catalogue) for item in running],
+            [posted_item(item, tenant, catalogue) for item in pending], history)
+
+
+async def cancel_job(services: GuardServices, request: web.Request, handler: Handler,
+                     principal: Principal) -> web.StreamResponse:
+    """POST /api/jobs/{id}/cancel: only the owner's."""
+    job_id = request.match_info.get("job_id", "")
+    if not principal.is_admin and await services.owners.of_prompt(job_id) != principal.tenant:
+        raise Refusal(404, "not_found", "no such job among yours")
+    return await handler(request)
+
+
+async def cancel_jobs(services: GuardServices, request: web.Request, handler: Handler,
+                      principal: Principal) -> web.StreamResponse:
+    """POST /api/jobs/cancel: every id must be the caller's own."""
+    if principal.is_admin:
+        return await handler(request)
+    body = await http.json_body(request)
+    ids = body.get("job_ids", []) if isinstance(body, dict) else []
+    foreign = [j for j in ids if await services.owners.of_prompt(str(j)) != principal.tenant]
+    if foreign or not isinstance(ids, list):
+        raise Refusal(403, "not_owner", "you can only cancel your own jobs")
+    return await handler(request)

@@ -1,0 +1,23 @@
+"""The websocket's connect: each socket is named in its caller's namespace (`<tenant>:<client id>`), which is
+what `execution.messages` delivers by."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ...records import Principal
+from ...workflow import namespaced_client_id
+from .. import http
+from ..http import Handler
+
+if TYPE_CHECKING:
+    from ..services import GuardServices
+
+
+async def connect(services: GuardServices, request: web.Request, handler: Handler,
+                  principal: Principal) -> web.StreamResponse:
+    query = request.rel_url.query
+    http.replace_query(request, {**query, "clientId": namespaced_client_id(principal, query.get("clientId"))})
+    return await handler(request)
