@@ -12,9 +12,8 @@ import pytest
 import redis
 
 from tests.harness.client import ComfyClient
-from tests.harness.comfyui import ComfyUI
 from tests.harness.redis import RedisServer
-from tests.harness.tenants import seed, share_config
+from tests.harness.service import start_instances
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
@@ -29,14 +28,13 @@ def sleep(seconds: float, tag: str) -> dict:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("cluster-redis")).start()
-    bases = [tmp_path_factory.mktemp(f"worker-{i}") for i in range(3)]
-    seeded = seed(bases[0], {"store": server.url, "cluster": CLUSTER})
-    for base in bases[1:]:
-        share_config(base, bases[0])
-    workers = []
     try:
-        for base in bases:  # one at a time: a ComfyUI start is CPU-heavy
-            workers.append(ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1", "OMP_NUM_THREADS": "1"}).start())
+        workers, seeded = start_instances(tmp_path_factory, "worker", 3, {"store": server.url, "cluster": CLUSTER},
+                                          env={"OMP_NUM_THREADS": "1"})
+    except BaseException:
+        server.stop()
+        raise
+    try:
         yield workers, seeded, redis.Redis.from_url(server.url, decode_responses=True)
     finally:
         for worker in workers:

@@ -12,9 +12,8 @@ import pytest
 import requests
 
 from tests.harness.client import ComfyClient
-from tests.harness.comfyui import ComfyUI
 from tests.harness.redis import RedisServer
-from tests.harness.tenants import seed, share_config
+from tests.harness.service import start_instances
 
 pytestmark = pytest.mark.comfy
 
@@ -38,10 +37,7 @@ def shared_redis(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, shared_redis):
     """Two ComfyUI instances, one Redis: the second is seeded through the first's shared store."""
-    bases = [tmp_path_factory.mktemp(f"instance-{i}") for i in range(2)]
-    seeded = seed(bases[0], {"store": shared_redis.url})
-    share_config(bases[1], bases[0])
-    servers = [ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start() for base in bases]
+    servers, seeded = start_instances(tmp_path_factory, "instance", 2, {"store": shared_redis.url})
     yield servers, seeded
     for server in servers:
         server.stop()

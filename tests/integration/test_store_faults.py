@@ -25,7 +25,8 @@ from tenancy.store.redis import RedisStore
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.redis import RedisServer
-from tests.harness.tenants import seed, share_config
+from tests.harness.service import start_instances
+from tests.harness.tenants import seed
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
@@ -49,10 +50,7 @@ def redis_aof(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def instances(tmp_path_factory, redis_aof):
-    bases = [tmp_path_factory.mktemp(f"fault-instance-{i}") for i in range(2)]
-    seeded = seed(bases[0], {"store": redis_aof.url})
-    share_config(bases[1], bases[0])
-    servers = [ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start() for base in bases]
+    servers, seeded = start_instances(tmp_path_factory, "fault-instance", 2, {"store": redis_aof.url})
     yield servers, seeded
     for server in servers:
         server.stop()
