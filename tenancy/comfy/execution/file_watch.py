@@ -49,6 +49,8 @@ def _located(execution: Execution, path, dir_fd) -> str:
     if not os.path.isabs(path):
         fd_dir = isinstance(dir_fd, int) and dir_fd >= 0
         path = os.path.join(os.readlink(_FD_PATH.format(dir_fd)) if fd_dir else os.getcwd(), path)
+    if path.startswith("/proc/") and path[6:] not in ("", ".", "..") and "/" not in path[6:]:
+        return path  # /proc/meminfo, /proc/stat...: system facts ComfyUI reads between nodes; none leads out of /proc
     if "/../" in path or path.endswith("/.."):
         return os.path.realpath(path)  # `link/..` is the link target's parent, not what the text says
     text = _dealiased(os.path.normpath(path))
