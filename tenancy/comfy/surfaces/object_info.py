@@ -4,6 +4,7 @@ per-tenant items (voices, profiles) by the names it uses."""
 from __future__ import annotations
 
 import os
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,13 +64,9 @@ def _replace_options(entry: list, names: list[str]) -> None:
 def tenant_files(root: Path) -> list[str]:
     """The tenant's input files by the names it uses (relative to its folder), newest last, bounded."""
     found: list[str] = []
-    if not root.is_dir():
-        return found
-    for directory, subdirs, names in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        rel = os.path.relpath(directory, root)
-        for name in sorted(names):
-            if not name.startswith(".") and os.path.isfile(os.path.join(directory, name)):
+    for rel, directory, names in _walked(root):
+        for name in names:
+            if os.path.isfile(os.path.join(directory, name)):
                 found.append(name if rel == "." else f"{rel}/{name}")
                 if len(found) >= MAX_LISTED:
                     return found
@@ -78,14 +75,13 @@ def tenant_files(root: Path) -> list[str]:
 
 def tenant_folders(root: Path) -> list[str]:
     """The tenant's subfolders by the names it uses (relative to its folder), sorted, bounded."""
-    found: list[str] = []
-    if not root.is_dir():
-        return found
-    for directory, subdirs, _ in os.walk(root):
+    return sorted(islice((rel for rel, _, _ in _walked(root) if rel != "."), MAX_LISTED))
+
+
+def _walked(root: Path):
+    """(the folder's name relative to `root`, its path, its file names) for `root` and every folder below, in name
+    order, hidden ones skipped; nothing when `root` does not exist."""
+    for directory, subdirs, names in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        rel = os.path.relpath(directory, root)
-        if rel != ".":
-            found.append(rel.replace(os.sep, "/"))
-            if len(found) >= MAX_LISTED:
-                break
-    return sorted(found)
+        rel = os.path.relpath(directory, root).replace(os.sep, "/")
+        yield rel, directory, sorted(name for name in names if not name.startswith("."))
