@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tenancy import config
-from tenancy.cluster import running_cap
+from tenancy.cluster import eligible, running_cap
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -37,3 +37,12 @@ def test_a_plans_running_cap_defaults_to_its_concurrency_limit():
     settings = config.from_mapping({"plans": {"p": {"max_concurrent": 4}, "q": {"max_running": 1}}}, Path("."))
     assert running_cap(settings.plans["p"].max_running, settings.plans["p"].max_concurrent) == 4
     assert running_cap(settings.plans["q"].max_running, settings.plans["q"].max_concurrent) == 1
+
+
+@pytest.mark.parametrize(("queued", "running", "cap", "offered"), [
+    (1, 0, 0, True), (1, 5, 0, True),     # a cap of 0 is none
+    (1, 1, 2, True), (1, 2, 2, False),    # at its cap a tenant waits, whatever it has queued
+    (0, 0, 2, False),                     # nothing queued, nothing offered
+])
+def test_a_tenant_is_offered_to_idle_workers_while_it_has_work_and_runs_under_its_cap(queued, running, cap, offered):
+    assert eligible(queued, running, cap) is offered
