@@ -67,8 +67,11 @@ class SeaweedFS:
 
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
                             aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                            # one attempt per call (botocore would retry a refused connection 4 times): the
+                            # readiness poll sees at once that the server is not up yet, and a test that
+                            # stopped the server sees it down instead of waiting out botocore's back-off
                             config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                                          retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5))
+                                          retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=5))
 
     def _wait_ready(self) -> None:
         client = self.client()
