@@ -74,35 +74,38 @@ def running_cap(max_running: int, max_concurrent: int) -> int:
 @dataclass(frozen=True)
 class Carried:
     """What a prompt carries through the cluster queue besides its id and number: the ComfyUI queue item's prompt,
-    extra data and outputs to execute, and what the worker's accounting needs (plan, admission time)."""
+    extra data and outputs to execute, what the worker's accounting needs (plan, admission time), and its
+    sensitive extra data (ComfyUI's API-node tokens) sealed for the worker that claims it (`sealed_extra`)."""
 
     prompt: dict
     extra_data: dict
     outputs: list
     plan: str | None = None
     admitted: float = 0.0
+    sealed: str | None = None
 
     def dumps(self) -> str:
-        return json.dumps([self.prompt, self.extra_data, self.outputs, self.plan, self.admitted],
+        return json.dumps([self.prompt, self.extra_data, self.outputs, self.plan, self.admitted, self.sealed],
                           separators=(",", ":"))
 
     @classmethod
     def loads(cls, text: str) -> Carried:
-        prompt, extra_data, outputs, plan, admitted = json.loads(text)
-        return cls(prompt, extra_data, outputs, plan, admitted)
+        prompt, extra_data, outputs, plan, admitted, *sealed = json.loads(text)  # 5 fields: queued before sealing
+        return cls(prompt, extra_data, outputs, plan, admitted, sealed[0] if sealed else None)
 
-    def queue_item(self, number: int, prompt_id: str) -> tuple:
-        """The ComfyUI queue item a worker runs."""
-        return (number, prompt_id, self.prompt, self.extra_data, self.outputs, {})
-
-
-def carried(item: Sequence[Any], plan: str | None, admitted: float) -> Carried:
-    """A ComfyUI queue item as the stream carries it. Its sensitive extra data (ComfyUI's API-node tokens,
-    item[5]) never leaves the instance that received it: Redis holds no secrets."""
-    return Carried(item[2], item[3], list(item[4]), plan, admitted)
+    def queue_item(self, number: int, prompt_id: str, sensitive: dict | None = None) -> tuple:
+        """The ComfyUI queue item a worker runs; `sensitive`: its opened extra data (only the claiming worker's)."""
+        return (number, prompt_id, self.prompt, self.extra_data, self.outputs, dict(sensitive or {}))
 
 
-ALIVE, SILENT = "alive", "silent"  # an instance's liveness as the operator sees it
+def carried(item: Sequence[Any], plan: str | None, admitted: float, sealed: str | None = None) -> Carried:
+    """A ComfyUI queue item as the stream carries it. Its sensitive extra data (item[5]) travels only as `sealed`
+    (encrypted by the accepting instance), never in the clear: Redis holds no secrets."""
+    return Carried(item[2], item[3], list(item[4]), plan, admitted, sealed)
+
+
+ALIVE, SILENT, STOPPED = "alive", "silent", "stopped"  # an instance's liveness as the operator sees it
+DRAINING, DRAINED = "draining", "drained"  # an instance an operator drains: claims nothing new
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,11 @@ class Held:
 @dataclass(frozen=True)
 class InstanceStatus:
     name: str
-    liveness: str  # alive (its heartbeat key lives) | silent (it holds prompts, no heartbeat within the lease)
+    liveness: str  # alive (its heartbeat key lives) | silent (it holds prompts, no heartbeat within the lease) |
+    # stopped (neither: listed only while drained)
     heartbeat_age_s: float | None  # since its last heartbeat (None: silent, its key expired)
     holds: tuple[Held, ...]
+    drain: str = ""  # '' | draining (asked; it may still run or take a prompt) | drained (it saw it, holds nothing)
 
 
 @dataclass(frozen=True)
@@ -140,15 +145,27 @@ class ClusterStatus:
     tenants: tuple[TenantStatus, ...]
 
 
-def instance_statuses(beats: dict[str, int], held: dict[str, list[Held]], lease_ms: int) -> tuple[InstanceStatus, ...]:
-    """Every instance seen: those whose heartbeat key lives (`beats`: name -> ms it has left), and those that hold
-    prompts without one: silent past their lease, their prompts due to the reaper. An instance that holds nothing
-    and stopped beating is gone and not listed."""
+def drain_state(asked: str | None, seen: str | None, holding: int) -> str:
+    """An instance's drain as the operator sees it: drained once the instance acknowledged this very request (`seen`
+    is the request's mark `asked`: after that it claims nothing) and holds no prompt; draining until then."""
+    if not asked:
+        return ""
+    return DRAINED if seen == asked and holding == 0 else DRAINING
+
+
+def instance_statuses(beats: dict[str, int], held: dict[str, list[Held]], lease_ms: int,
+                      drains: dict[str, tuple[str, str | None]] | None = None) -> tuple[InstanceStatus, ...]:
+    """Every instance seen: those whose heartbeat key lives (`beats`: name -> ms it has left), those that hold
+    prompts without one: silent past their lease, their prompts due to the reaper, and drained ones that stopped
+    (`drains`: name -> (the drain request's mark, the mark the instance acknowledged)). An instance that holds
+    nothing, stopped beating and is not drained is gone and not listed."""
+    drains = drains or {}
     seen = []
-    for name in sorted(set(beats) | set(held)):
+    for name in sorted(set(beats) | set(held) | set(drains)):
         holds = tuple(sorted(held.get(name, ()), key=lambda h: h.prompt_id))
+        drain = drain_state(*drains.get(name, (None, None)), len(holds))
         if name in beats:
-            seen.append(InstanceStatus(name, ALIVE, max(lease_ms - beats[name], 0) / 1000, holds))
+            seen.append(InstanceStatus(name, ALIVE, max(lease_ms - beats[name], 0) / 1000, holds, drain))
         else:
-            seen.append(InstanceStatus(name, SILENT, None, holds))
+            seen.append(InstanceStatus(name, SILENT if holds else STOPPED, None, holds, drain))
     return tuple(seen)

@@ -8,6 +8,8 @@ from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .cluster_metrics import ClusterCollector
+
 OTHER = "other"
 RERANK_EVERY = 256
 SECONDS_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -51,6 +53,8 @@ class Metrics:
         self.output_downloads = Counter("tenancy_output_downloads_total", "Downloads of outputs by where they were "
                                         "served from (redirect to the bucket, or disk)", ["served_from"], registry=r)
         self.gpu_memory = Gauge("tenancy_gpu_memory_bytes", "GPU memory allocated by torch", ["device"], registry=r)
+        self.cluster = ClusterCollector(top_tenants)  # the cluster queue's series, from a status read per scrape
+        r.register(self.cluster)
 
     def tenant_label(self, tenant: str | None) -> str:
         """The tenant as a label value: one of the busiest `top_tenants` (re-ranked every RERANK_EVERY calls),

@@ -247,6 +247,41 @@ async function cancel(prompt) {
   } catch (error) { failed(error); }
 }
 
+// -- the cluster's instances (cluster.enabled) ------------------------------------------------------------------------
+async function loadCluster() {
+  try {
+    const cluster = await call("GET", `${API}/cluster`);
+    $("#instances").hidden = $("#instances-link").hidden = !cluster.enabled;
+    if (!cluster.enabled) return;
+    const alive = cluster.instances.filter((i) => i.liveness === "alive").length;
+    $("#instances-summary").textContent = `${alive} of ${cluster.instances.length} alive, ${cluster.queued} queued`;
+    fill($("#instances-table tbody"), cluster.instances.map((i) => {
+      const runs = i.holds.map((h) => el("div", {}, el("code", { title: h.prompt_id }, h.prompt_id.slice(0, 8)), " ",
+        h.tenant, el("span", { class: "muted" }, h.started ? ` running ${secs(h.held_s)} s` : " handed out")));
+      const drained = Boolean(i.drain);
+      const action = el("button", { type: "button", class: drained ? "undrain" : "danger drain",
+        onclick: () => drain(i.name, !drained) }, drained ? "Undrain" : "Drain");
+      return el("tr", { "data-instance": i.name, "data-drain": i.drain, "data-liveness": i.liveness },
+        el("td", {}, el("code", {}, i.name), i.name === cluster.this_instance ? el("span", { class: "muted" }, " (this)") : null),
+        el("td", {}, i.liveness), el("td", { class: "num" }, i.heartbeat_age_s === null ? "–" : `${secs(i.heartbeat_age_s)} s`),
+        el("td", {}, runs.length ? runs : el("span", { class: "muted" }, "idle")), el("td", {}, i.drain || "–"),
+        el("td", {}, action));
+    }), "no instance has beaten yet");
+    fill($("#cluster-tenants-table tbody"), cluster.tenants.map((t) => el("tr", { "data-tenant": t.tenant },
+      el("td", {}, t.tenant), el("td", { class: "num" }, t.queued), el("td", { class: "num" }, t.running),
+      el("td", { class: "num" }, t.cap || "–"), el("td", { class: "num" }, t.oldest_wait_s === null ? "–" : `${secs(t.oldest_wait_s)} s`))),
+    "nothing queued or running");
+  } catch (error) { failed(error); }
+}
+
+async function drain(name, on) {
+  try {
+    await call("POST", `${API}/cluster/instances/${encodeURIComponent(name)}/${on ? "drain" : "undrain"}`);
+    say(on ? `Instance ${name} drains: it takes no new prompts.` : `Instance ${name} takes prompts again.`);
+    await loadCluster();
+  } catch (error) { failed(error); }
+}
+
 // -- audit ---------------------------------------------------------------------------------------------------------
 const SHOWN = new Set(["time", "decision", "reason", "action", "tenant", "principal", "route", "prompt_id"]);
 
@@ -279,7 +314,7 @@ async function start() {
     state.plans = plans;
     $("#new-tenant-plan").replaceChildren(...planOptions("basic"));
     await loadTenants();
-    await Promise.all([loadPeople(), loadUsage(), loadLedger(), loadQueue(), loadAudit()]);
+    await Promise.all([loadPeople(), loadUsage(), loadLedger(), loadQueue(), loadCluster(), loadAudit()]);
     document.body.dataset.ready = "1";
   } catch (error) { failed(error); }
   $("#tenant-form").addEventListener("submit", createTenant);
@@ -301,7 +336,11 @@ async function start() {
     await fetch("/tenancy/logout", { method: "POST", credentials: "same-origin" }).catch(() => {});
     location.href = "/tenancy/login?logged_out=1";
   });
-  setInterval(() => { if (document.visibilityState === "visible") loadQueue(); }, QUEUE_REFRESH_MS);
+  setInterval(() => {
+    if (document.visibilityState !== "visible") return;
+    loadQueue();
+    if (!$("#instances").hidden) loadCluster();
+  }, QUEUE_REFRESH_MS);
 }
 
 start();

@@ -19,22 +19,34 @@ Keys (one hash tag, `{cq}`: every script runs on one slot of a Redis Cluster too
                                     cancelled | failed), reason, attempt (the fencing token: +1 per hand-out),
                                     owner, started, seconds, settled (who settles its quota: set once), times,
                                     order (its hand-out's place in the cluster's: tn:{cq}:handed counts them)
-    tn:{cq}:body:<pid>      string  what the worker runs: [prompt, extra_data, outputs] (no sensitive extra data)
+    tn:{cq}:body:<pid>      string  what the worker runs: [prompt, extra_data, outputs, plan, admitted, sealed]
+                                    (sensitive extra data only sealed: tenancy.sealed_extra)
     tn:{cq}:inst:<name>     string  an instance's liveness (the prompt it runs), expiring after the lease
+    tn:{cq}:instances       zset    instance -> when it last beat (ms; names heard from within a day): who to look at
+    tn:{cq}:drain           hash    instance -> the mark (Redis ms) of an operator's request to drain it
+    tn:{cq}:drained         hash    instance -> the drain mark it acknowledged; from then on it claims nothing
 
 Calls are synchronous (redis-py): ComfyUI's worker thread and `PromptQueue.put` are. Time is Redis's (`TIME`,
-pending entries' idle time), shared by every instance.
+pending entries' idle time), shared by every instance. A connection failure, a timeout, and a server that refuses
+writes (out of memory under `noeviction`, a read-only replica, a failed save) raise StoreUnavailable: an outage,
+not an error of the call (`redis_lane.failure`).
+
+Draining: an operator's `drain` marks an instance; the instance reads the mark with each heartbeat (the script
+returns it), stops claiming, and acknowledges the mark only once no claim of its own is in flight, so an
+acknowledged drain is final: `status` shows the instance drained once it acknowledged and holds nothing.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from ..cluster import ClusterStatus, Held, TenantStatus, instance_statuses
-from .protocol import KEPT_S, StoreUnavailable
+from .protocol import KEPT_S
+from .redis_lane import failure
 
 LUA = Path(__file__).with_name("lua")
 PREFIX = "tn:{cq}:"
@@ -77,12 +89,12 @@ class ClusterQueue:
         common = (LUA / "cq_common.lua").read_text()
         self._scripts = {name: self.redis.register_script(common + (LUA / f"cq_{name}.lua").read_text())
                          for name in SCRIPTS}
+        self.draining: bool | None = None  # None: not known yet (read before the first claim)
+        self._acknowledged = ""  # the drain mark this instance acknowledged
+        self._claiming = threading.RLock()  # a claim in flight; the drain acknowledgement waits for it
 
     def _run(self, name: str, *args):
-        try:
-            return self._scripts[name](keys=[self.prefix + "ready"], args=list(args))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreUnavailable(f"cluster queue: {exc}") from exc
+        return self._read(lambda: self._scripts[name](keys=[self.prefix + "ready"], args=list(args)))
 
     def enqueue(self, prompt_id: str, tenant: str, units: int, cap: int, payload: str, seconds: float) -> int:
         """Queue an admitted prompt (again: a no-op); its global number."""
@@ -90,7 +102,13 @@ class ClusterQueue:
         return int(number)
 
     def claim(self) -> Claim | None:
-        reply = self._run("claim", self.instance)
+        """The next prompt for this instance's idle worker; None when there is none, or while it is drained."""
+        with self._claiming:
+            if self.draining is None:  # a restart while drained takes nothing before its first heartbeat
+                self._drain_mark(self._read(lambda: self.redis.hget(f"{self.prefix}drain", self.instance)) or "")
+            if self.draining:
+                return None
+            reply = self._run("claim", self.instance)
         if not reply:
             return None
         prompt_id, attempt, tenant, number, payload = reply
@@ -100,8 +118,39 @@ class ClusterQueue:
         return bool(self._run("start", prompt_id, self.instance, attempt))
 
     def heartbeat(self, prompt_id: str, attempt: int) -> bool:
-        """Renew the lease of the prompt this instance runs ('' when idle: liveness only); False when fenced."""
-        return bool(self._run("heartbeat", prompt_id, self.instance, attempt, self.lease_ms))
+        """Renew the lease of the prompt this instance runs ('' when idle: liveness only); False when fenced. The
+        reply carries this instance's drain mark."""
+        held, mark = self._run("heartbeat", prompt_id, self.instance, attempt, self.lease_ms)
+        self._drain_mark(mark or "")
+        return bool(int(held))
+
+    def _drain_mark(self, mark: str) -> None:
+        """Follow the operator's drain request: stop claiming, then acknowledge the mark (no claim is in flight
+        then, so none follows the acknowledgement); an undrained instance claims again."""
+        if mark == self._acknowledged and self.draining is not None:
+            return
+        with self._claiming:
+            self.draining = bool(mark)
+            if mark:
+                self._read(lambda: self.redis.hset(f"{self.prefix}drained", self.instance, mark))
+            self._acknowledged = mark
+
+    def drain(self, name: str) -> str:
+        """Ask instance `name` to take no new prompts (again: the first request stands); its drain mark."""
+        def write() -> str:
+            seconds, micros = self.redis.time()
+            self.redis.hsetnx(f"{self.prefix}drain", name, str(seconds * 1000 + micros // 1000))
+            return self.redis.hget(f"{self.prefix}drain", name)
+        return self._read(write)
+
+    def undrain(self, name: str) -> bool:
+        """Let instance `name` claim again (it sees it at its next heartbeat); False when it was not drained."""
+        def write() -> bool:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(f"{self.prefix}drain", name)
+            pipe.hdel(f"{self.prefix}drained", name)
+            return bool(pipe.execute()[0])
+        return self._read(write)
 
     def complete(self, prompt_id: str, attempt: int, state: str) -> bool:
         return bool(self._run("complete", prompt_id, self.instance, attempt, state, self.kept_s))
@@ -176,13 +225,18 @@ class ClusterQueue:
             rows = tuple(TenantStatus(tenant, int(c[0] or 0), int(c[1] or 0), int(c[2] or 0),
                                       (now_ms - int(created[tenant])) / 1000 if created.get(tenant) else None)
                          for tenant, c in zip(tenants, replies[:len(tenants)], strict=True))
-            instances = instance_statuses(self._beats(), self._held(tenants, now_ms), self.lease_ms)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(f"{self.prefix}drain")
+            pipe.hgetall(f"{self.prefix}drained")
+            asked, acknowledged = pipe.execute()
+            drains = {name: (mark, acknowledged.get(name)) for name, mark in asked.items()}
+            instances = instance_statuses(self._beats(), self._held(tenants, now_ms), self.lease_ms, drains)
             return ClusterStatus(int(self.redis.get(f"{self.prefix}queued") or 0), instances, rows)
         return self._read(read)
 
     def _beats(self) -> dict[str, int]:
         """Instance -> milliseconds its heartbeat key has left (the key expires a lease after the last beat)."""
-        names = [key[len(self.prefix) + 5:] for key in self.redis.scan_iter(f"{self.prefix}inst:*", count=1000)]
+        names = self.redis.zrange(f"{self.prefix}instances", 0, -1)
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.pttl(f"{self.prefix}inst:{name}")
@@ -191,11 +245,11 @@ class ClusterQueue:
     def _held(self, tenants: list[str], now_ms: int) -> dict[str, list[Held]]:
         """Instance -> the prompts it holds (pending entries of the tenants' streams; redelivered ones, parked
         under the redelivery consumer, are queued and not listed)."""
-        entries = []
+        pipe = self.redis.pipeline(transaction=False)
         for tenant in tenants:
-            for pending in self.redis.xpending_range(f"{self.prefix}s:{tenant}", "gpu", "-", "+", REAP_BATCH):
-                if pending["consumer"] != REDELIVERY_CONSUMER:
-                    entries.append((tenant, pending))
+            pipe.xpending_range(f"{self.prefix}s:{tenant}", "gpu", "-", "+", REAP_BATCH)
+        entries = [(tenant, pending) for tenant, pendings in zip(tenants, pipe.execute(), strict=True)
+                   for pending in pendings if pending["consumer"] != REDELIVERY_CONSUMER]
         pipe = self.redis.pipeline(transaction=False)
         for tenant, pending in entries:
             pipe.xrange(f"{self.prefix}s:{tenant}", pending["message_id"], pending["message_id"])
@@ -210,11 +264,14 @@ class ClusterQueue:
                      pending["time_since_delivered"] / 1000))
         return held
 
-    def _read(self, read):
+    def _read(self, call):
         try:
-            return read()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreUnavailable(f"cluster queue: {exc}") from exc
+            return call()
+        except redis.RedisError as exc:
+            unavailable = failure("cluster queue", exc)
+            if unavailable is exc:
+                raise
+            raise unavailable from exc
 
     def close(self) -> None:
         self.redis.close()

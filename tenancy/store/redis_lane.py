@@ -23,12 +23,14 @@ from collections import deque
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .protocol import StoreUnavailable
 
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, asyncio.TimeoutError)
+# A server that refuses writes is an outage too: out of memory under `noeviction` (OOM), a read-only replica
+# (READONLY, after a failover), a failed save (MISCONF); from a script as from a plain command.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, OSError, asyncio.TimeoutError)
 
 
 class _Wire(asyncio.Protocol):
@@ -181,7 +183,8 @@ def pack_arguments(arguments: tuple) -> bytes:
 
 
 def failure(description: str, exc: BaseException) -> BaseException:
-    """StoreUnavailable for a connection failure, a timeout or a server that refuses writes; else exc itself."""
+    """StoreUnavailable for a connection failure, a timeout or a server that refuses writes (OOM, READONLY,
+    MISCONF); else exc itself."""
     if isinstance(exc, UNAVAILABLE) or (isinstance(exc, ResponseError) and str(exc).startswith("MISCONF")):
         return StoreUnavailable(f"{description}: {type(exc).__name__}: {exc}")
     return exc

@@ -1,5 +1,6 @@
 """Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node, a busy one, one
-that makes audio of a known length and one that opens whatever path it is given."""
+that makes audio of a known length, one that opens whatever path it is given and one that reports (as digests)
+the API-node tokens it was handed."""
 
 import os
 import time
@@ -130,6 +131,30 @@ class TenancyTestOpenPath:
         return {"ui": {"text": [text]}, "result": (text,)}
 
 
+class TenancyTestSecrets:
+    """Reports what ComfyUI handed it of a prompt's sensitive extra data (the API-node tokens), as a digest, never
+    the value: `auth=<sha256 prefix>|none api_key=<sha256 prefix>|none`."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"tag": ("STRING", {"default": ""})},
+                "hidden": {"auth_token": "AUTH_TOKEN_COMFY_ORG", "api_key": "API_KEY_COMFY_ORG"}}
+
+    def run(self, tag, auth_token=None, api_key=None):
+        import hashlib
+
+        def digest(value):
+            return hashlib.sha256(value.encode()).hexdigest()[:16] if value else "none"
+
+        text = f"auth={digest(auth_token)} api_key={digest(api_key)}"
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
 NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep,
                        "TenancyTestSpin": TenancyTestSpin, "TenancyTestTone": TenancyTestTone,
-                       "TenancyTestOpenPath": TenancyTestOpenPath}
+                       "TenancyTestOpenPath": TenancyTestOpenPath, "TenancyTestSecrets": TenancyTestSecrets}

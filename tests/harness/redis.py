@@ -13,10 +13,12 @@ from .ports import free_port
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, password: str | None = None,
+                 maxmemory: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.password = password
+        self.maxmemory = maxmemory  # e.g. "2mb": writes past it are refused (OOM), as the deployment's noeviction
         self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
@@ -28,7 +30,8 @@ class RedisServer:
         with (self.data_dir / "redis.log").open("ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                 "--dir", str(self.data_dir), *(["--requirepass", self.password] if self.password else [])],
+                 "--dir", str(self.data_dir), *(["--requirepass", self.password] if self.password else []),
+                 *(["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"] if self.maxmemory else [])],
                 stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 15

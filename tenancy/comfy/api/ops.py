@@ -3,6 +3,7 @@ live route with the class the guard gives it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -47,6 +48,7 @@ class OpsApi:
         self.services.metrics.output_upload_backlog.set(self.services.uploads.backlog)
         with contextlib.suppress(StoreUnavailable):  # during an outage the other metrics matter most
             await self._sample_quotas()
+        await self._sample_cluster()
         return web.Response(body=self.services.metrics.exposition(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -60,6 +62,18 @@ class OpsApi:
             label = self.services.metrics.tenant_label(tenant.id)
             self.services.metrics.quota_used.labels(label).set(usage.used)
             self.services.metrics.quota_held.labels(label).set(usage.held)
+
+    async def _sample_cluster(self) -> None:
+        """The cluster queue's series (`tenancy.cluster_metrics`) from one status read of the queue per scrape."""
+        link = self.services.accounting.cluster
+        collector = self.services.metrics.cluster
+        collector.enabled = link is not None
+        if link is None:
+            return
+        try:
+            collector.status = await asyncio.to_thread(link.queue.status)
+        except StoreUnavailable:
+            collector.status = None  # tenancy_cluster_up 0
 
     async def route_report(self, request: web.Request) -> web.Response:
         """Every (method, pattern) of the live router with its class; `explicit` false means defaulted."""

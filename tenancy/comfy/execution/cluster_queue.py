@@ -23,6 +23,7 @@ from ...read_back import owner_in
 from ...store import StoreUnavailable
 from ...store.cluster_queue import ClusterQueue
 from ...workflow import ADMIN_NAMESPACE
+from .cluster_secrets import ExtraSealer
 
 if TYPE_CHECKING:
     from ..services import GuardServices
@@ -41,6 +42,7 @@ class ClusterLink:
         self.holding: tuple[str, int] | None = None  # (prompt id, attempt) the worker runs now
         self.fenced = threading.Event()  # the held attempt was taken over: its result is dropped
         self.unreachable = False
+        self.sealer = ExtraSealer.of(services.settings)  # API-node tokens travel sealed, opened by the claimer
 
     # -- accepting ------------------------------------------------------------------------------------------
     def enqueue(self, item) -> None:
@@ -54,7 +56,8 @@ class ClusterLink:
         weight = plan.weight if plan else settings.admin_weight
         cap = running_cap(plan.max_running, plan.max_concurrent) if plan else 0
         cost = running.cost if running else 1.0
-        body = carried(item, running.plan if running else None, running.admitted if running else time.time())
+        body = carried(item, running.plan if running else None, running.admitted if running else time.time(),
+                       self.sealer.seal(prompt_id, item))
         try:
             self.queue.enqueue(prompt_id, tenant, fair_units(cost, weight), cap, body.dumps(), cost)
         except StoreUnavailable:
@@ -90,7 +93,7 @@ class ClusterLink:
         tenant = None if claim.tenant == ADMIN_NAMESPACE else claim.tenant
         # on the loop, ahead of the execution events the worker is about to send (callbacks run in order)
         self.services.server.loop.call_soon_threadsafe(self._adopt, claim.prompt_id, tenant, body, claim.attempt)
-        return body.queue_item(claim.number, claim.prompt_id)
+        return body.queue_item(claim.number, claim.prompt_id, self.sealer.open(claim.prompt_id, body))
 
     def _adopt(self, prompt_id: str, tenant: str | None, body: Carried, attempt: int) -> None:
         from .accounting import Running

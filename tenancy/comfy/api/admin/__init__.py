@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ...services import GuardServices
 from .audit import AuditApi
+from .cluster import ClusterApi
 from .page import PageApi
 from .queue import QueueApi
 from .tenants import TenantsApi
@@ -39,3 +40,7 @@ def add_routes(routes: web.RouteTableDef, services: GuardServices) -> None:
     routes.get("/tenancy/admin/queue")(queue.queue)
     routes.post("/tenancy/admin/queue/{prompt_id}/cancel")(queue.cancel)
     routes.get("/tenancy/admin/audit")(audit.audit)
+    cluster = ClusterApi(services)
+    routes.get("/tenancy/admin/cluster")(cluster.status)
+    routes.post("/tenancy/admin/cluster/instances/{instance}/drain")(cluster.drain)
+    routes.post("/tenancy/admin/cluster/instances/{instance}/undrain")(cluster.undrain)
