@@ -12,6 +12,7 @@ from urllib.parse import quote
 from .paths import TENANTS_DIR, virtual_subfolder
 
 UPLOADED_FOLDERS = ("output",)  # previews in temp/ are not kept
+SHARED_FOLDERS = ("input",)  # tenants' uploads, in the bucket when the cluster queue is on (`shared_inputs`)
 REDIRECT, DISK, LOOK = "redirect", "disk", "look"
 OCTET_STREAM = "application/octet-stream"
 
@@ -41,6 +42,12 @@ def uploaded_files(tenant: str | None, files: list[tuple[str, str, str]]) -> lis
     if not tenant:
         return []
     return list(dict.fromkeys(f for f in files if f[0] in UPLOADED_FOLDERS))
+
+
+def bucket_folders(cluster: bool) -> tuple[str, ...]:
+    """The folders whose files /view may find in the bucket: outputs; in a cluster, tenants' uploads too (any
+    instance answers for them, and their prompts may run on any)."""
+    return UPLOADED_FOLDERS + SHARED_FOLDERS if cluster else UPLOADED_FOLDERS
 
 
 def where_to_serve(*, uploaded: bool, reachable: bool, on_disk: bool) -> str:

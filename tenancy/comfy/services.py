@@ -22,6 +22,7 @@ from ..refusal import rate_limited
 from ..routes import normalise_overrides
 from ..store import Store
 from .execution.accounting import Accounting, instance_of, outbox_path
+from .execution.input_sync import SharedInputs
 from .execution.output_uploads import OutputUploads
 from .http import AUDITED
 from .surfaces.catalogue import NodeCatalogue
@@ -43,6 +44,7 @@ class GuardServices:
     queued: QueueIndex  # tenant -> its pending and running prompts, fed by the queue's changes
     accounting: Accounting
     uploads: OutputUploads
+    inputs: SharedInputs  # tenants' uploads through the bucket, in a cluster
     catalogue: NodeCatalogue
     route_overrides: dict[str, str]
 
@@ -83,5 +85,6 @@ def build(server, settings: Config, store: Store, folders: dict[str, Path]) -> G
     return GuardServices(server=server, settings=settings, store=timed, folders=folders, tokens=tokens,
                          auth=Authenticator(timed, tokens), audit=audit, metrics=metrics, owners=owners,
                          outcomes=outcomes, history=HistoryIndex(), queued=QueueIndex(), accounting=accounting,
-                         uploads=uploads, catalogue=NodeCatalogue(settings, folders),
+                         uploads=uploads, inputs=SharedInputs(settings, folders, uploads),
+                         catalogue=NodeCatalogue(settings, folders),
                          route_overrides=normalise_overrides(settings.routes))

@@ -1,5 +1,5 @@
 """An S3-compatible bucket (AWS S3, MinIO, SeaweedFS, R2, ...) through boto3: upload a file, ask whether an object
-is there, sign a short-lived download URL.
+is there, list a prefix, download an object, sign a short-lived download URL.
 
 Every call but `presign` is network I/O and blocks: callers on an event loop run them in a thread. Presigning is
 local computation (no request), so it may run anywhere. boto3 is imported only when a bucket is configured."""
@@ -58,6 +58,38 @@ class ObjectStore:
             raise ObjectStoreUnavailable(f"head of {key}: {exc}") from None
         except self._errors as exc:
             raise ObjectStoreUnavailable(f"head of {key}: {exc}") from None
+
+    def head(self, key: str) -> tuple[str, int, float]:
+        """(ETag, size, Last-Modified in seconds since the epoch) of an object that is there."""
+        try:
+            answer = self.client.head_object(Bucket=self.bucket, Key=key)
+        except self._errors as exc:
+            raise ObjectStoreUnavailable(f"head of {key}: {exc}") from None
+        return answer["ETag"], answer["ContentLength"], answer["LastModified"].timestamp()
+
+    def listing(self, prefix: str) -> list[tuple[str, str, int, float]]:
+        """(key, ETag, size, Last-Modified) of every object under `prefix`, a request per 1,000."""
+        found = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                found.extend((o["Key"], o["ETag"], o["Size"], o["LastModified"].timestamp())
+                             for o in page.get("Contents", ()))
+        except self._errors as exc:
+            raise ObjectStoreUnavailable(f"listing of {prefix}: {exc}") from None
+        return found
+
+    def download(self, key: str, path: Path) -> None:
+        """Write an object to `path` (in parts when it is large); FileNotFoundError when it is not there."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.download_file(self.bucket, key, str(path), Config=self.transfer)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"{key} is not in the bucket") from None
+            raise ObjectStoreUnavailable(f"download of {key}: {exc}") from None
+        except self._errors as exc:
+            raise ObjectStoreUnavailable(f"download of {key}: {exc}") from None
 
     def reachable(self) -> bool:
         """Whether the bucket answers us now."""

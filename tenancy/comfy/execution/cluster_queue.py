@@ -93,6 +93,7 @@ class ClusterLink:
         tenant = None if claim.tenant == ADMIN_NAMESPACE else claim.tenant
         # on the loop, ahead of the execution events the worker is about to send (callbacks run in order)
         self.services.server.loop.call_soon_threadsafe(self._adopt, claim.prompt_id, tenant, body, claim.attempt)
+        self.services.inputs.present(tenant)  # its uploads, wherever they were taken, on this disk before it runs
         return body.queue_item(claim.number, claim.prompt_id, self.sealer.open(claim.prompt_id, body))
 
     def _adopt(self, prompt_id: str, tenant: str | None, body: Carried, attempt: int) -> None:

@@ -20,7 +20,7 @@ from ...metrics import Metrics
 from ...outputs import (
     LOOK,
     REDIRECT,
-    UPLOADED_FOLDERS,
+    bucket_folders,
     content_disposition,
     content_type,
     object_key,
@@ -40,6 +40,7 @@ class OutputUploads:
     def __init__(self, settings: Config, folders: dict[str, Path], metrics: Metrics, outbox_path: Path) -> None:
         self.folders, self.metrics = folders, metrics
         self.settings = settings.outputs
+        self.served = bucket_folders(settings.cluster.enabled)  # what /view may find in the bucket
         self.uploaded = RecentPrompts()  # "folder/subfolder/name" -> object key, for files known to be in the bucket
         self.reachable = True
         self.bucket: ObjectStore | None = None
@@ -86,10 +87,10 @@ class OutputUploads:
             await asyncio.to_thread(self.bucket.upload, path, write["key"], content_type(filename))
         except ObjectStoreUnavailable:
             metrics.series(metrics.output_uploads, "error").inc()
-            self._set_reachable(False)
+            self.set_reachable(False)
             raise
         metrics.series(metrics.output_uploads, "ok").inc()
-        self._set_reachable(True)
+        self.set_reachable(True)
         self.uploaded.remember(f"{folder}/{subfolder}/{filename}", write["key"])
 
     async def run(self) -> None:
@@ -99,12 +100,12 @@ class OutputUploads:
         uploads = asyncio.get_running_loop().create_task(self.outbox.run())
         try:
             while True:
-                self._set_reachable(await asyncio.to_thread(self.bucket.reachable))
+                self.set_reachable(await asyncio.to_thread(self.bucket.reachable))
                 await asyncio.sleep(PROBE_EVERY_S)
         finally:
             uploads.cancel()
 
-    def _set_reachable(self, reachable: bool) -> None:
+    def set_reachable(self, reachable: bool) -> None:
         if reachable != self.reachable:
             log.warning("[tenancy] the outputs' bucket %s", "answers again" if reachable else "does not answer: "
                         "outputs are served from disk and uploads wait")
@@ -113,9 +114,9 @@ class OutputUploads:
 
     async def redirect(self, method: str, tenant: str | None, location: tuple[str, str, str],
                        attachment: bool) -> web.Response | None:
-        """A 302 to a presigned URL of an output (`location`: folder, real subfolder, file name, already checked
-        to be the caller's), or None when it is served from disk."""
-        if self.bucket is None or method != "GET" or location[0] not in UPLOADED_FOLDERS:
+        """A 302 to a presigned URL of an output, or in a cluster of an upload (`location`: folder, real
+        subfolder, file name, already checked to be the caller's), or None when it is served from disk."""
+        if self.bucket is None or method != "GET" or location[0] not in self.served:
             return None
         owner = tenant or owner_of(location[1])
         key = await self._key_in_bucket(owner, location) if owner else None
@@ -143,6 +144,6 @@ class OutputUploads:
                     self.uploaded.remember(known, key)
                     return key
             except ObjectStoreUnavailable:
-                self._set_reachable(False)
+                self.set_reachable(False)
             return None
         return key if where == REDIRECT else None

@@ -60,9 +60,13 @@ async def upload(services: GuardServices, request: web.Request, handler: Handler
     if "original_ref" in form:
         fields["original_ref"] = json.dumps(await _own_ref(services, tenant, form["original_ref"]))
     http.replace_form(request, fields)
+    # in a cluster: ComfyUI's renaming of a same-named upload must see the tenant's uploads taken elsewhere
+    await services.inputs.present_async(tenant)
     response = await handler(request)
     answer = http.answer_json(response)
     if isinstance(answer, dict) and "subfolder" in answer:
+        if response.status == 200 and isinstance(answer.get("name"), str):  # in a cluster: in the bucket first
+            await services.inputs.shared(tenant, answer["subfolder"], answer["name"])
         answer["subfolder"] = virtual_subfolder(tenant, answer["subfolder"]) or ""
         return http.json_like(response, answer)
     return response

@@ -37,6 +37,8 @@ async def post_prompt(services: GuardServices, request: web.Request, handler: Ha
     # handler returns. One store transaction on SQLite.
     await services.accounting.admit(principal, outcome.prompt_id, outcome.body, catalogue, limit)
     http.replace_json_body(request, outcome.body)
+    # in a cluster: the tenant's uploads taken elsewhere are on this disk for ComfyUI's validation
+    await services.inputs.present_async(principal.tenant)
     # ComfyUI validates the prompt as it will run it: names resolved inside the tenant's folders
     with confined(principal.tenant, outcome.body["prompt"], outcome.prompt_id):
         response = await handler(request)

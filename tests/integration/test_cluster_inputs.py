@@ -1,0 +1,196 @@
+"""A tenant's uploads reach the worker that runs its prompt: three real guarded ComfyUI processes with the cluster
+queue on (one redis-server) and a real S3 server (SeaweedFS). An image uploaded to one instance is in the bucket
+when the upload answers; prompts loading it run on the other instances (which fetch it before they run it, once)
+and load its pixels; another tenant cannot load it or view it from any instance, and its own file of the same
+name is its own; any instance validates a prompt naming it and serves it at /view?type=input; with the bucket
+down, prompts run with what lies on disk and an upload waits in the outbox until the bucket is back."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+import redis
+from PIL import Image
+
+from tests.harness.client import ComfyClient
+from tests.harness.redis import RedisServer
+from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
+from tests.harness.service import start_instances
+from tests.harness.waiting import wait_until
+
+pytestmark = pytest.mark.comfy
+CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
+PREFIX = "shared/"  # a prefix of its own: keys carry it
+JOB = "tn:{cq}:job:"
+# long enough that three prompts queued at once are taken by three workers (none asks while it runs one)
+SPREAD_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, seaweedfs):
+    server = RedisServer(tmp_path_factory.mktemp("inputs-redis")).start()
+    outputs = {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET, "access_key": ACCESS_KEY,
+               "secret_key": SECRET_KEY, "prefix": PREFIX}
+    try:
+        workers, seeded = start_instances(tmp_path_factory, "inputs", 3,
+                                          {"store": server.url, "cluster": CLUSTER, "outputs": outputs},
+                                          env={"OMP_NUM_THREADS": "1"})
+    except BaseException:
+        server.stop()
+        raise
+    try:
+        yield workers, seeded, redis.Redis.from_url(server.url, decode_responses=True)
+    finally:
+        for worker in workers:
+            worker.stop()
+        server.stop()
+
+
+def image(width: int = 5, height: int = 3) -> tuple[bytes, bytes]:
+    """A tiny PNG of random pixels (a file of its own each time) and its pixels."""
+    picture = Image.new("RGB", (width, height))
+    picture.putdata([tuple(random.randrange(256) for _ in range(3)) for _ in range(width * height)])
+    data = io.BytesIO()
+    picture.save(data, format="PNG")
+    return data.getvalue(), picture.tobytes()
+
+
+def upload(client: ComfyClient, name: str, data: bytes) -> dict:
+    answer = client.post("/upload/image", files={"image": (name, data)})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def loading(name: str, tag: str, sleep_s: float = 0.0) -> dict:
+    workflow = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"loaded/{tag}"}}}
+    if sleep_s:
+        workflow["3"] = {"class_type": "TenancyTestSleep", "inputs": {"seconds": sleep_s, "tag": tag}}
+    return workflow
+
+
+def queue_all(client: ComfyClient, workflows: list[dict]) -> list[str]:
+    ids = []
+    for workflow in workflows:
+        answer = client.queue(workflow)
+        assert answer.status_code == 200, answer.text
+        ids.append(answer.json()["prompt_id"])
+    return ids
+
+
+def ended(store: redis.Redis, prompt_ids: list[str]) -> dict:
+    jobs = {pid: store.hgetall(JOB + pid) for pid in prompt_ids}
+    return jobs if all(j.get("state") in ("done", "error", "failed", "cancelled") for j in jobs.values()) else {}
+
+
+def runner(workers, job: dict):
+    return next(w for w in workers if job["owner"].endswith(f":{w.port}"))
+
+
+def loaded_pixels(worker, key: str, tenant: str, prompt_id: str) -> bytes:
+    """The pixels SaveImage wrote on the instance that ran the prompt: what LoadImage read there."""
+    entry = ComfyClient(worker.url, key).get(f"/history/{prompt_id}").json()[prompt_id]
+    saved = entry["outputs"]["2"]["images"][0]
+    path = worker.base / "output" / "tenants" / tenant / saved["subfolder"] / saved["filename"]
+    with Image.open(path) as picture:
+        return picture.convert("RGB").tobytes()
+
+
+def on_disk(worker, tenant: str, name: str):
+    return worker.base / "input" / "tenants" / tenant / name
+
+
+def in_bucket(seaweedfs, key: str) -> bytes | None:
+    try:
+        return seaweedfs.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    except Exception:  # 404 (not there) or the server is down
+        return None
+
+
+def run_spread(workers, seeded, store, name: str, tag: str) -> dict:
+    """Three prompts loading `name`, queued at instance 0, run by the three workers; their jobs."""
+    ids = queue_all(ComfyClient(workers[0].url, seeded.keys["light"]),
+                    [loading(name, f"{tag}{i}", SPREAD_S) for i in range(3)])
+    jobs = wait_until(lambda: ended(store, ids), what=f"the prompts of {tag}")
+    assert {j["state"] for j in jobs.values()} == {"done"}, jobs
+    assert {runner(workers, j).port for j in jobs.values()} == {w.port for w in workers}
+    return jobs
+
+
+def test_an_upload_to_one_instance_is_loaded_by_prompts_running_on_the_others_fetched_once(cluster, seaweedfs):
+    workers, seeded, store = cluster
+    data, pixels = image()
+    answer = upload(ComfyClient(workers[0].url, seeded.keys["light"]), "portrait.png", data)
+    assert (answer["name"], answer["subfolder"]) == ("portrait.png", "")
+    # in the bucket when the upload answers (no waiting): the next prompt may run anywhere at once
+    assert in_bucket(seaweedfs, f"{PREFIX}tenants/tenant-light/input/portrait.png") == data
+    assert not on_disk(workers[1], "tenant-light", "portrait.png").exists()
+    assert not on_disk(workers[2], "tenant-light", "portrait.png").exists()
+
+    jobs = run_spread(workers, seeded, store, "portrait.png", "first")
+    for pid, job in jobs.items():
+        assert loaded_pixels(runner(workers, job), seeded.keys["light"], "tenant-light", pid) == pixels
+    copies = [on_disk(w, "tenant-light", "portrait.png") for w in workers]
+    assert [c.read_bytes() for c in copies] == [data] * 3
+    before = [(c.stat().st_ino, c.stat().st_mtime_ns) for c in copies]
+
+    run_spread(workers, seeded, store, "portrait.png", "second")
+    # nothing fetched anew: every instance's copy is the very file it was (a fetch renames a new one over it)
+    assert [(c.stat().st_ino, c.stat().st_mtime_ns) for c in copies] == before
+
+
+def test_another_tenant_cannot_load_or_view_it_from_any_instance_and_its_own_same_name_is_its_own(cluster,
+                                                                                                    seaweedfs):
+    workers, seeded, store = cluster
+    for worker in workers:  # the file lies on every disk now, in the first tenant's folder
+        assert on_disk(worker, "tenant-light", "portrait.png").is_file()
+        other = ComfyClient(worker.url, seeded.keys["heavy"])
+        refused = other.queue(loading("portrait.png", "theirs"))
+        assert refused.status_code == 400, refused.text
+        assert other.get("/view", params={"filename": "portrait.png", "type": "input"},
+                         allow_redirects=False).status_code == 404
+    listed = seaweedfs.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}tenants/tenant-heavy/input/")
+    assert listed.get("KeyCount") == 0
+
+    data, pixels = image()
+    upload(ComfyClient(workers[1].url, seeded.keys["heavy"]), "portrait.png", data)
+    pid = queue_all(ComfyClient(workers[2].url, seeded.keys["heavy"]), [loading("portrait.png", "own")])[0]
+    job = wait_until(lambda: ended(store, [pid]), what="the other tenant's prompt")[pid]
+    assert job["state"] == "done"
+    assert loaded_pixels(runner(workers, job), seeded.keys["heavy"], "tenant-heavy", pid) == pixels
+    # each tenant's object under its own prefix, and the first tenant's copies untouched wherever it ran
+    assert in_bucket(seaweedfs, f"{PREFIX}tenants/tenant-heavy/input/portrait.png") == data
+    first = in_bucket(seaweedfs, f"{PREFIX}tenants/tenant-light/input/portrait.png")
+    assert first != data and [on_disk(w, "tenant-light", "portrait.png").read_bytes() for w in workers] == [first] * 3
+
+
+def test_any_instance_validates_a_prompt_naming_an_upload_taken_elsewhere_and_serves_it(cluster, seaweedfs):
+    workers, seeded, store = cluster
+    data, pixels = image()
+    upload(ComfyClient(workers[0].url, seeded.keys["light"]), "elsewhere.png", data)
+    viewer = ComfyClient(workers[2].url, seeded.keys["light"])
+    assert not on_disk(workers[2], "tenant-light", "elsewhere.png").exists()
+    shown = viewer.get("/view", params={"filename": "elsewhere.png", "type": "input"}, allow_redirects=False)
+    assert shown.status_code == 302, shown.text
+    assert viewer.session.get(shown.headers["Location"], timeout=10).content == data
+
+    pid = queue_all(viewer, [loading("elsewhere.png", "validated")])[0]  # ComfyUI validates it on instance 2
+    job = wait_until(lambda: ended(store, [pid]), what="the prompt accepted by instance 2")[pid]
+    assert job["state"] == "done"
+    assert loaded_pixels(runner(workers, job), seeded.keys["light"], "tenant-light", pid) == pixels
+
+
+def test_with_the_bucket_down_prompts_run_with_what_is_on_disk_and_an_upload_waits_for_it(cluster, seaweedfs):
+    workers, seeded, store = cluster
+    seaweedfs.stop()
+    try:
+        run_spread(workers, seeded, store, "portrait.png", "down")  # on every disk since the first test
+        data, _ = image()
+        upload(ComfyClient(workers[0].url, seeded.keys["light"]), "while-down.png", data)
+        assert on_disk(workers[0], "tenant-light", "while-down.png").read_bytes() == data
+    finally:
+        seaweedfs.start()
+    key = f"{PREFIX}tenants/tenant-light/input/while-down.png"
+    assert wait_until(lambda: in_bucket(seaweedfs, key), 30, "the upload from the outbox") == data
