@@ -88,9 +88,11 @@ class ClusterHistory:
         return [(pid, text) for pid, text in zip(prompt_ids, found, strict=True) if text is not None]
 
     def _call(self, call):
+        """Any Redis failure is the store's unavailability: unreachable, or refusing writes (an OOM at maxmemory
+        with noeviction). The worker recording a result must never fail into ComfyUI's task_done."""
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
             raise StoreUnavailable(f"cluster history: {exc}") from exc
 
     def close(self) -> None:
