@@ -68,6 +68,11 @@ class Plan:
     max_frames: int = setting(-1, "largest frame count input; -1 means no limit", minimum=-1)
     allow_nodes: list = setting([], "if not empty, only these node classes may be used")
     deny_nodes: list = setting([], "node classes this plan may not use")
+    history_items: int = setting(10000, "with the cluster queue: history entries kept per tenant, the oldest "
+                                        "trimmed first (ComfyUI keeps 10000 per instance, all tenants together)",
+                                 minimum=1, maximum=1_000_000)
+    history_days: float = setting(0.0, "with the cluster queue: history entries older than this many days are "
+                                       "trimmed; 0 keeps them until history_items", minimum=0, maximum=36500)
 
 
 DEFAULT_PLANS = {

@@ -16,11 +16,19 @@ def page(ids: Sequence[str], max_items: int | None, offset: int | None) -> Seque
     """ComfyUI's `get_history` paging over `ids` (oldest first): `offset` counts from the oldest; absent or
     negative with `max_items` given, the page is the newest `max_items`. As in ComfyUI, a page that starts inside
     the list holds at least one id (`max_items=0&offset=0` gives the oldest)."""
+    start, stop = page_bounds(len(ids), max_items, offset)
+    return ids[start:stop]
+
+
+def page_bounds(count: int, max_items: int | None, offset: int | None) -> tuple[int, int]:
+    """`page` as positions in a list of `count` ids, oldest first: the page is [start, stop) (empty when
+    start >= stop), so a store that keeps ids in order can read just the page."""
     start = -1 if offset is None else offset
     if start < 0 and max_items is not None:
-        start = len(ids) - max_items
-    chosen = ids[max(start, 0):]
-    return chosen if max_items is None else chosen[:max(max_items, 1)]
+        start = count - max_items
+    start = max(start, 0)
+    stop = count if max_items is None else min(start + max(max_items, 1), count)
+    return start, max(stop, start)
 
 
 class HistoryIndex:

@@ -19,7 +19,7 @@ from ..store import StoreUnavailable, open_store
 from ..store.breaker import Breaker
 from . import context, http, services
 from .api import add_routes
-from .execution import cluster_queue, confinement, queue_watch
+from .execution import cluster_history, cluster_queue, confinement, queue_watch
 from .execution.messages import TenantLogTag, install_message_routing
 from .middleware import Guard, bind
 from .services import GuardServices
@@ -77,7 +77,7 @@ def _hook_into_comfy(server, settings: config_module.Config, trusted_classes) ->
     check_multi_user(server)
     confinement.install(settings, built.owners, built.audit, trusted_classes)
     queue_watch.install(type(server.prompt_queue), built.queued)
-    return cluster_queue.install(built)  # off by default: the services as they are
+    return cluster_history.install(cluster_queue.install(built))  # off by default: the services as they are
 
 
 def _serve(server, built: GuardServices, guard: Guard, warmups: dict) -> None:

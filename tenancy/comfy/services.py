@@ -24,6 +24,7 @@ from ..store import Store
 from .execution.accounting import Accounting, instance_of, outbox_path
 from .execution.input_sync import SharedInputs
 from .execution.output_uploads import OutputUploads
+from .history_source import HistorySource, LocalHistory
 from .http import AUDITED
 from .surfaces.catalogue import NodeCatalogue
 
@@ -40,7 +41,7 @@ class GuardServices:
     metrics: Metrics
     owners: Owners  # prompt and output owners, a cache of the store
     outcomes: RecentPrompts  # prompt_id -> outcome the guard decided (timeout, cancelled)
-    history: HistoryIndex  # tenant -> its prompt ids in ComfyUI's history, caught up on each read
+    history: HistorySource  # an owner's finished prompts: this ComfyUI's history, or the cluster's in Redis
     queued: QueueIndex  # tenant -> its pending and running prompts, fed by the queue's changes
     accounting: Accounting
     uploads: OutputUploads
@@ -84,7 +85,8 @@ def build(server, settings: Config, store: Store, folders: dict[str, Path]) -> G
                             audit=audit, server=server, uploads=uploads)
     return GuardServices(server=server, settings=settings, store=timed, folders=folders, tokens=tokens,
                          auth=Authenticator(timed, tokens), audit=audit, metrics=metrics, owners=owners,
-                         outcomes=outcomes, history=HistoryIndex(), queued=QueueIndex(), accounting=accounting,
+                         outcomes=outcomes, history=LocalHistory(server, HistoryIndex(), outcomes),
+                         queued=QueueIndex(), accounting=accounting,
                          uploads=uploads, inputs=SharedInputs(settings, folders, uploads),
                          catalogue=NodeCatalogue(settings, folders),
                          route_overrides=normalise_overrides(settings.routes))

@@ -192,6 +192,29 @@ class ClusterQueue:
             return sorted(found)
         return self._read(read)
 
+    def running(self, tenant: str) -> list[tuple[int, str, str]]:
+        """(number, prompt id, payload) of the tenant's prompts handed to a worker and not ended (running, or just
+        claimed), on every instance, lowest number first: what its /queue lists as running. Costs what it holds."""
+        stream = f"{self.prefix}s:{tenant}"
+
+        def read() -> list[tuple[int, str, str]]:
+            if not int(self.redis.hget(f"{self.prefix}ten:{tenant}", "running") or 0):
+                return []
+            held = [p["message_id"] for p in self.redis.xpending_range(stream, "gpu", "-", "+", REAP_BATCH)
+                    if p["consumer"] != REDELIVERY_CONSUMER]
+            pipe = self.redis.pipeline(transaction=False)
+            for message_id in held:
+                pipe.xrange(stream, message_id, message_id)
+            pids = [found[0][1]["pid"] for found in pipe.execute() if found]
+            pipe = self.redis.pipeline(transaction=False)
+            for pid in pids:
+                pipe.hmget(f"{self.prefix}job:{pid}", "number", "state")
+                pipe.get(f"{self.prefix}body:{pid}")
+            rows = pipe.execute()
+            return sorted((int(row[0]), pid, body) for pid, row, body in zip(pids, rows[0::2], rows[1::2], strict=True)
+                          if row[1] == "running" and body is not None)
+        return self._read(read)
+
     def _waiting(self, tenants: list[str], limit: int) -> dict[str, list[str]]:
         """Per tenant, the ids of its queued prompts in the order they start (at most `limit` of each kind):
         redelivered ones first, then its stream after the entry last handed out (cq_common.lua's `head`)."""

@@ -10,6 +10,8 @@ Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always
     tn:{acme}:usage             hash   seconds used / held per day (fields <YYYY-MM-DD>:used / :held, exact)
     tn:{acme}:active            zset   the tenant's held prompt ids scored by deadline (ZCARD = active prompts)
     tn:{acme}:ledger            stream every reserve and settle, exactly as charged
+    tn:{acme}:hist, :hist:entry zset, hash  with the cluster queue, the tenant's history: prompt ids in the order
+                                       they finished, and their entries (`store/cluster_history.py`)
     tn:admission                set    tenants that ever reserved: the reaper and the ledger export walk it
     tn:rate:<key>               string a GCRA limit's theoretical arrival time, expiring when it no longer matters
     tn:prompt:<prompt_id>       string the prompt's owner ("" for an admin's), expiring a week after admission:

@@ -270,3 +270,19 @@ def test_a_redis_restart_loses_nothing_queued_or_held(tmp_path):
         assert [held.prompt_id, *rest] == ids and gpu.queued() == 0
     finally:
         server.stop()
+
+
+def test_a_tenants_running_prompts_are_listed_from_any_instance_and_nobody_elses(url):
+    gpus = [worker(url, f"gpu-{i}") for i in range(2)]
+    ids = enqueue(gpus[0], "a", 3)
+    enqueue(gpus[0], "b", 1)
+    assert gpus[1].running("a") == []
+    claims = [gpu.claim() for gpu in gpus]
+    held = sorted((c.number, c.prompt_id, c.payload) for c in claims if c.tenant == "a")
+    reader = worker(url, "reader")
+    assert reader.running("a") == held and {row[1] for row in held} <= set(ids)
+    assert all(row[1].startswith("b-") for row in reader.running("b"))
+    first = next(c for c in claims if c.tenant == "a")
+    run_to_end(next(g for g, c in zip(gpus, claims, strict=True) if c is first), first)
+    assert first.prompt_id not in {row[1] for row in reader.running("a")}
+    assert reader.running("nobody") == []

@@ -8,7 +8,6 @@ import time
 from aiohttp import web
 
 from ... import signed
-from ...read_back import owner_in
 from ...records import Principal
 from ...refusal import Refusal
 from ..http import PRINCIPAL_KEY
@@ -39,10 +38,15 @@ class Downloads:
     async def outputs(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL_KEY]
         prompt_id = request.match_info["prompt_id"]
-        entry = self.services.server.prompt_queue.get_history(prompt_id=prompt_id).get(prompt_id)
-        owner = owner_in(entry["prompt"][3]) if entry else None
-        if entry is None or (not principal.is_admin and owner != principal.tenant):
+        history = self.services.history
+        if principal.is_admin:
+            found = await history.find(prompt_id)
+        else:
+            recorded = await history.entry(principal.tenant, prompt_id)
+            found = None if recorded is None else (principal.tenant, recorded)
+        if found is None:
             raise Refusal(404, "not_found", "no such prompt among yours")
+        owner, entry = found[0], found[1].entry
         expires = int(time.time()) + self.services.settings.signed_url_ttl_s
         files = []
         for node_id, items in (entry.get("outputs") or {}).items():

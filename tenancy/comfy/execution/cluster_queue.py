@@ -5,7 +5,8 @@ worker thread starts, by one backed by the shared Redis queue (`tenancy.store.cl
 it is idle) takes the next prompt in global fair order, one at a time. While it runs, a heartbeat thread renews its
 lease; the worker's start, completion and settlement are fenced by the attempt it was handed. A reaper on every
 instance takes back the prompts of lost workers: redelivered if they never started, else failed once
-(`worker_lost`) and settled by the reaper. ComfyUI's history, flags and running set stay local."""
+(`worker_lost`) and settled by the reaper. ComfyUI's flags and running set stay local; the history a worker
+writes is also recorded in the one every instance reads (`cluster_history.py`)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class ClusterLink:
         self.fenced = threading.Event()  # the held attempt was taken over: its result is dropped
         self.unreachable = False
         self.sealer = ExtraSealer.of(services.settings)  # API-node tokens travel sealed, opened by the claimer
+        self.record_history = None  # cluster_history.install: records a counted result in the shared history
 
     # -- accepting ------------------------------------------------------------------------------------------
     def enqueue(self, item) -> None:
@@ -222,6 +224,8 @@ def queue_class(base: type) -> type:
             prompt_id = self.currently_running[item_id][1]
             state = "done" if status is not None and status.status_str == "success" else "error"
             if self.link.finished(prompt_id, state):
+                if self.link.record_history is not None:  # before it shows here: any instance answers the same
+                    self.link.record_history(self.currently_running[item_id], history_result, status, process_item)
                 super().task_done(item_id, history_result, status, process_item)
                 return
             with self.mutex:  # taken over while this worker was frozen: its result is dropped
@@ -278,15 +282,20 @@ def queue_class(base: type) -> type:
 
 class ClusterQueueView:
     """The guard's per-owner queue index in cluster mode: the cluster's pending prompts (accepted by any instance;
-    a list at most poll_s old) and this instance's running ones, by owner. The queue's own changes do not pass
-    through ComfyUI's queue class here, so the view reads the queue instead of being fed; its cost follows the
-    cluster's queue, not the tenant's."""
+    a list at most poll_s old) and the owner's running ones on every instance. The queue's own changes do not pass
+    through ComfyUI's queue class here, so the view reads the queue instead of being fed; the pending list's cost
+    follows the cluster's queue, the running list's the owner's own."""
 
     def __init__(self, queue) -> None:
         self.queue = queue
 
     def running(self, owner: str | None) -> list:
-        return _owned(self.queue.get_current_queue_volatile()[0], owner)
+        try:
+            rows = self.queue.link.queue.running(owner or ADMIN_NAMESPACE)
+        except StoreUnavailable as exc:
+            log.error("[tenancy] cluster queue: %s", exc)
+            return _owned(self.queue.get_current_queue_volatile()[0], owner)  # this instance's, as it knows them
+        return [Carried.loads(body).queue_item(number, prompt_id) for number, prompt_id, body in rows]
 
     def pending(self, owner: str | None) -> list:
         return sorted(_owned(self.queue.get_current_queue_volatile()[1], owner), key=lambda item: item[0])

@@ -1,6 +1,7 @@
 """`/api/jobs` (ComfyUI 0.33.0 and later): a tenant's jobs are its own prompts only, filtered, sorted and paged
-with ComfyUI's semantics after filtering, built from the tenant's entries of the history and queue indexes and
-read back by its own names; the server's whole history is never walked for a tenant. Operators get ComfyUI's
+with ComfyUI's semantics after filtering, built from the tenant's own history (`services.history`: this
+instance's, or with the cluster queue the one every instance shares) and its queue, read back by its own names;
+the server's whole history is never walked for a tenant. Operators get ComfyUI's
 own answers."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ...records import Principal
 from ...refusal import Refusal
 from .. import http
 from ..http import Handler
-from .queue import history_owner, own_queue
+from .queue import own_queue
 
 if TYPE_CHECKING:
     from ..services import GuardServices
@@ -71,15 +72,13 @@ async def _own_records(services: GuardServices, request: web.Request, tenant: st
     running, pending = own_queue(services, tenant)
     if only is not None:
         running, pending = [i for i in running if i[1] == only], [i for i in pending if i[1] == only]
-    queue = services.server.prompt_queue
-    with queue.mutex:
-        if only is not None:
-            ids = [only] if services.history.owns(tenant, only, queue.history, history_owner) else []
-        else:
-            ids = services.history.ids(tenant, queue.history, history_owner) if with_history else []
-        entries = {pid: queue.history[pid] for pid in ids}
-    outcomes = services.outcomes
-    history = {pid: tenant_entry(entry, tenant, catalogue, outcomes.get(pid)) for pid, entry in entries.items()}
+    if only is not None:
+        found = await services.history.entry(tenant, only)
+        entries = {only: found} if found is not None else {}
+    else:
+        entries = await services.history.entries(tenant) if with_history else {}
+    history = {pid: tenant_entry(recorded.entry, tenant, catalogue, recorded.outcome)
+               for pid, recorded in entries.items()}
     return ([posted_item(item, tenant, catalogue) for item in running],
             [posted_item(item, tenant, catalogue) for item in pending], history)
 

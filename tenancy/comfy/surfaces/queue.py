@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ...history_index import page
-from ...read_back import owner_in, posted_item, tenant_entry
+from ...read_back import posted_item, tenant_entry
 from ...records import Principal
 from ...refusal import Refusal
 from .. import http
@@ -32,22 +31,15 @@ async def history(services: GuardServices, request: web.Request, handler: Handle
             return response
         return http.json_like(response, _with_outcomes(answer, services.outcomes))
     catalogue = await services.catalogue.of(request)
-    tenant, queue = principal.tenant, services.server.prompt_queue
+    tenant = principal.tenant
     prompt_id = request.match_info.get("prompt_id")
-    with queue.mutex:
-        if prompt_id is not None:
-            chosen = [prompt_id] if services.history.owns(tenant, prompt_id, queue.history, history_owner) else []
-        else:
-            max_items, offset = _query_int(request, "max_items"), _query_int(request, "offset")
-            chosen = page(services.history.ids(tenant, queue.history, history_owner), max_items, offset)
-        entries = {pid: queue.history[pid] for pid in chosen}
-    return web.json_response({pid: tenant_entry(entry, tenant, catalogue, services.outcomes.get(pid))
-                              for pid, entry in entries.items()})
-
-
-def history_owner(entry) -> str | None:
-    prompt = entry.get("prompt") if isinstance(entry, dict) else None
-    return owner_in(prompt[3]) if isinstance(prompt, (list, tuple)) and len(prompt) > 3 else None
+    if prompt_id is not None:
+        found = await services.history.entry(tenant, prompt_id)
+        entries = {prompt_id: found} if found is not None else {}
+    else:
+        entries = await services.history.page(tenant, _query_int(request, "max_items"), _query_int(request, "offset"))
+    return web.json_response({pid: tenant_entry(recorded.entry, tenant, catalogue, recorded.outcome)
+                              for pid, recorded in entries.items()})
 
 
 def _with_outcomes(answer: dict, outcomes: dict) -> dict:
@@ -123,14 +115,16 @@ def _pending_ids(services: GuardServices, principal: Principal) -> list[str]:
 
 async def edit_history(services: GuardServices, request: web.Request, handler: Handler,
                        principal: Principal) -> web.StreamResponse:
-    queue = services.server.prompt_queue
-    with queue.mutex:
-        own = set(services.history.ids(principal.tenant, queue.history, history_owner))
-    return await _edit(services, request, handler, principal, own)
+    """Deleting from the caller's history, wherever it is kept (ComfyUI's handler deletes this instance's copies)."""
+    if principal.is_admin:
+        return await handler(request)
+    own = set(await services.history.ids(principal.tenant))
+    return await _edit(services, request, handler, principal, own,
+                       lambda ids: services.history.forget(principal.tenant, ids))
 
 
 async def _edit(services: GuardServices, request: web.Request, handler: Handler, principal: Principal,
-                own: set[str]) -> web.StreamResponse:
+                own: set[str], forget=None) -> web.StreamResponse:
     """`clear` becomes "delete all of mine"; `delete` may name only own prompts."""
     if principal.is_admin:
         return await handler(request)
@@ -147,6 +141,8 @@ async def _edit(services: GuardServices, request: web.Request, handler: Handler,
     ids = sorted(own) if body.get("clear") else [pid for pid in requested if pid in own]
     if not ids:
         return web.json_response({})
+    if forget is not None:
+        await forget(ids)
     http.replace_json_body(request, {"delete": ids})
     return await handler(request)
 
