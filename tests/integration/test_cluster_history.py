@@ -153,6 +153,9 @@ def test_the_queue_shows_a_tenants_running_prompts_from_every_instance(cluster):
         item = next(item for item in dict(answers(light, "/queue")[0])["queue_running"] if item[1] == ids[0])
         assert item[2] == sleep(600.0, "hold0") and "tenancy" not in item[3]  # as posted
         assert all(dict(answer)["queue_running"] == [] for answer in answers(heavy, "/queue"))
+        remaining = [dict(answer)["exec_info"]["queue_remaining"] for answer in answers(light, "/prompt")]
+        assert same(remaining) == 3  # counted on every instance, not only the one asked
+        assert {dict(answer)["exec_info"]["queue_remaining"] for answer in answers(heavy, "/prompt")} == {0}
         if light[0].get("/api/jobs").status_code != 404:
             jobs = [{job["id"] for job in dict(answer)["jobs"]}
                     for answer in answers(light, "/api/jobs", status="in_progress")]

@@ -288,6 +288,7 @@ class ClusterQueueView:
 
     def __init__(self, queue) -> None:
         self.queue = queue
+        self._counts: dict[str | None, tuple[float, int]] = {}  # owner -> (when, queued + running)
 
     def running(self, owner: str | None) -> list:
         try:
@@ -301,8 +302,19 @@ class ClusterQueueView:
         return sorted(_owned(self.queue.get_current_queue_volatile()[1], owner), key=lambda item: item[0])
 
     def remaining(self, owner: str | None) -> int:
-        running, pending = self.queue.get_current_queue_volatile()
-        return len(_owned(running, owner)) + len(_owned(pending, owner))
+        """The owner's queued and running prompts on every instance (each status message asks, per tenant: the
+        count is at most poll_s old)."""
+        now = time.monotonic()
+        counted_at, count = self._counts.get(owner, (0.0, 0))
+        if now - counted_at < self.queue.link.settings.poll_s:
+            return count
+        try:
+            count = sum(self.queue.link.queue.counts(owner or ADMIN_NAMESPACE))
+        except StoreUnavailable:
+            running, pending = self.queue.get_current_queue_volatile()  # this instance's, as it knows them
+            return len(_owned(running, owner)) + len(_owned(pending, owner))
+        self._counts[owner] = (now, count)
+        return count
 
 
 def _owned(items, owner: str | None) -> list:
