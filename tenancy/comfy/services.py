@@ -45,6 +45,7 @@ class GuardServices:
     uploads: OutputUploads
     catalogue: NodeCatalogue
     route_overrides: dict[str, str]
+    relay: Any = None  # execution.relay.Relay with the cluster queue: events, interrupts, queue notices
 
     @property
     def file_secret(self) -> bytes:
