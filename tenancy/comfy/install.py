@@ -19,7 +19,7 @@ from ..store import StoreUnavailable, open_store
 from ..store.breaker import Breaker
 from . import context, http, services
 from .api import add_routes
-from .execution import cluster_history, cluster_queue, confinement, queue_watch
+from .execution import cluster_history, cluster_queue, confinement, queue_watch, relay
 from .execution.messages import TenantLogTag, install_message_routing
 from .middleware import Guard, bind
 from .services import GuardServices
@@ -77,7 +77,7 @@ def _hook_into_comfy(server, settings: config_module.Config, trusted_classes) ->
     check_multi_user(server)
     confinement.install(settings, built.owners, built.audit, trusted_classes)
     queue_watch.install(type(server.prompt_queue), built.queued)
-    return cluster_history.install(cluster_queue.install(built))  # off by default: the services as they are
+    return relay.install(cluster_history.install(cluster_queue.install(built)))  # off by default: the services as they are
 
 
 def _serve(server, built: GuardServices, guard: Guard, warmups: dict) -> None:
@@ -85,6 +85,8 @@ def _serve(server, built: GuardServices, guard: Guard, warmups: dict) -> None:
     context.attach(built)
     add_routes(server.routes, built)
     server.app.middlewares.insert(0, guard.middleware)
+    if built.relay is not None:
+        built.relay.wire()  # under the guard's routing, which the next line puts in front of it
     install_message_routing(built)
     for handler in logging.getLogger().handlers:
         handler.addFilter(TenantLogTag(built.owners, server))
@@ -120,6 +122,8 @@ async def _start_background(app: web.Application, built: GuardServices) -> None:
     app["tenancy.uploads"] = loop.create_task(built.uploads.run())
     if built.accounting.cluster is not None:
         await cluster_queue.start(app, built.accounting.cluster)
+    if built.relay is not None:
+        built.relay.start(app)
 
 
 def _enable_per_tenant_user_data() -> None:

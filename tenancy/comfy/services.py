@@ -48,6 +48,7 @@ class GuardServices:
     inputs: SharedInputs  # tenants' uploads through the bucket, in a cluster
     catalogue: NodeCatalogue
     route_overrides: dict[str, str]
+    relay: Any = None  # execution.relay.Relay with the cluster queue: events, interrupts, queue notices
 
     @property
     def file_secret(self) -> bytes:

@@ -1,6 +1,6 @@
 """Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node, a busy one, one
 that makes audio of a known length, one that opens whatever path it is given and one that reports (as digests)
-the API-node tokens it was handed."""
+the API-node tokens it was handed, and one that sends a preview."""
 
 import os
 import time
@@ -155,6 +155,31 @@ class TenancyTestSecrets:
         return {"ui": {"text": [text]}, "result": (text,)}
 
 
+class TenancyTestPreview:
+    """Sends one preview image through ComfyUI's progress hook, as a sampler does between its steps."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"tag": ("STRING", {"default": ""})}}
+
+    @classmethod
+    def IS_CHANGED(cls, tag):
+        return time.time()
+
+    def run(self, tag):
+        import comfy.utils
+        from PIL import Image
+
+        comfy.utils.ProgressBar(2).update_absolute(1, 2, ("JPEG", Image.new("RGB", (16, 16), (200, 30, 30)), None))
+        return {"ui": {"text": [f"previewed {tag}"]}, "result": (tag,)}
+
+
 NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep,
                        "TenancyTestSpin": TenancyTestSpin, "TenancyTestTone": TenancyTestTone,
-                       "TenancyTestOpenPath": TenancyTestOpenPath, "TenancyTestSecrets": TenancyTestSecrets}
+                       "TenancyTestOpenPath": TenancyTestOpenPath, "TenancyTestSecrets": TenancyTestSecrets,
+                       "TenancyTestPreview": TenancyTestPreview}

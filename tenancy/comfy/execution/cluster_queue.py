@@ -223,6 +223,8 @@ def queue_class(base: type) -> type:
         def task_done(self, item_id, history_result, status, process_item=None) -> None:
             prompt_id = self.currently_running[item_id][1]
             state = "done" if status is not None and status.status_str == "success" else "error"
+            if status is not None and any(m[0] == "execution_interrupted" for m in status.messages or ()):
+                state = "interrupted"
             if self.link.finished(prompt_id, state):
                 if self.link.record_history is not None:  # before it shows here: any instance answers the same
                     self.link.record_history(self.currently_running[item_id], history_result, status, process_item)

@@ -89,17 +89,35 @@ async def cancel_job(services: GuardServices, request: web.Request, handler: Han
     job_id = request.match_info.get("job_id", "")
     if not principal.is_admin and await services.owners.of_prompt(job_id) != principal.tenant:
         raise Refusal(404, "not_found", "no such job among yours")
+    relay = services.relay
+    elsewhere = await relay.running_elsewhere([job_id]) if relay is not None else {}
+    if job_id in elsewhere:  # it runs on another instance: interrupted there
+        return web.json_response({"cancelled": await relay.interrupt_at(elsewhere[job_id], job_id)})
     return await handler(request)
 
 
 async def cancel_jobs(services: GuardServices, request: web.Request, handler: Handler,
                       principal: Principal) -> web.StreamResponse:
-    """POST /api/jobs/cancel: every id must be the caller's own."""
-    if principal.is_admin:
+    """POST /api/jobs/cancel: every id must be the caller's own. With the cluster queue, jobs running on another
+    instance are interrupted there, the others cancelled here (queued ones wherever they were accepted)."""
+    if principal.is_admin and services.relay is None:
         return await handler(request)
     body = await http.json_body(request)
     ids = body.get("job_ids", []) if isinstance(body, dict) else []
-    foreign = [j for j in ids if await services.owners.of_prompt(str(j)) != principal.tenant]
-    if foreign or not isinstance(ids, list):
+    if not isinstance(ids, list):
         raise Refusal(403, "not_owner", "you can only cancel your own jobs")
-    return await handler(request)
+    if not principal.is_admin and [j for j in ids if await services.owners.of_prompt(str(j)) != principal.tenant]:
+        raise Refusal(403, "not_owner", "you can only cancel your own jobs")
+    elsewhere = await services.relay.running_elsewhere(ids) if services.relay is not None else {}
+    if not elsewhere:
+        return await handler(request)
+    rest = [j for j in ids if not (isinstance(j, str) and j in elsewhere)]
+    response = None
+    if rest:  # first ComfyUI's own (queued ones before a worker the interrupts free could take them)
+        http.replace_json_body(request, {**body, "job_ids": rest})
+        response = await handler(request)
+        if response.status != 200:
+            return response
+    heard = [await services.relay.interrupt_at(instance, job_id) for job_id, instance in elsewhere.items()]
+    cancelled = any(heard) or bool(response is not None and (http.answer_json(response) or {}).get("cancelled"))
+    return web.json_response({"cancelled": cancelled})

@@ -149,8 +149,15 @@ async def _edit(services: GuardServices, request: web.Request, handler: Handler,
 
 async def interrupt(services: GuardServices, request: web.Request, handler: Handler,
                     principal: Principal) -> web.StreamResponse:
-    """Interrupts only the caller's own running prompt; the global form is the operators'."""
+    """Interrupts only the caller's own running prompt; the global form is the operators'. With the cluster queue
+    a prompt running on another instance is interrupted there (`execution.relay`); an operator's global interrupt
+    stays on the instance asked."""
+    relay = services.relay
     if principal.is_admin:
+        named = await _named_prompt(request) if relay is not None else None
+        if named and named not in [item[1] for item in _queue_items(services)[0]]:
+            await relay.interrupt(named)
+            return web.json_response({})
         return await handler(request)
     body = await http.json_body(request) if request.can_read_body else {}
     prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
@@ -158,9 +165,24 @@ async def interrupt(services: GuardServices, request: web.Request, handler: Hand
     if prompt_id is None:
         mine = [pid for pid in running if await services.owners.of_prompt(pid) == principal.tenant]
         if not mine:
+            if relay is not None:
+                await relay.interrupt_running(principal.tenant)
             return web.json_response({})
         prompt_id = mine[0]
     elif await services.owners.of_prompt(str(prompt_id)) != principal.tenant:
         raise Refusal(403, "not_owner", "you can only interrupt your own prompts")
+    if relay is not None and prompt_id not in running:
+        await relay.interrupt(str(prompt_id))
+        return web.json_response({})
     http.replace_json_body(request, {"prompt_id": prompt_id})
     return await handler(request)
+
+
+async def _named_prompt(request: web.Request) -> str | None:
+    """The prompt an operator's interrupt names, if its body says (ComfyUI reads a body it cannot parse as none)."""
+    try:
+        body = await http.json_body(request) if request.can_read_body else {}
+    except Refusal:
+        return None
+    prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+    return str(prompt_id) if prompt_id else None

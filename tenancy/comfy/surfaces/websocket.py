@@ -1,5 +1,6 @@
 """The websocket's connect: each socket is named in its caller's namespace (`<tenant>:<client id>`), which is
-what `execution.messages` delivers by."""
+what `execution.messages` delivers by. With the cluster queue, the socket's messages from other instances are
+relayed to it while it is open (`execution.relay`)."""
 
 from __future__ import annotations
 
@@ -19,5 +20,9 @@ if TYPE_CHECKING:
 async def connect(services: GuardServices, request: web.Request, handler: Handler,
                   principal: Principal) -> web.StreamResponse:
     query = request.rel_url.query
-    http.replace_query(request, {**query, "clientId": namespaced_client_id(principal, query.get("clientId"))})
-    return await handler(request)
+    sid = namespaced_client_id(principal, query.get("clientId"))
+    http.replace_query(request, {**query, "clientId": sid})
+    if services.relay is None:
+        return await handler(request)
+    async with services.relay.socket(sid):  # ComfyUI's handler returns when the socket closes
+        return await handler(request)
