@@ -77,7 +77,8 @@ def _hook_into_comfy(server, settings: config_module.Config, trusted_classes) ->
     check_multi_user(server)
     confinement.install(settings, built.owners, built.audit, trusted_classes)
     queue_watch.install(type(server.prompt_queue), built.queued)
-    return relay.install(cluster_history.install(cluster_queue.install(built)))  # off by default: the services as they are
+    # each off by default: the services come back as they are
+    return relay.install(cluster_history.install(cluster_queue.install(built)))
 
 
 def _serve(server, built: GuardServices, guard: Guard, warmups: dict) -> None:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.comfy
 CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
 PLANS = {**DEFAULT_PLANS, "heavy": {"history_items": 3}}  # tenant-heavy keeps its newest three
 JOB = "tn:{cq}:job:"
-ENDED = ("done", "error", "failed", "cancelled")
+ENDED = ("done", "error", "interrupted", "failed", "cancelled")
 
 
 def sleep(seconds: float, tag: str) -> dict:
