@@ -44,7 +44,8 @@ class MeApi:
     async def own_queue(self, request: web.Request) -> web.Response:
         """A tenant's own queued and running prompts, with their place in the whole queue."""
         principal: Principal = request[PRINCIPAL_KEY]
-        running, pending = live_queue(self.services)
+        own = None if principal.is_admin else self.services.queued.running(principal.tenant)  # in a cluster: anywhere
+        running, pending = live_queue(self.services, own)
 
         def mine(item: dict) -> bool:
             return principal.is_admin or item["tenant"] == principal.tenant

@@ -37,16 +37,21 @@ class QueueApi(AdminHandlers):
             else:
                 sys.modules["nodes"].interrupt_processing()
             state = "running"
+        elif self.services.relay is not None and await self.services.relay.interrupt(prompt_id):
+            owner = await self.services.owners.of_prompt(prompt_id)  # running on another instance of the cluster
+            state = "running"
         else:
             raise Refusal(404, "not_found", f"prompt {prompt_id} is neither queued nor running")
         self.record(request, principal, "prompt_cancel", tenant=owner, prompt_id=prompt_id, state=state)
         return web.json_response({"prompt_id": prompt_id, "tenant": owner, "state": state, "cancelled": True})
 
 
-def live_queue(services: GuardServices) -> tuple[list[dict], list[dict]]:
+def live_queue(services: GuardServices, running: list | None = None) -> tuple[list[dict], list[dict]]:
     """(running, pending) rows of ComfyUI's queue, pending in the order it will run them, with each prompt's owner
-    and when it was admitted and started."""
-    running, pending = services.server.prompt_queue.get_current_queue_volatile()
+    and when it was admitted and started. `running`: the running items to list instead of this instance's (a
+    tenant's own, on every instance of a cluster)."""
+    here, pending = services.server.prompt_queue.get_current_queue_volatile()
+    running = here if running is None else running
     prompts = services.accounting.prompts
     rows = ([], [])
     for state, items, out in (("running", running, rows[0]), ("pending", sorted(pending, key=_order), rows[1])):
