@@ -304,7 +304,8 @@ def install(services: GuardServices) -> GuardServices:
     if not settings.cluster.enabled:
         return services
     queue = ClusterQueue(settings.store, services.accounting.instance, lease_s=settings.cluster.lease_s,
-                         max_redeliveries=settings.cluster.max_redeliveries, timeout_s=settings.store_timeout_s)
+                         max_redeliveries=settings.cluster.max_redeliveries, timeout_s=settings.store_timeout_s,
+                         lookahead=settings.cluster.lookahead)
     link = ClusterLink(services, queue)
     server = services.server
     server.prompt_queue = queue_class(type(server.prompt_queue))(server, link)
