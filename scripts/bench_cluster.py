@@ -232,7 +232,8 @@ def main() -> None:
             for base in bases[1:]:
                 share_config(base, bases[0])
             keys = add_tenants(seeded.config_path, args.tenants)
-            modes = [(f"global queue, lookahead {n}", True, n) for n in args.lookahead]
+            modes = [(f"global queue, lookahead {n}" + (f" ({i + 1})" if args.lookahead.count(n) > 1 else ""), True, n)
+                     for i, n in enumerate(args.lookahead)]
             runs = {name: measure(bases, cluster, lookahead, keys, seeded.keys["admin"], prompts)
                     for name, cluster, lookahead in modes + ([] if args.no_local else [(LOCAL_RUN, False, 1)])}
         finally:
