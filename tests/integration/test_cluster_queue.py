@@ -171,8 +171,9 @@ def test_weights_four_to_one_give_eight_to_two_in_the_first_ten_starts_across_th
 def test_redis_restarted_mid_burst_loses_nothing_runs_nothing_twice_and_the_ledger_equals_usage(
         cluster, cluster_redis, runs_log):
     """Two tenants' burst dealt over the three instances; once some prompts ended and others are still queued,
-    redis-server is restarted (SIGTERM, AOF on, same port and data, down 1.5 s). Every prompt then ends once, done; each node
-    ran once; each reservation settled once at its measured seconds; ledger sums equal usage, nothing held."""
+    redis-server is restarted (SIGTERM, AOF on, same port and data, down 1.5 s). Every prompt then ends once,
+    done; each node ran once; each reservation settled once at its measured seconds; ledger sums equal usage,
+    nothing held."""
     workers, seeded, client = cluster
     senders = {name: [ComfyClient(w.url, seeded.keys[name]) for w in workers] for name in ("light", "heavy")}
     expected: dict[str, tuple[str, float, str]] = {}  # prompt id -> (tenant, seconds charged, tag)
