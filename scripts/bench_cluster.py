@@ -1,6 +1,12 @@
 """Makespan of a mixed burst on three guarded ComfyUI instances: one cluster queue against local queues behind a
 round-robin balancer, and against the ideal (total work / 3), in one run.
 
+The queue knows each prompt's length: the config's `estimates` table gives the sleep node the rule
+`seconds_input: seconds` (as a pack declares it for a node whose work follows an input, such as seconds of
+audio or video), so fair shares are weighted by estimated seconds and `cluster.lookahead` can see which prompts are
+long. `--lookahead 1 3` runs the global queue once per value (3 by default), `--no-estimates` leaves the table
+out, `--no-local` the round-robin run.
+
 The burst: `--prompts` prompts from `--tenants` tenants on one plan (weight 1, no cap that binds), arriving in a
 seeded shuffled order; each prompt is the test sleep node, so its length is known and costs no CPU. Tenants differ
 in length (0.4 s to 2.6 s on average, each prompt within +/-50 % of its tenant's mean): the uneven mix a studio
@@ -14,6 +20,7 @@ history timestamps, read with an operator key). The ideal is the sum of the slee
 out every per-prompt cost (admission, hand-out, execution) and the tail a list schedule cannot avoid.
 
     nice -n 19 .venv/bin/python scripts/bench_cluster.py [--prompts 60] [--tenants 6] [--scale 1.0] [--seed 7]
+        [--lookahead 3 ...] [--no-estimates] [--no-local]
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ BENCH_PLAN = {"weight": 1, "max_concurrent": 1000, "daily_seconds": -1, "prompts
               "max_execution_s": 600}
 ENV = {"TENANCY_REQUIRE_GUARD": "1", "OMP_NUM_THREADS": "1"}
 DRAIN_TIMEOUT_S = 600
-CLUSTER_RUN, LOCAL_RUN = "global queue (cluster)", "local queues, round-robin"
+LOCAL_RUN = "local queues, round-robin"
+ESTIMATES = {"TenancyTestSleep": {"seconds_input": "seconds"}}  # the queue knows each prompt's length
 
 
 @dataclass(frozen=True)
@@ -108,11 +116,11 @@ def add_tenants(config_path: Path, count: int) -> list[str]:
     return asyncio.run(work())
 
 
-def set_cluster(bases: list[Path], enabled: bool) -> None:
+def set_cluster(bases: list[Path], enabled: bool, lookahead: int = 1) -> None:
     for base in bases:
         path = base / "user" / "tenancy" / config_module.CONFIG_FILE
         raw = yaml.safe_load(path.read_text())
-        raw["cluster"] = {"enabled": enabled}
+        raw["cluster"] = {"enabled": enabled, "lookahead": lookahead}
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
@@ -166,8 +174,9 @@ def run_burst(workers: list[ComfyUI], keys: list[str], admin_key: str, prompts: 
                (statistics.median(gaps) * 1000, max(gaps) * 1000, sum(gaps) * 1000))
 
 
-def measure(bases: list[Path], cluster: bool, keys: list[str], admin_key: str, prompts: list[Prompt]) -> Run:
-    set_cluster(bases, cluster)
+def measure(bases: list[Path], cluster: bool, lookahead: int, keys: list[str], admin_key: str,
+            prompts: list[Prompt]) -> Run:
+    set_cluster(bases, cluster, lookahead)
     workers = []
     try:
         for base in bases:  # one at a time: a ComfyUI start is CPU-heavy
@@ -193,10 +202,11 @@ def report(prompts: list[Prompt], tenants: int, runs: dict[str, Run]) -> None:
     print(f"{'ideal (total work / 3)':<28} {ideal:8.2f}s {1:8.3f}")
     print(f"posting: how long the {len(prompts)} POST /prompt took (each prompt runs as soon as a worker takes it); "
           "gaps: from one prompt's end to the next's start on a worker")
-    cluster = runs[CLUSTER_RUN]
-    print(f"the global queue's start order, each prompt on the first free of {INSTANCES} workers with nothing between "
-          f"prompts: {cluster.greedy:.2f} s ({cluster.greedy / ideal:.3f} x ideal): the rest is the cost between "
-          "prompts")
+    for name, run in runs.items():
+        if name != LOCAL_RUN:
+            print(f"{name}: its start order, each prompt on the first free of {INSTANCES} workers with nothing "
+                  f"between prompts: {run.greedy:.2f} s ({run.greedy / ideal:.3f} x ideal): the rest is the cost "
+                  "between prompts")
     print(f"round-robin's own bound: the busiest instance was dealt {max(dealt):.1f} s of work "
           f"({max(dealt) / ideal:.3f} x ideal)")
 
@@ -207,18 +217,25 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=6)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every prompt's length")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--lookahead", type=int, nargs="+", default=[3],
+                        help="cluster.lookahead of the global queue's runs, one run each, in this order")
+    parser.add_argument("--no-estimates", action="store_true", help="the queue does not know the prompts' lengths")
+    parser.add_argument("--no-local", action="store_true", help="leave out the round-robin run")
     args = parser.parse_args()
     prompts = burst(args.prompts, args.tenants, args.scale, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
         try:
             bases = [Path(tmp) / f"instance-{i}" for i in range(INSTANCES)]
-            seeded = seed(bases[0], {"store": server.url, "plans": {"bench": BENCH_PLAN}})
+            seeded = seed(bases[0], {"store": server.url, "plans": {"bench": BENCH_PLAN},
+                                     "estimates": {} if args.no_estimates else ESTIMATES})
             for base in bases[1:]:
                 share_config(base, bases[0])
             keys = add_tenants(seeded.config_path, args.tenants)
-            runs = {name: measure(bases, cluster, keys, seeded.keys["admin"], prompts)
-                    for name, cluster in ((CLUSTER_RUN, True), (LOCAL_RUN, False))}
+            modes = [(f"global queue, lookahead {n}" + (f" ({i + 1})" if args.lookahead.count(n) > 1 else ""), True, n)
+                     for i, n in enumerate(args.lookahead)]
+            runs = {name: measure(bases, cluster, lookahead, keys, seeded.keys["admin"], prompts)
+                    for name, cluster, lookahead in modes + ([] if args.no_local else [(LOCAL_RUN, False, 1)])}
         finally:
             server.stop()
     report(prompts, args.tenants, runs)

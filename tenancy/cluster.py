@@ -36,11 +36,34 @@ class Head:
 
 
 def next_tenant(heads: Iterable[Head]) -> str | None:
-    """The tenant whose next prompt starts: the lowest virtual finish; on a tie, the tenant running fewer
+    """The tenant whose turn it is: the lowest virtual finish; on a tie, the tenant running fewer
     prompts (a newcomer's first prompt ties with a backlogged tenant's next one when it arrives just as that
     tenant's prompts started: it goes first), then by name, so every instance decides alike."""
     best = min(heads, key=lambda h: (h.number, h.running, h.tenant), default=None)
     return None if best is None else best.tenant
+
+
+def in_turn(upcoming: Sequence[float], lookahead: int) -> int:
+    """Which of a tenant's queued prompts starts in its turn (`upcoming`: their estimated seconds, in the order
+    they queued): the longest of its first `lookahead`, the earliest of equals; with 1, its oldest.
+
+    A burst's makespan suffers when a long prompt starts last and the other workers idle through its end; longer
+    prompts first shortens that tail. Only the tenant's own order changes: whose turn it is stays `next_tenant`
+    over the numbers of the tenants' oldest queued prompts, and a turn uses the tenant's lowest number whichever of
+    its prompts fills it (`renumbered`), so the order of the tenants' turns is the one without lookahead. A prompt
+    is passed only by longer prompts its own tenant queued after it (while such ones keep coming into the window it
+    keeps waiting: a tenant trades its own short prompts' latency for its burst's end, which is why the default
+    is 1).
+    """
+    window = upcoming[:max(lookahead, 1)]
+    return max(range(len(window)), key=lambda i: (window[i], -i), default=0)
+
+
+def renumbered(numbers: Sequence[int], pick: int) -> list[int]:
+    """The numbers of a tenant's first `pick` + 1 queued prompts (`numbers`: theirs, ascending) once its turn
+    started the one at `pick`: that one takes the lowest, each passed-over one the number of the one after it, so
+    the numbers the tenant has left queued are the ones it would have left had its oldest started."""
+    return [*numbers[1:pick + 1], numbers[0]]
 
 
 def eligible(queued: int, running: int, cap: int) -> bool:

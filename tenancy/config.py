@@ -169,6 +169,10 @@ class Cluster:
                                   "worker idles)", minimum=0.01, maximum=10)
     max_redeliveries: int = setting(2, "times a prompt that never started is handed out again after its worker "
                                        "was lost; then it fails (redelivery_limit)", minimum=0, maximum=100)
+    lookahead: int = setting(1, "in a tenant's turn, the longest (by estimate) of its next `lookahead` queued "
+                                "prompts starts: a burst ends sooner, the tenant's own short prompts wait longer; "
+                                "other tenants' turns are unchanged; 1 keeps each tenant's own order",
+                             minimum=1, maximum=32)
 
 
 @dataclass(frozen=True)

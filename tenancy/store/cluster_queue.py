@@ -8,8 +8,9 @@ Keys (one hash tag, `{cq}`: every script runs on one slot of a Redis Cluster too
                                     their idle time the lease (a heartbeat's XCLAIM JUSTID renews it)
     tn:{cq}:ten:<tenant>    hash    queued, running, cap, flast (the tenant's last virtual finish), last (the
                                     stream id last handed out)
-    tn:{cq}:retry:<tenant>  list    redelivered prompts (never started when their worker was lost), ahead of the
-                                    stream; their entries stay pending under the consumer `~redeliver`
+    tn:{cq}:retry:<tenant>  list    queued prompts out of the stream, by number, ahead of it: redelivered ones
+                                    (never started when their worker was lost) and ones a lookahead passed over;
+                                    their entries stay pending under the consumer `~redeliver`
     tn:{cq}:ready           zset    tenant -> number of its next prompt, for tenants with queued prompts under
                                     their cap: the selector's input
     tn:{cq}:tenants         set     tenants with queued or running prompts (the reaper walks them)
@@ -78,8 +79,9 @@ class ClusterQueue:
     """One instance's handle on the cluster queue: `instance` names its consumer and fences its writes."""
 
     def __init__(self, url: str, instance: str, *, lease_s: float, max_redeliveries: int, timeout_s: float = 2.0,
-                 kept_s: float = KEPT_S, prefix: str = PREFIX) -> None:
+                 kept_s: float = KEPT_S, prefix: str = PREFIX, lookahead: int = 1) -> None:
         self.instance = instance
+        self.lookahead = max(int(lookahead), 1)  # tenancy.cluster.in_turn: how many of a tenant's prompts a turn sees
         self.lease_ms = max(int(lease_s * 1000), 1)
         self.max_redeliveries = max_redeliveries
         self.kept_s = max(int(kept_s), 1)
@@ -108,7 +110,7 @@ class ClusterQueue:
                 self._drain_mark(self._read(lambda: self.redis.hget(f"{self.prefix}drain", self.instance)) or "")
             if self.draining:
                 return None
-            reply = self._run("claim", self.instance)
+            reply = self._run("claim", self.instance, self.lookahead)
         if not reply:
             return None
         prompt_id, attempt, tenant, number, payload = reply
@@ -221,8 +223,9 @@ class ClusterQueue:
         return self._read(read)
 
     def _waiting(self, tenants: list[str], limit: int) -> dict[str, list[str]]:
-        """Per tenant, the ids of its queued prompts in the order they start (at most `limit` of each kind):
-        redelivered ones first, then its stream after the entry last handed out (cq_common.lua's `head`)."""
+        """Per tenant, the ids of its queued prompts by number (at most `limit` of each kind): its retry list
+        (redelivered and passed-over ones) first, then its stream after the entry last handed out (cq_common.lua's
+        `head`)."""
         pipe = self.redis.pipeline(transaction=False)
         for tenant in tenants:
             pipe.lrange(f"{self.prefix}retry:{tenant}", 0, limit - 1)

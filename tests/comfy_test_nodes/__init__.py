@@ -1,9 +1,81 @@
 """Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node, a busy one, one
-that makes audio of a known length, one that opens whatever path it is given and one that reports (as digests)
-the API-node tokens it was handed, and one that sends a preview."""
+that makes audio of a known length, one that opens whatever path it is given, one that reports (as digests) the
+API-node tokens it was handed, and one that sends a preview.
+
+Two test hooks, each off unless its environment variable is set for the ComfyUI process:
+- TENANCY_TEST_RUN_LOG=<file>: every run of the sleep node (and the tone node, which sleeps first) appends its
+  tag to that file, one line per execution, so a test counts how often a prompt really ran across processes.
+- TENANCY_TEST_HOLD_CLAIMED=1: this ComfyUI's worker stops for good right after its queue hands it a prompt
+  whose sleep node is tagged `hold-after-claim:<this instance's port>`, before the prompt starts: the window
+  between a cluster queue's claim and execution_start, held open so a test can kill the worker inside it. The
+  hook wraps the `get` of whatever queue object the server holds, including one a plugin puts in place later
+  (a data descriptor on PromptServer: ComfyUI's worker thread takes `server.prompt_queue` after every custom node
+  has loaded)."""
 
 import os
+import threading
 import time
+
+HOLD_TAG = "hold-after-claim:"
+
+
+def _held_tag(item) -> str:
+    """The hold tag of a queue item's prompt, or ''."""
+    try:
+        nodes = item[2].values()
+    except (AttributeError, IndexError, TypeError):
+        return ""
+    for node in nodes:
+        tag = (node.get("inputs") or {}).get("tag") if isinstance(node, dict) else None
+        if isinstance(tag, str) and tag.startswith(HOLD_TAG):
+            return tag
+    return ""
+
+
+def _holding(get, port: int):
+    def get_and_hold(*args, **kwargs):
+        got = get(*args, **kwargs)
+        if got is not None and _held_tag(got[0]) == f"{HOLD_TAG}{port}":
+            print(f"[tenancy tests] worker held after claiming {got[0][1]}", flush=True)
+            threading.Event().wait()  # until the process is killed
+        return got
+    return get_and_hold
+
+
+class _HoldingQueue:
+    """PromptServer.prompt_queue: kept in the instance, its `get` wrapped whenever a queue is assigned."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def __get__(self, server, owner=None):
+        return self if server is None else server.__dict__["prompt_queue"]
+
+    def __set__(self, server, queue) -> None:
+        queue.get = _holding(queue.get, self.port)
+        server.__dict__["prompt_queue"] = queue
+
+
+def _install_hold() -> None:
+    import server
+    from comfy.cli_args import args
+
+    hold = _HoldingQueue(args.port)
+    server.PromptServer.prompt_queue = hold
+    instance = getattr(server.PromptServer, "instance", None)
+    if instance is not None and "prompt_queue" in instance.__dict__:
+        hold.__set__(instance, instance.__dict__["prompt_queue"])
+
+
+if os.environ.get("TENANCY_TEST_HOLD_CLAIMED") == "1":
+    _install_hold()
+
+
+def _log_run(tag: str) -> None:
+    path = os.environ.get("TENANCY_TEST_RUN_LOG")
+    if path and tag:
+        with open(path, "a", encoding="utf-8") as log:  # one short append per run: whole lines across processes
+            log.write(tag + "\n")
 
 
 class TenancyTestParams:
@@ -50,6 +122,7 @@ class TenancyTestSleep:
     def run(self, seconds, tag):
         import comfy.model_management
 
+        _log_run(tag)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             comfy.model_management.throw_exception_if_processing_interrupted()

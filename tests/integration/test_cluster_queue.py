@@ -1,16 +1,25 @@
 """Three real guarded ComfyUI processes on one redis-server with the cluster queue on: a burst from one tenant
-spreads over every worker, a newcomer's prompt starts next behind a backlog, a worker killed mid-prompt fails it
-once (worker_lost) and settles it once, a frozen worker's late result is dropped."""
+spreads over every worker, a newcomer's prompt starts next behind a backlog, Redis restarted mid-burst loses and
+repeats nothing, a worker killed between its claim and the start has the prompt redelivered and run once, a worker
+killed mid-prompt fails it once (worker_lost) and settles it once, a frozen worker's late result is dropped.
+
+Every sleep (and tone) node run appends its tag to one file (the test node pack's TENANCY_TEST_RUN_LOG), so "ran
+once" is counted across the processes; TENANCY_TEST_HOLD_CLAIMED lets a test hold a worker after its claim."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
+import requests
 
+from tenancy.store.redis import RedisStore
 from tests.harness.client import ComfyClient
 from tests.harness.redis import RedisServer
 from tests.harness.service import start_instances
@@ -25,21 +34,61 @@ def sleep(seconds: float, tag: str) -> dict:
     return {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": seconds, "tag": tag}}}
 
 
+def tone(seconds: float, tag: str, delay: float) -> dict:
+    """A prompt charged `seconds` (the audio it writes) after `delay` seconds of work."""
+    return {"1": {"class_type": "TenancyTestTone", "inputs": {"seconds": seconds, "delay": delay, "tag": tag}},
+            "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": f"cluster/{tag}"}}}
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster_redis(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("cluster-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def runs_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cluster-runs") / "runs.log"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, cluster_redis, runs_log):
+    workers, seeded = start_instances(tmp_path_factory, "worker", 3, {"store": cluster_redis.url, "cluster": CLUSTER},
+                                      env={"OMP_NUM_THREADS": "1", "TENANCY_TEST_RUN_LOG": str(runs_log),
+                                           "TENANCY_TEST_HOLD_CLAIMED": "1"})
     try:
-        workers, seeded = start_instances(tmp_path_factory, "worker", 3, {"store": server.url, "cluster": CLUSTER},
-                                          env={"OMP_NUM_THREADS": "1"})
-    except BaseException:
-        server.stop()
-        raise
-    try:
-        yield workers, seeded, redis.Redis.from_url(server.url, decode_responses=True)
+        yield workers, seeded, redis.Redis.from_url(cluster_redis.url, decode_responses=True)
     finally:
         for worker in workers:
             worker.stop()
-        server.stop()
+
+
+def runs(log: Path) -> Counter:
+    """How many times each tag's node ran, over every instance."""
+    return Counter(log.read_text().splitlines()) if log.exists() else Counter()
+
+
+def owner_of(workers, job_record: dict):
+    return next(w for w in workers if job_record["owner"].endswith(f":{w.port}"))
+
+
+def healthy(worker) -> bool:
+    """The instance reaches the store and its outbox (settlements waiting for it) is empty."""
+    return requests.get(worker.url + "/tenancy/health", timeout=10).json() == {"status": "ok"}
+
+
+def account(url: str, tenant: str) -> tuple[list, list, object]:
+    """The tenant's ledger, its holds, and its usage on the day of its last ledger entry."""
+    async def read():
+        store = RedisStore(url)
+        try:
+            ledger = await store.ledger(tenant)
+            return ledger, await store.holds(tenant), await store.usage(tenant, ledger[-1].day)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
 
 
 def job(client: redis.Redis, prompt_id: str) -> dict:
@@ -119,6 +168,74 @@ def test_weights_four_to_one_give_eight_to_two_in_the_first_ten_starts_across_th
     assert sorted(ids[pid] for pid in first_ten).count("heavy") == 8
 
 
+def test_redis_restarted_mid_burst_loses_nothing_runs_nothing_twice_and_the_ledger_equals_usage(
+        cluster, cluster_redis, runs_log):
+    """Two tenants' burst dealt over the three instances; once some prompts ended and others are still queued,
+    redis-server is restarted (SIGTERM, AOF on, same port and data, down 1.5 s). Every prompt then ends once,
+    done; each node ran once; each reservation settled once at its measured seconds; ledger sums equal usage,
+    nothing held."""
+    workers, seeded, client = cluster
+    senders = {name: [ComfyClient(w.url, seeded.keys[name]) for w in workers] for name in ("light", "heavy")}
+    expected: dict[str, tuple[str, float, str]] = {}  # prompt id -> (tenant, seconds charged, tag)
+    for i in range(8):
+        for name, tenant in (("light", "tenant-light"), ("heavy", "tenant-heavy")):
+            seconds, tag = round(0.5 + 0.1 * i, 1), f"restart-{name}-{i}"
+            answer = senders[name][i % 3].queue(tone(seconds, tag, delay=0.6))
+            assert answer.status_code == 200, answer.text
+            expected[answer.json()["prompt_id"]] = (tenant, seconds, tag)
+    states = wait_until(lambda: (s := Counter(job(client, pid).get("state") for pid in expected))["done"] >= 3 and s,
+                        what="a few prompts to end")
+    assert states["queued"] > 0, states  # mid-burst: prompts ended, running and queued when Redis goes away
+    # down 1.5 s: every instance's heartbeat (each 0.5 s) fails meanwhile, yet none loses its lease (3 s)
+    cluster_redis.restart(down_s=1.5)
+    jobs = wait_until(lambda: ended(client, list(expected)), timeout=90, what="the burst after the restart")
+    assert {pid: j["state"] for pid, j in jobs.items()} == dict.fromkeys(expected, "done")
+    assert all("cluster queue heartbeat" in w.log_text() for w in workers)  # each instance met the outage
+    ran = runs(runs_log)
+    assert {tag: ran[tag] for _t, _s, tag in expected.values()} == {tag: 1 for _t, _s, tag in expected.values()}
+    for worker in workers:
+        wait_until(lambda worker=worker: healthy(worker), 30, f"{worker.url} did not drain its outbox")
+    for tenant in ("tenant-light", "tenant-heavy"):
+        ledger, holds, usage = account(cluster_redis.url, tenant)
+        settles = [e for e in ledger if e.kind == "settle"]
+        mine = {pid: seconds for pid, (t, seconds, _tag) in expected.items() if t == tenant}
+        assert Counter(e.prompt_id for e in settles if e.prompt_id in mine) == Counter(list(mine))  # once each
+        for entry in settles:
+            if entry.prompt_id in mine:
+                assert (entry.outcome, entry.seconds) == ("success", pytest.approx(mine[entry.prompt_id], abs=0.01))
+        assert holds == [] and usage.held == 0
+        assert usage.used == pytest.approx(sum(e.seconds for e in settles if e.day == ledger[-1].day))
+
+
+def test_a_worker_killed_after_its_claim_before_the_start_has_the_prompt_redelivered_and_run_once(cluster, runs_log):
+    """Two workers busy, the third claims a prompt the test node pack holds it on (between the claim and
+    execution_start) and is killed with SIGKILL there: after its lease the prompt is redelivered (attempt 2), runs
+    once on another worker, and settles once."""
+    workers, seeded, client = cluster
+    tenant = ComfyClient(workers[0].url, seeded.keys["light"])
+    blockers = [tenant.queue(sleep(2.0, f"pre-hold{i}")).json()["prompt_id"] for i in range(2)]
+    busy = wait_until(lambda: all(job(client, pid).get("state") == "running" for pid in blockers)
+                      and {owner_of(workers, job(client, pid)) for pid in blockers}, what="two busy workers")
+    victim = next(w for w in workers if w not in busy)
+    tag = f"hold-after-claim:{victim.port}"
+    held = tenant.queue(sleep(0.3, tag)).json()["prompt_id"]
+    wait_until(lambda: f"worker held after claiming {held}" in victim.log_text(), what="the held claim")
+    claimed = job(client, held)
+    assert (claimed["state"], claimed["started"], claimed["attempt"]) == ("running", "0", "1")
+    assert owner_of(workers, claimed) is victim
+    victim.kill()
+    done = wait_until(lambda: job(client, held).get("state") == "done" and job(client, held), timeout=30,
+                      what="the redelivered prompt")
+    assert done["attempt"] == "2" and owner_of(workers, done) in busy
+    assert any(w.audit_line("cluster_reap", held, "redeliver", timeout=0.5) for w in busy)
+    assert runs(runs_log)[tag] == 1
+    reservation = wait_until(lambda: settled(client, "tenant-light", held).get("state") == "settled"
+                             and settled(client, "tenant-light", held), what="the settlement")
+    assert reservation["outcome"] == "success"
+    ledger = client.xrange("tn:{tenant-light}:ledger")
+    assert sum(1 for _id, e in ledger if e["prompt_id"] == held and e["kind"] == "settle") == 1
+
+
 def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_cannot_finish(cluster):
     workers, seeded, client = cluster
     tenant = ComfyClient(workers[0].url, seeded.keys["light"])
@@ -153,6 +270,6 @@ def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_ca
     assert lost["reason"] == "worker_lost"
     assert wait_until(lambda: settled(client, "tenant-light", killed_id).get("outcome") == "worker_lost",
                     what="the settlement")
-    survivor = next(w for w in workers if w is not victim)
+    survivor = next(w for w in workers if w is not victim and w.process.poll() is None)
     after = ComfyClient(survivor.url, seeded.keys["light"]).queue(sleep(0.2, "after")).json()["prompt_id"]
     assert wait_until(lambda: job(client, after).get("state") == "done", what="the survivors")

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import redis
 
-from tenancy.cluster import TERMINAL, Carried, Head, carried, fair_units, next_tenant, reap_action
+from tenancy.cluster import TERMINAL, Carried, Head, carried, fair_units, in_turn, next_tenant, reap_action, renumbered
 from tenancy.store.cluster_queue import PREFIX, ClusterQueue
 from tests.harness.redis import RedisServer
 
@@ -26,8 +26,10 @@ def url(redis_server) -> str:
     return redis_server.url
 
 
-def worker(url: str, name: str, lease_s: float = LEASE_S, max_redeliveries: int = 1) -> ClusterQueue:
-    return ClusterQueue(url, name, lease_s=lease_s, max_redeliveries=max_redeliveries, kept_s=60)
+def worker(url: str, name: str, lease_s: float = LEASE_S, max_redeliveries: int = 1,
+           lookahead: int = 1) -> ClusterQueue:
+    return ClusterQueue(url, name, lease_s=lease_s, max_redeliveries=max_redeliveries, kept_s=60,
+                        lookahead=lookahead)
 
 
 def enqueue(queue: ClusterQueue, tenant: str, count: int, weight: float = 1.0, cap: int = 0) -> list[str]:
@@ -183,6 +185,76 @@ def test_the_selector_rule_and_the_reap_rule():
     assert next_tenant([]) is None
     assert reap_action(True, 1, 5) == "worker_lost"
     assert reap_action(False, 2, 2) == "redeliver" and reap_action(False, 3, 2) == "redelivery_limit"
+
+
+def test_the_lookahead_rule():
+    assert in_turn([1.0, 3.0, 2.0], 1) == 0
+    assert in_turn([1.0, 3.0, 2.0], 3) == 1
+    assert in_turn([1.0, 3.0, 5.0], 2) == 1  # only the first two are looked at
+    assert in_turn([2.0, 2.0], 2) == 0  # the earliest of equals: without estimates, each tenant's own order
+    assert in_turn([0.5], 4) == 0 and in_turn([], 3) == 0
+    assert renumbered([10, 20, 30, 40], 2) == [20, 30, 10]  # the third started: it takes 10, the first two move up
+    assert renumbered([10, 20], 0) == [10]
+
+
+def test_a_turn_starts_the_longest_of_the_tenants_next_prompts_and_the_passed_over_ones_keep_their_place(url):
+    gpu = worker(url, "gpu-1", lookahead=3)
+    for pid, tenant, seconds in (("a1", "a", 1.0), ("a2", "a", 4.0), ("a3", "a", 2.0), ("a4", "a", 3.0),
+                                 ("b1", "b", 1.0), ("b2", "b", 1.0)):
+        gpu.enqueue(pid, tenant, fair_units(1.0, 1.0), 0, "[{}, {}, [], null, 0]", seconds)
+    claims = []
+    while (claim := gpu.claim()) is not None:
+        claims.append(claim.prompt_id)
+        if claim.prompt_id == "a2":  # a's passed-over prompts are queued still: listed, in number order
+            assert [(n, pid) for n, pid, _body in gpu.pending()] == [(1000, "b1"), (2000, "a1"), (2000, "b2"),
+                                                                      (3000, "a3"), (4000, "a4")]
+        run_to_end(gpu, claim)
+    # a2 took a1's number, a1 a2's: turns alternate a, b as without lookahead; a's take its longest in view
+    assert claims == ["a2", "b1", "a4", "b2", "a3", "a1"]
+
+
+def test_a_parked_prompt_can_be_cancelled_and_a_redelivered_one_goes_back_to_its_place(url):
+    dead, alive = worker(url, "gpu-dead", lookahead=2), worker(url, "gpu-alive", lookahead=1)
+    for pid, seconds in (("a1", 1.0), ("a2", 2.0), ("a3", 1.0), ("a4", 1.0)):
+        dead.enqueue(pid, "a", fair_units(1.0, 1.0), 0, "[{}, {}, [], null, 0]", seconds)
+    assert dead.claim().prompt_id == "a2"  # a1 parked in the retry list
+    assert dead.claim().prompt_id == "a1"  # the retry list's first, a3 is as long
+    time.sleep(LEASE_S + 0.1)  # both die before starting: redelivered in number order, ahead of the stream
+    assert sorted(r.prompt_id for r in alive.reap()) == ["a1", "a2"]
+    assert alive.cancel("a2")[0]
+    assert [alive.claim().prompt_id for _ in range(3)] == ["a1", "a3", "a4"]
+    assert alive.claim() is None and alive.queued() == 0
+
+
+def test_lookahead_claims_follow_the_pure_rules_over_random_queues(url):
+    """Enqueues and claims interleaved at random (two weights, uneven estimates): every claim is next_tenant over
+    the tenants' lowest numbers, then in_turn over that tenant's queued prompts by number, renumbered after."""
+    rng = random.Random(3)
+    gpu = worker(url, "gpu-1", lookahead=3)
+    queued: dict[str, list[tuple[int, float, str]]] = {}
+    for step in range(120):
+        if rng.random() < 0.55:
+            tenant = rng.choice("abc")
+            seconds = rng.choice([0.5, 1.0, 2.0, 3.0])
+            pid = f"p{step}"
+            number = gpu.enqueue(pid, tenant, fair_units(seconds, 4.0 if tenant == "a" else 1.0), 0,
+                                 "[{}, {}, [], null, 0]", seconds)
+            queued.setdefault(tenant, []).append((number, seconds, pid))
+            continue
+        heads = [Head(t, min(q)[0], 0) for t, q in queued.items() if q]
+        claim = gpu.claim()
+        if not heads:
+            assert claim is None
+            continue
+        tenant = next_tenant(heads)
+        mine = sorted(queued[tenant])
+        pick = in_turn([seconds for _n, seconds, _pid in mine], 3)
+        assert (claim.tenant, claim.prompt_id) == (tenant, mine[pick][2])
+        numbers = renumbered([n for n, _s, _pid in mine], pick)
+        queued[tenant] = [(n, s, pid) for n, (_n, s, pid) in zip(numbers[:-1], mine[:pick], strict=True)] \
+            + mine[pick + 1:]
+        assert gpu.job(claim.prompt_id)["number"] == str(numbers[-1])
+        run_to_end(gpu, claim)
 
 
 def test_instances_crashing_at_random_leave_every_prompt_in_one_end_state_settled_once_and_caps_held(url):

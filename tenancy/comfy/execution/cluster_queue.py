@@ -109,11 +109,19 @@ class ClusterLink:
         asyncio.get_running_loop().run_in_executor(None, self._start, prompt_id, attempt)
 
     def _start(self, prompt_id: str, attempt: int) -> None:
-        try:
-            if not self.queue.start(prompt_id, attempt):
-                self._fence(prompt_id)
-        except StoreUnavailable as exc:
-            log.error("[tenancy] cluster queue: start of %s: %s", prompt_id, exc)
+        """Record the start, retried while Redis is away (up to the lease, as `finished` does): a start lost in an
+        outage would leave the prompt redeliverable, and a worker lost after the outage would have it run twice."""
+        give_up = time.monotonic() + self.settings.lease_s
+        while True:
+            try:
+                if not self.queue.start(prompt_id, attempt):
+                    self._fence(prompt_id)
+                return
+            except StoreUnavailable as exc:
+                if time.monotonic() > give_up or self.holding != (prompt_id, attempt):
+                    log.error("[tenancy] cluster queue: could not record the start of %s: %s", prompt_id, exc)
+                    return
+                time.sleep(COMPLETE_RETRY_S)
 
     def finished(self, prompt_id: str, state: str) -> bool:
         """The worker ended the prompt it held: True when its result counts (it still held the attempt)."""
@@ -331,7 +339,8 @@ def install(services: GuardServices) -> GuardServices:
     if not settings.cluster.enabled:
         return services
     queue = ClusterQueue(settings.store, services.accounting.instance, lease_s=settings.cluster.lease_s,
-                         max_redeliveries=settings.cluster.max_redeliveries, timeout_s=settings.store_timeout_s)
+                         max_redeliveries=settings.cluster.max_redeliveries, timeout_s=settings.store_timeout_s,
+                         lookahead=settings.cluster.lookahead)
     link = ClusterLink(services, queue)
     server = services.server
     server.prompt_queue = queue_class(type(server.prompt_queue))(server, link)

@@ -1,16 +1,21 @@
 -- An idle worker takes the next prompt in global weighted-fair order (one at a time: no prefetch).
 -- KEYS: 1 <prefix>ready (see cq_common.lua)
--- ARGV: 1 the worker (instance name, its consumer in the tenant streams' group)
+-- ARGV: 1 the worker (instance name, its consumer in the tenant streams' group), 2 lookahead (1: none)
 -- The tenant is tenancy.cluster.next_tenant over the ready set (tenants under their cap with queued prompts):
--- the lowest number, then the fewest running, then the name. Its redelivered prompt goes first, else the next
--- entry of its stream (XREADGROUP: the entry stays pending under this worker until acked or reclaimed).
--- Virtual time advances to the started prompt's number (FairQueue.started).
+-- the lowest number, then the fewest running, then the name. Which of its prompts starts is
+-- tenancy.cluster.in_turn over its first `lookahead` queued ones: the retry list (redelivered and passed-over
+-- prompts, by number), then its stream after the entry last handed out. A stream entry is handed out with
+-- XREADGROUP (it stays pending under this worker until acked or reclaimed); the entries read past to reach it are
+-- parked under the retry consumer and appended to the retry list (their numbers are above every number in it).
+-- The started prompt takes the tenant's lowest number, each passed-over one the next one's
+-- (tenancy.cluster.renumbered): the tenants' turns come in the order they would without lookahead.
+-- Virtual time advances to that lowest number (FairQueue.started).
 -- The job records `asked`: when this worker began asking after its previous prompt (its first claim since), so
 -- how long a worker idled while work was queued is claimed - max(created, asked), whatever ComfyUI did between
 -- prompts before it asked (its gc, its output bookkeeping).
 -- Returns {prompt id, attempt, tenant, number, payload}, or false when nothing may start.
 
-local inst = ARGV[1]
+local inst, lookahead = ARGV[1], math.max(tonumber(ARGV[2] or '1') or 1, 1)
 local asking = key('asking', inst)
 redis.call('SET', asking, now_ms(), 'NX', 'PX', 86400000)
 for _ = 1, 8 do  -- a tenant listed with nothing to hand out is set right, and the next one tried
@@ -22,15 +27,43 @@ for _ = 1, 8 do  -- a tenant listed with nothing to hand out is set right, and t
     if fewest == nil or running < fewest then t, fewest = name, running end
   end
   local ten, stream = key('ten', t), key('s', t)
-  local pid = redis.call('LPOP', key('retry', t))
-  if pid then
+  local turn = head(t)
+  local pid
+  local retry = redis.call('LRANGE', key('retry', t), 0, lookahead - 1)
+  local window = {}  -- {estimate, pid, stream entries to read (0: from the retry list), number}
+  for _, queued in ipairs(retry) do
+    local j = redis.call('HMGET', key('job', queued), 'seconds', 'number')
+    window[#window + 1] = {num(j[1]), queued, 0, num(j[2])}
+  end
+  if #window < lookahead then
+    local last = redis.call('HGET', ten, 'last') or '0-0'
+    local following = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', lookahead - #window)
+    for i, entry in ipairs(following) do
+      window[#window + 1] = {num(field(entry[2], 'seconds')), field(entry[2], 'pid'), i, num(field(entry[2], 'number'))}
+    end
+  end
+  local pick = 0  -- tenancy.cluster.in_turn: the longest, the earliest of equals
+  for i, queued in ipairs(window) do if pick == 0 or queued[1] > window[pick][1] then pick = i end end
+  for i = 1, pick - 1 do  -- tenancy.cluster.renumbered: the turn takes the lowest number, passed-over ones move up
+    redis.call('HSET', key('job', window[i][2]), 'number', window[i + 1][4])
+  end
+  if pick > 1 then redis.call('HSET', key('job', window[pick][2]), 'number', window[1][4]) end
+  if pick > 0 and window[pick][3] == 0 then
+    pid = window[pick][2]
+    redis.call('LREM', key('retry', t), 1, pid)
     redis.call('XCLAIM', stream, GROUP, inst, 0, redis.call('HGET', key('job', pid), 'sid'), 'JUSTID')
-  else
-    local got = redis.call('XREADGROUP', 'GROUP', GROUP, inst, 'COUNT', 1, 'STREAMS', stream, '>')
-    local entry = got and got[1] and got[1][2][1]
-    if entry then
-      pid = field(entry[2], 'pid')
-      redis.call('HSET', ten, 'last', entry[1])
+  elseif pick > 0 then
+    local got = redis.call('XREADGROUP', 'GROUP', GROUP, inst, 'COUNT', window[pick][3], 'STREAMS', stream, '>')
+    local entries = got and got[1] and got[1][2] or {}
+    for i, entry in ipairs(entries) do
+      local id = field(entry[2], 'pid')
+      if i < #entries then  -- read past: parked, still queued, first in the tenant's next window
+        redis.call('XCLAIM', stream, GROUP, RETRY_CONSUMER, 0, entry[1], 'JUSTID')
+        redis.call('RPUSH', key('retry', t), id)
+      else
+        pid = id
+        redis.call('HSET', ten, 'last', entry[1])
+      end
     end
   end
   if pid then
@@ -43,7 +76,7 @@ for _ = 1, 8 do  -- a tenant listed with nothing to hand out is set right, and t
     redis.call('HINCRBY', ten, 'running', 1)
     redis.call('HINCRBY', ten, 'queued', -1)
     redis.call('DECR', P .. 'queued')
-    if tonumber(number) > num(redis.call('GET', P .. 'vt')) then redis.call('SET', P .. 'vt', number) end
+    if turn and turn > num(redis.call('GET', P .. 'vt')) then redis.call('SET', P .. 'vt', turn) end
     refresh(t)
     return {pid, attempt, t, number, redis.call('GET', key('body', pid)) or ''}
   end

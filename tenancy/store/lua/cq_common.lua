@@ -29,6 +29,19 @@ local function head(t)
   return tonumber(field(following[1][2], 'number'))
 end
 
+-- A queued prompt goes back into its tenant's retry list at its number's place: the list stays in number order.
+local function retry_insert(t, pid)
+  local list = key('retry', t)
+  local number = num(redis.call('HGET', key('job', pid), 'number'))
+  for _, queued in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    if num(redis.call('HGET', key('job', queued), 'number')) > number then
+      redis.call('LINSERT', list, 'BEFORE', queued, pid)
+      return
+    end
+  end
+  redis.call('RPUSH', list, pid)
+end
+
 -- Every change to a tenant's counts ends here: it is offered to idle workers at its next prompt's number iff it
 -- has queued prompts and runs fewer than its cap, 0 meaning none (tenancy.cluster.eligible).
 local function refresh(t)

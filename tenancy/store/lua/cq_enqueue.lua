@@ -14,7 +14,7 @@ local number = math.max(num(redis.call('GET', P .. 'vt')), num(redis.call('HGET'
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
 end
-local sid = redis.call('XADD', stream, '*', 'pid', pid, 'number', number)
+local sid = redis.call('XADD', stream, '*', 'pid', pid, 'number', number, 'seconds', ARGV[6])
 redis.call('HSET', ten, 'flast', number, 'cap', ARGV[4])
 redis.call('HINCRBY', ten, 'queued', 1)
 redis.call('HSET', job, 'tenant', t, 'sid', sid, 'number', number, 'state', 'queued', 'attempt', 0, 'started', 0,

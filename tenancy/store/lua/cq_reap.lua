@@ -3,8 +3,8 @@
 -- KEYS: 1 <prefix>ready (see cq_common.lua)
 -- ARGV: 1 lease in milliseconds, 2 most redeliveries of a prompt that never started, 3 seconds a terminal record
 --       is kept, 4 most stale entries looked at per tenant
--- What happens is tenancy.cluster.reap_action: one that never started goes back to the head of its tenant's queue
--- (its stream entry held by the redelivery consumer); one that started fails once with reason worker_lost (so does
+-- What happens is tenancy.cluster.reap_action: one that never started goes back into its tenant's retry list at its
+-- number's place, ahead of the stream (its entry held by the redelivery consumer); one that started fails once with reason worker_lost (so does
 -- one redelivered too often, with redelivery_limit), and its settlement is claimed here.
 -- Returns {prompt id, tenant, action, started 0|1, seconds reserved, settle 0|1} per prompt reaped.
 
@@ -22,7 +22,7 @@ for _, t in ipairs(redis.call('SMEMBERS', P .. 'tenants')) do
         redis.call('HINCRBY', ten, 'running', -1)
         if r[2] == '0' and tonumber(r[3]) <= tonumber(ARGV[2]) then
           redis.call('XCLAIM', stream, GROUP, RETRY_CONSUMER, 0, sid, 'JUSTID')
-          redis.call('RPUSH', key('retry', t), pid)
+          retry_insert(t, pid)
           redis.call('HSET', job, 'state', 'queued', 'owner', '')
           redis.call('HINCRBY', ten, 'queued', 1)
           redis.call('INCR', P .. 'queued')
