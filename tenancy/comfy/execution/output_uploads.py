@@ -29,7 +29,7 @@ from ...outputs import (
     where_to_serve,
 )
 from ...owners import RecentPrompts
-from ...retention import past
+from ...retention import OUTPUT, past
 from ...store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
 from ...store.outbox import Outbox
 
@@ -128,6 +128,8 @@ class OutputUploads:
         if self.bucket is None or method != "GET" or location[0] not in self.served:
             return None
         owner = tenant or owner_of(location[1])
+        if location[0] != OUTPUT:
+            days = 0.0  # the retention is of outputs; uploads in the bucket are not swept
         key = await self._key_in_bucket(owner, location, days) if owner else None
         metrics = self.metrics
         metrics.series(metrics.output_downloads, "disk" if key is None else "bucket").inc()
