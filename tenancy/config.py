@@ -73,6 +73,9 @@ class Plan:
                                  minimum=1, maximum=1_000_000)
     history_days: float = setting(0.0, "with the cluster queue: history entries older than this many days are "
                                        "trimmed; 0 keeps them until history_items", minimum=0, maximum=36500)
+    output_days: float = setting(0.0, "outputs older than this many days are deleted, from each instance's output "
+                                      "folder and from the bucket (outputs.sweep_s); 0 keeps them for ever; "
+                                      "fractions allowed", minimum=0, maximum=36500)
 
 
 DEFAULT_PLANS = {
@@ -154,6 +157,9 @@ class Outputs:
     multipart_mb: int = setting(16, "files from this size up are uploaded in parts of this size", minimum=5,
                                 maximum=5120)
     cdn: Cdn | None = setting(None, "downloads redirect to CloudFront-signed CDN URLs instead of presigned bucket URLs")
+    sweep_s: float = setting(3600.0, "how often each instance deletes outputs past their plan's output_days (the "
+                             "first time a minute after start; one instance a period sweeps the bucket); 0: never "
+                             "in ComfyUI (run `python -m tenancy outputs sweep` instead)", minimum=0, maximum=86400)
 
 
 @dataclass(frozen=True)

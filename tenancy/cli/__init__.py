@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import cluster, demo, doctor, init, key, serve, tenant, usage, user
+from . import cluster, demo, doctor, init, key, outputs, serve, tenant, usage, user
 from .common import CommandError
 
-GROUPS = (init, serve, doctor, tenant, user, key, usage, cluster, demo)
+GROUPS = (init, serve, doctor, tenant, user, key, usage, outputs, cluster, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

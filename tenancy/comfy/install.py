@@ -115,12 +115,14 @@ async def _start_warmup(wanted: dict, warmups: dict) -> None:
 
 
 async def _start_background(app: web.Application, built: GuardServices) -> None:
-    """The accounting's outbox and reaper, the outputs' uploads and the cluster queue's heartbeat and reaper, for
-    as long as the server runs."""
+    """The accounting's outbox and reaper, the outputs' uploads and retention sweep and the cluster queue's
+    heartbeat and reaper, for as long as the server runs."""
     loop = asyncio.get_running_loop()
     app["tenancy.outbox"] = loop.create_task(built.accounting.outbox.run())
     app["tenancy.reaper"] = loop.create_task(built.accounting.reaper())
     app["tenancy.uploads"] = loop.create_task(built.uploads.run())
+    if built.retention is not None:
+        app["tenancy.retention"] = loop.create_task(built.retention.run())
     if built.accounting.cluster is not None:
         await cluster_queue.start(app, built.accounting.cluster)
     if built.relay is not None:

@@ -19,10 +19,12 @@ from ..owners import Owners, RecentPrompts
 from ..queue_index import QueueIndex
 from ..records import Principal, RateLimit
 from ..refusal import rate_limited
+from ..retention import any_retention, days_of
 from ..routes import normalise_overrides
 from ..store import Store
 from .execution.accounting import Accounting, instance_of, outbox_path
 from .execution.input_sync import SharedInputs
+from .execution.output_retention import OutputRetention
 from .execution.output_uploads import OutputUploads
 from .history_source import HistorySource, LocalHistory
 from .http import AUDITED
@@ -49,6 +51,7 @@ class GuardServices:
     catalogue: NodeCatalogue
     route_overrides: dict[str, str]
     relay: Any = None  # execution.relay.Relay with the cluster queue: events, interrupts, queue notices
+    retention: OutputRetention | None = None  # deletes outputs past their plan's output_days
 
     @property
     def file_secret(self) -> bytes:
@@ -56,6 +59,17 @@ class GuardServices:
 
     def plan_of(self, principal: Principal) -> Plan | None:
         return plan_of(self.settings.plans, principal)
+
+    async def output_days(self, owner: str | None, principal: Principal | None = None) -> float:
+        """The output_days of the plan of an output's owner (0: kept): the caller's own plan when it is the owner,
+        else the store's record of the owner (asked only when some plan deletes outputs)."""
+        plans = self.settings.plans
+        if not owner or not any_retention(plans):
+            return 0.0
+        if principal is not None and principal.tenant == owner:
+            return days_of(plans, principal.plan)
+        tenant = await self.store.get_tenant(owner)
+        return days_of(plans, tenant.plan if tenant else None)
 
     async def rate_limit(self, limit: RateLimit) -> None:
         """GCRA in the store (shared by every instance); a Refusal with the exact Retry-After when over."""
@@ -84,10 +98,16 @@ def build(server, settings: Config, store: Store, folders: dict[str, Path]) -> G
                             outbox_path(settings, instance_of(settings)).with_suffix(".uploads.jsonl"))
     accounting = Accounting(settings, timed, owners=owners, outcomes=outcomes, folders=folders, metrics=metrics,
                             audit=audit, server=server, uploads=uploads)
+    def forget(files: list[tuple[str, str, str]]) -> None:  # deleted by the retention sweep
+        uploads.forget(files)
+        for folder, subfolder, filename in files:
+            owners.outputs.pop(f"{folder}/{subfolder}/{filename}", None)
+
+    retention = OutputRetention(settings, timed, folders["output"], uploads.bucket, audit, forget)
     return GuardServices(server=server, settings=settings, store=timed, folders=folders, tokens=tokens,
                          auth=Authenticator(timed, tokens), audit=audit, metrics=metrics, owners=owners,
                          outcomes=outcomes, history=LocalHistory(server, HistoryIndex(), outcomes),
                          queued=QueueIndex(), accounting=accounting,
                          uploads=uploads, inputs=SharedInputs(settings, folders, uploads),
                          catalogue=NodeCatalogue(settings, folders),
-                         route_overrides=normalise_overrides(settings.routes))
+                         route_overrides=normalise_overrides(settings.routes), retention=retention)

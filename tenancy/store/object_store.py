@@ -1,5 +1,5 @@
 """An S3-compatible bucket (AWS S3, MinIO, SeaweedFS, R2, ...) through boto3: upload a file, ask whether an object
-is there, list a prefix, download an object, sign a short-lived download URL.
+is there (and since when), list a prefix, download an object, delete objects, sign a short-lived download URL.
 
 Every call but `presign` is network I/O and blocks: callers on an event loop run them in a thread. Presigning is
 local computation (no request), so it may run anywhere. boto3 is imported only when a bucket is configured."""
@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 MIB = 1024 * 1024
+DELETE_BATCH = 1000  # keys one DeleteObjects request takes at most
 
 
 class ObjectStoreUnavailable(Exception):
@@ -47,17 +48,34 @@ class ObjectStore:
             raise ObjectStoreUnavailable(f"upload of {key}: {exc}") from None
 
     def exists(self, key: str) -> bool:
+        return self.modified(key) is not None
+
+    def modified(self, key: str) -> float | None:
+        """Last-Modified of an object (seconds since the epoch), None when it is not there."""
         from botocore.exceptions import ClientError
 
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
+            return self.client.head_object(Bucket=self.bucket, Key=key)["LastModified"].timestamp()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise ObjectStoreUnavailable(f"head of {key}: {exc}") from None
         except self._errors as exc:
             raise ObjectStoreUnavailable(f"head of {key}: {exc}") from None
+
+    def delete(self, keys: list[str]) -> list[str]:
+        """Delete up to DELETE_BATCH objects in one request; the keys the bucket refused (a key that was not there
+        counts as deleted). ObjectStoreUnavailable when the request itself fails."""
+        if not keys:
+            return []
+        if len(keys) > DELETE_BATCH:
+            raise ValueError(f"at most {DELETE_BATCH} keys a request")
+        try:
+            answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": key} for key in keys], "Quiet": True})
+        except self._errors as exc:
+            raise ObjectStoreUnavailable(f"delete of {keys[0]} and {len(keys) - 1} more: {exc}") from None
+        return [error["Key"] for error in answer.get("Errors", ())]
 
     def head(self, key: str) -> tuple[str, int, float]:
         """(ETag, size, Last-Modified in seconds since the epoch) of an object that is there."""

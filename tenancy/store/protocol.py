@@ -84,6 +84,13 @@ class Store(Protocol):
     async def index_output(self, folder: str, subfolder: str, filename: str, tenant: str | None,
                            prompt_id: str) -> None: ...
     async def output_owner(self, folder: str, subfolder: str, filename: str) -> str | None: ...
+    async def forget_outputs(self, files: list[tuple[str, str, str]]) -> None:
+        """Drop the output index's entries of these (folder, subfolder, filename): the files were deleted."""
+
+    # duties one instance does per period (the outputs' bucket sweep)
+    async def claim_duty(self, name: str, hold_s: float) -> bool:
+        """True for the one caller that takes `name` while nobody holds it; it is then held for `hold_s` seconds
+        (not released early: the duty is done once per period)."""
 
     # admission: quotas (reserve, then settle exactly once), the ledger, rate limits
     async def reserve(self, request: ReserveRequest) -> QuotaDecision:

@@ -260,6 +260,19 @@ class RedisStore:
             raw = await self.redis.get(layout.output_key(folder, subfolder, filename))
         return None if raw is None else (json.loads(raw)[0] or "")
 
+    async def forget_outputs(self, files: list[tuple[str, str, str]]) -> None:
+        if not files:
+            return
+        async with self._calls():
+            pipe = self.redis.pipeline(transaction=False)  # one key per command: the keys lie in many slots
+            for file in files:
+                pipe.delete(layout.output_key(*file))
+            await pipe.execute()
+
+    async def claim_duty(self, name: str, hold_s: float) -> bool:
+        async with self._calls():
+            return bool(await self.redis.set(layout.duty_key(name), "1", px=max(1, int(hold_s * 1000)), nx=True))
+
     # admission -----------------------------------------------------------------------------------------
     async def reserve(self, request: ReserveRequest) -> QuotaDecision:
         return await self._reserve(request)

@@ -18,6 +18,8 @@ Key layout (`{...}` is the Redis Cluster hash tag: the keys of one script always
                                        the claim that makes a prompt id unique (set by reserve.lua when admitting)
     tn:output:<[folder, sub, name]>  string  JSON [tenant, prompt_id] of an output file
     tn:jti:<jti>                string a revoked access token, kept until the token expires (at least a minute)
+    tn:duty:<name>              string held by the instance doing a duty this period (the outputs' bucket sweep),
+                                       expiring with the period (SET NX PX)
     tn:{id}:tenants / :accounts / :keys   hash   JSON records by id (HSETNX creates, so a duplicate is a Conflict)
     tn:{id}:keys:revoked        set    revoked API key ids
     tn:{id}:refresh:<hash>      hash   a refresh token: data, family, expires, used (kept 7 days past expiry)
@@ -55,6 +57,10 @@ def prompt_key(prompt_id: str) -> str:
 
 def output_key(folder: str, subfolder: str, filename: str) -> str:
     return "tn:output:" + json.dumps([folder, subfolder, filename])
+
+
+def duty_key(name: str) -> str:
+    return f"tn:duty:{name}"
 
 
 def now_argument(now: float | None) -> str:

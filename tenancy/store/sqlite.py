@@ -204,6 +204,16 @@ class SqliteStore:
                         (folder, subfolder, filename))
         return None if row is None else (row[0] or "")
 
+    async def forget_outputs(self, files: list[tuple[str, str, str]]) -> None:
+        with self._transaction():
+            for file in files:
+                self._run("DELETE FROM outputs WHERE folder = ? AND subfolder = ? AND filename = ?", tuple(file))
+
+    async def claim_duty(self, name: str, hold_s: float) -> bool:
+        now = time.time()
+        return self._run("INSERT INTO duties (name, until) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                         "until = excluded.until WHERE duties.until <= ?", (name, now + hold_s, now)).rowcount == 1
+
 
     async def prune(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

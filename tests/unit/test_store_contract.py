@@ -179,6 +179,32 @@ async def test_output_index_names_the_owner_of_each_file(store):
     assert await store.output_owner("temp", "", "a.mp4") is None
 
 
+@contract
+async def test_forgotten_outputs_leave_the_index(store):
+    """The retention sweep deleted them: their owner is no longer known; the others stay."""
+    await store.index_output("output", "tenants/acme", "old.png", "acme", "p1")
+    await store.index_output("output", "tenants/acme/sub", "old.png", "acme", "p2")
+    await store.index_output("output", "tenants/acme", "new.png", "acme", "p3")
+    await store.forget_outputs([("output", "tenants/acme", "old.png"), ("output", "tenants/acme/sub", "old.png"),
+                                ("output", "tenants/acme", "never-indexed.png")])
+    await store.forget_outputs([])
+    assert await store.output_owner("output", "tenants/acme", "old.png") is None
+    assert await store.output_owner("output", "tenants/acme/sub", "old.png") is None
+    assert await store.output_owner("output", "tenants/acme", "new.png") == "acme"
+
+
+@contract
+async def test_a_duty_is_taken_by_one_caller_a_period(store):
+    """One instance sweeps the bucket a period: the first claim wins, the others are refused until the hold
+    ends, then the next claim wins again; another duty is its own."""
+    assert await store.claim_duty("sweep", 0.3)
+    assert not await store.claim_duty("sweep", 0.3)
+    assert await store.claim_duty("other", 60)
+    await asyncio.sleep(0.4)  # the 0.3 s hold must run out (both backends take their own clocks)
+    assert await store.claim_duty("sweep", 60)
+    assert not await store.claim_duty("sweep", 60)
+
+
 # admission: reserve and settle -----------------------------------------------------------------------------
 @contract
 async def test_reserve_holds_seconds_and_settle_charges_the_actual(store):

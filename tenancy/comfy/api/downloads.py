@@ -8,8 +8,10 @@ import time
 from aiohttp import web
 
 from ... import signed
+from ...outputs import owner_of
 from ...records import Principal
 from ...refusal import Refusal
+from ...retention import files_listed
 from ..http import PRINCIPAL_KEY
 from ..services import GuardServices
 from ..surfaces.files import real_location
@@ -26,8 +28,9 @@ class Downloads:
         if grant is None:
             raise Refusal(403, "invalid_signature", "the download link is invalid or has expired")
         folder, sub, name = await real_location(self.services, None, grant.folder, grant.subfolder, grant.filename)
+        days = await self.services.output_days(grant.tenant or owner_of(sub))
         redirect = await self.services.uploads.redirect(request.method, grant.tenant, (folder, sub, name),
-                                                        attachment=True)
+                                                        attachment=True, days=days)
         if redirect is not None:
             return redirect
         path = self.services.folders[folder] / sub / name
@@ -47,8 +50,11 @@ class Downloads:
         if found is None:
             raise Refusal(404, "not_found", "no such prompt among yours")
         owner, entry = found[0], found[1].entry
-        expires = int(time.time()) + self.services.settings.signed_url_ttl_s
+        now = time.time()
+        expires = int(now) + self.services.settings.signed_url_ttl_s
         files = []
+        if not files_listed(entry, now, await self.services.output_days(owner, principal)):
+            return web.json_response({"prompt_id": prompt_id, "files": files})  # deleted by the retention
         for node_id, items in (entry.get("outputs") or {}).items():
             for kind, refs in items.items() if isinstance(items, dict) else ():
                 for ref in refs if isinstance(refs, list) else ():

@@ -29,6 +29,7 @@ from ...outputs import (
     where_to_serve,
 )
 from ...owners import RecentPrompts
+from ...retention import OUTPUT, past
 from ...store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
 from ...store.outbox import Outbox
 
@@ -41,7 +42,8 @@ class OutputUploads:
         self.folders, self.metrics = folders, metrics
         self.settings = settings.outputs
         self.served = bucket_folders(settings.cluster.enabled)  # what /view may find in the bucket
-        self.uploaded = RecentPrompts()  # "folder/subfolder/name" -> object key, for files known to be in the bucket
+        # "folder/subfolder/name" -> (object key, when it was put there), for files known to be in the bucket
+        self.uploaded = RecentPrompts()
         self.reachable = True
         self.bucket: ObjectStore | None = None
         self.outbox: Outbox | None = None
@@ -91,7 +93,7 @@ class OutputUploads:
             raise
         metrics.series(metrics.output_uploads, "ok").inc()
         self.set_reachable(True)
-        self.uploaded.remember(f"{folder}/{subfolder}/{filename}", write["key"])
+        self.uploaded.remember(f"{folder}/{subfolder}/{filename}", (write["key"], time.time()))
 
     async def run(self) -> None:
         """Apply the uploads, and look at the bucket every PROBE_EVERY_S, for ever."""
@@ -112,14 +114,23 @@ class OutputUploads:
         self.reachable = reachable
         self.metrics.output_store_up.set(int(reachable))
 
+    def forget(self, files: list[tuple[str, str, str]]) -> None:
+        """Deleted files (the retention sweep): never redirected to again from what this process remembers."""
+        for folder, subfolder, filename in files:
+            self.uploaded.pop(f"{folder}/{subfolder}/{filename}", None)
+
     async def redirect(self, method: str, tenant: str | None, location: tuple[str, str, str],
-                       attachment: bool) -> web.Response | None:
+                       attachment: bool, days: float = 0.0) -> web.Response | None:
         """A 302 to a presigned URL of an output, or in a cluster of an upload (`location`: folder, real
-        subfolder, file name, already checked to be the caller's), or None when it is served from disk."""
+        subfolder, file name, already checked to be the caller's), or None when it is served from disk. `days`:
+        the owner's output_days; an object past it is never redirected to (the sweep deletes it, perhaps from
+        another instance or from the command line, and a presigned URL to it would break)."""
         if self.bucket is None or method != "GET" or location[0] not in self.served:
             return None
         owner = tenant or owner_of(location[1])
-        key = await self._key_in_bucket(owner, location) if owner else None
+        if location[0] != OUTPUT:
+            days = 0.0  # the retention is of outputs; uploads in the bucket are not swept
+        key = await self._key_in_bucket(owner, location, days) if owner else None
         metrics = self.metrics
         metrics.series(metrics.output_downloads, "disk" if key is None else "bucket").inc()
         if key is None:
@@ -130,18 +141,22 @@ class OutputUploads:
             self.bucket.presign(key, ttl, content_type(filename), disposition)
         return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
 
-    async def _key_in_bucket(self, owner: str, location: tuple[str, str, str]) -> str | None:
+    async def _key_in_bucket(self, owner: str, location: tuple[str, str, str], days: float) -> str | None:
         """The object key to redirect to, None to serve from disk."""
         folder, subfolder, filename = location
         known = f"{folder}/{subfolder}/{filename}"
-        key = self.uploaded.get(known)
+        key, put = self.uploaded.get(known, (None, 0.0))
+        if key is not None and past(put, time.time(), days):
+            key = None
+            self.uploaded.pop(known, None)
         on_disk = (self.folders[folder] / subfolder / filename).is_file()
         where = where_to_serve(uploaded=key is not None, reachable=self.reachable, on_disk=on_disk)
         if where == LOOK:  # another instance may have made it: ask the bucket (network I/O: in a thread)
             key = object_key(self.settings.prefix, owner, folder, subfolder, filename)
             try:
-                if await asyncio.to_thread(self.bucket.exists, key):
-                    self.uploaded.remember(known, key)
+                put = await asyncio.to_thread(self.bucket.modified, key)
+                if put is not None and not past(put, time.time(), days):
+                    self.uploaded.remember(known, (key, put))
                     return key
             except ObjectStoreUnavailable:
                 self.set_reachable(False)

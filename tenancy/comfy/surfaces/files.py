@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from ... import media
-from ...outputs import view_redirectable
+from ...outputs import owner_of, view_redirectable
 from ...paths import (
     FOLDERS,
     PathRefused,
@@ -128,7 +128,9 @@ async def view(services: GuardServices, request: web.Request, handler: Handler,
     folder = annotated or query.get("type", "output") or "output"
     location = await real_location(services, principal.tenant, folder, query.get("subfolder", ""), filename)
     if view_redirectable(query):
-        redirect = await services.uploads.redirect(request.method, principal.tenant, location, attachment=False)
+        days = await services.output_days(principal.tenant or owner_of(location[1]), principal)
+        redirect = await services.uploads.redirect(request.method, principal.tenant, location, attachment=False,
+                                                   days=days)
         if redirect is not None:
             return redirect
     http.replace_query(request, {**query, "type": location[0], "subfolder": location[1], "filename": location[2]})
