@@ -8,24 +8,15 @@ from __future__ import annotations
 import random
 
 import pytest
-import redis
 
 from tenancy.config import DEFAULT_PLANS
 from tenancy.history_index import page
 from tests.harness.client import ComfyClient
-from tests.harness.redis import RedisServer
-from tests.harness.service import start_instances
+from tests.harness.cluster import JOB, ended, owner_of, running_cluster, sleep
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
-CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
 PLANS = {**DEFAULT_PLANS, "heavy": {"history_items": 3}}  # tenant-heavy keeps its newest three
-JOB = "tn:{cq}:job:"
-ENDED = ("done", "error", "interrupted", "failed", "cancelled")
-
-
-def sleep(seconds: float, tag: str) -> dict:
-    return {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": seconds, "tag": tag}}}
 
 
 def save_image(prefix: str) -> dict:
@@ -37,20 +28,8 @@ def save_image(prefix: str) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("history-redis")).start()
-    try:
-        workers, seeded = start_instances(tmp_path_factory, "history", 3,
-                                          {"store": server.url, "cluster": CLUSTER, "plans": PLANS},
-                                          env={"OMP_NUM_THREADS": "1"})
-    except BaseException:
-        server.stop()
-        raise
-    try:
-        yield workers, seeded, redis.Redis.from_url(server.url, decode_responses=True)
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.stop()
+    with running_cluster(tmp_path_factory, "history", 3, {"plans": PLANS}) as cluster:
+        yield cluster
 
 
 def clients(cluster, who: str) -> list[ComfyClient]:
@@ -62,11 +41,6 @@ def queued(client: ComfyClient, workflow: dict) -> str:
     answer = client.queue(workflow)
     assert answer.status_code == 200, answer.text
     return answer.json()["prompt_id"]
-
-
-def ended(store: redis.Redis, prompt_ids: list[str]) -> dict:
-    jobs = {pid: store.hgetall(JOB + pid) for pid in prompt_ids}
-    return jobs if all(j.get("state") in ENDED for j in jobs.values()) else {}
 
 
 def answers(readers: list[ComfyClient], path: str, **params) -> list:
@@ -159,7 +133,7 @@ def test_the_queue_shows_a_tenants_running_prompts_from_every_instance(cluster):
         own = [{row["prompt_id"] for row in dict(answer)["running"]} for answer in answers(light, "/tenancy/queue")]
         assert same(own) == set(ids)
         # an operator cancels, at an instance that does not run it, the prompt another instance runs
-        elsewhere = next(w for w in workers if not store.hget(JOB + ids[0], "owner").endswith(f":{w.port}"))
+        elsewhere = next(w for w in workers if w is not owner_of(workers, store.hgetall(JOB + ids[0])))
         cancelled = ComfyClient(elsewhere.url, seeded.keys["admin"]).post(f"/tenancy/admin/queue/{ids[0]}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json() == {"prompt_id": ids[0], "tenant": "tenant-light", "state": "running",

@@ -11,41 +11,25 @@ import io
 import random
 
 import pytest
-import redis
 from PIL import Image
 
 from tests.harness.client import ComfyClient
-from tests.harness.redis import RedisServer
+from tests.harness.cluster import ended, owner_of, running_cluster
 from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
-from tests.harness.service import start_instances
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
-CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
 PREFIX = "shared/"  # a prefix of its own: keys carry it
-JOB = "tn:{cq}:job:"
 # long enough that three prompts queued at once are taken by three workers (none asks while it runs one)
 SPREAD_S = 1.5
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, seaweedfs):
-    server = RedisServer(tmp_path_factory.mktemp("inputs-redis")).start()
     outputs = {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET, "access_key": ACCESS_KEY,
                "secret_key": SECRET_KEY, "prefix": PREFIX}
-    try:
-        workers, seeded = start_instances(tmp_path_factory, "inputs", 3,
-                                          {"store": server.url, "cluster": CLUSTER, "outputs": outputs},
-                                          env={"OMP_NUM_THREADS": "1"})
-    except BaseException:
-        server.stop()
-        raise
-    try:
-        yield workers, seeded, redis.Redis.from_url(server.url, decode_responses=True)
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.stop()
+    with running_cluster(tmp_path_factory, "inputs", 3, {"outputs": outputs}) as cluster:
+        yield cluster
 
 
 def image(width: int = 5, height: int = 3) -> tuple[bytes, bytes]:
@@ -80,15 +64,6 @@ def queue_all(client: ComfyClient, workflows: list[dict]) -> list[str]:
     return ids
 
 
-def ended(store: redis.Redis, prompt_ids: list[str]) -> dict:
-    jobs = {pid: store.hgetall(JOB + pid) for pid in prompt_ids}
-    return jobs if all(j.get("state") in ("done", "error", "failed", "cancelled") for j in jobs.values()) else {}
-
-
-def runner(workers, job: dict):
-    return next(w for w in workers if job["owner"].endswith(f":{w.port}"))
-
-
 def loaded_pixels(worker, key: str, tenant: str, prompt_id: str) -> bytes:
     """The pixels SaveImage wrote on the instance that ran the prompt: what LoadImage read there."""
     entry = ComfyClient(worker.url, key).get(f"/history/{prompt_id}").json()[prompt_id]
@@ -115,7 +90,7 @@ def run_spread(workers, seeded, store, name: str, tag: str) -> dict:
                     [loading(name, f"{tag}{i}", SPREAD_S) for i in range(3)])
     jobs = wait_until(lambda: ended(store, ids), what=f"the prompts of {tag}")
     assert {j["state"] for j in jobs.values()} == {"done"}, jobs
-    assert {runner(workers, j).port for j in jobs.values()} == {w.port for w in workers}
+    assert {owner_of(workers, j).port for j in jobs.values()} == {w.port for w in workers}
     return jobs
 
 
@@ -131,7 +106,7 @@ def test_an_upload_to_one_instance_is_loaded_by_prompts_running_on_the_others_fe
 
     jobs = run_spread(workers, seeded, store, "portrait.png", "first")
     for pid, job in jobs.items():
-        assert loaded_pixels(runner(workers, job), seeded.keys["light"], "tenant-light", pid) == pixels
+        assert loaded_pixels(owner_of(workers, job), seeded.keys["light"], "tenant-light", pid) == pixels
     copies = [on_disk(w, "tenant-light", "portrait.png") for w in workers]
     assert [c.read_bytes() for c in copies] == [data] * 3
     before = [(c.stat().st_ino, c.stat().st_mtime_ns) for c in copies]
@@ -159,7 +134,7 @@ def test_another_tenant_cannot_load_or_view_it_from_any_instance_and_its_own_sam
     pid = queue_all(ComfyClient(workers[2].url, seeded.keys["heavy"]), [loading("portrait.png", "own")])[0]
     job = wait_until(lambda: ended(store, [pid]), what="the other tenant's prompt")[pid]
     assert job["state"] == "done"
-    assert loaded_pixels(runner(workers, job), seeded.keys["heavy"], "tenant-heavy", pid) == pixels
+    assert loaded_pixels(owner_of(workers, job), seeded.keys["heavy"], "tenant-heavy", pid) == pixels
     # each tenant's object under its own prefix, and the first tenant's copies untouched wherever it ran
     assert in_bucket(seaweedfs, f"{PREFIX}tenants/tenant-heavy/input/portrait.png") == data
     first = in_bucket(seaweedfs, f"{PREFIX}tenants/tenant-light/input/portrait.png")
@@ -179,7 +154,7 @@ def test_any_instance_validates_a_prompt_naming_an_upload_taken_elsewhere_and_se
     pid = queue_all(viewer, [loading("elsewhere.png", "validated")])[0]  # ComfyUI validates it on instance 2
     job = wait_until(lambda: ended(store, [pid]), what="the prompt accepted by instance 2")[pid]
     assert job["state"] == "done"
-    assert loaded_pixels(runner(workers, job), seeded.keys["light"], "tenant-light", pid) == pixels
+    assert loaded_pixels(owner_of(workers, job), seeded.keys["light"], "tenant-light", pid) == pixels
 
 
 def test_with_the_bucket_down_prompts_run_with_what_is_on_disk_and_an_upload_waits_for_it(cluster, seaweedfs):

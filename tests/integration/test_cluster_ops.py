@@ -11,49 +11,22 @@ import json
 from urllib.parse import quote
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tenancy.cli import main
 from tests.harness.client import ComfyClient
-from tests.harness.redis import RedisServer
-from tests.harness.service import start_instances
+from tests.harness.cluster import JOB, ended, job, running_cluster, sleep
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
-CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
-JOB = "tn:{cq}:job:"
 TOKEN, API_KEY = "comfy-org-token-5e1f0c", "comfy-org-key-93ab77"
-
-
-def sleep(seconds: float, tag: str) -> dict:
-    return {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": seconds, "tag": tag}}}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("ops-redis"), maxmemory="256mb").start()
-    try:
-        workers, seeded = start_instances(tmp_path_factory, "ops", 2, {"store": server.url, "cluster": CLUSTER},
-                                          env={"OMP_NUM_THREADS": "1"})
-    except BaseException:
-        server.stop()
-        raise
-    try:
-        yield workers, seeded, redis.Redis.from_url(server.url, decode_responses=True)
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.stop()
-
-
-def job(client: redis.Redis, prompt_id: str) -> dict:
-    return client.hgetall(JOB + prompt_id)
-
-
-def ended(client: redis.Redis, prompt_ids: list[str]) -> dict:
-    jobs = {pid: job(client, pid) for pid in prompt_ids}
-    return jobs if all(j.get("state") in ("done", "error", "failed", "cancelled") for j in jobs.values()) else {}
+    """A maxmemory (noeviction) the OOM test lowers and restores."""
+    with running_cluster(tmp_path_factory, "ops", 2, {}, redis_options={"maxmemory": "256mb"}) as cluster:
+        yield cluster
 
 
 def admin(worker, seeded) -> ComfyClient:
@@ -198,6 +171,7 @@ def test_a_redis_out_of_memory_answers_503_store_unavailable_not_500(cluster):
     wait_until(lambda: all(ComfyClient(w.url).get("/tenancy/health").status_code == 200 for w in workers),
                what="both instances healthy again")
     assert client.zcard("tn:{tenant-light}:active") == 0  # nothing was held for the refused prompt
+
 
 def test_a_drained_idle_instance_stops_at_no_cost(cluster):
     workers, seeded, client = cluster

@@ -21,17 +21,11 @@ import requests
 
 from tenancy.store.redis import RedisStore
 from tests.harness.client import ComfyClient
+from tests.harness.cluster import ended, job, owner_of, running_cluster, sleep
 from tests.harness.redis import RedisServer
-from tests.harness.service import start_instances
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
-CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
-JOB = "tn:{cq}:job:"
-
-
-def sleep(seconds: float, tag: str) -> dict:
-    return {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": seconds, "tag": tag}}}
 
 
 def tone(seconds: float, tag: str, delay: float) -> dict:
@@ -54,23 +48,15 @@ def runs_log(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, cluster_redis, runs_log):
-    workers, seeded = start_instances(tmp_path_factory, "worker", 3, {"store": cluster_redis.url, "cluster": CLUSTER},
-                                      env={"OMP_NUM_THREADS": "1", "TENANCY_TEST_RUN_LOG": str(runs_log),
-                                           "TENANCY_TEST_HOLD_CLAIMED": "1"})
-    try:
-        yield workers, seeded, redis.Redis.from_url(cluster_redis.url, decode_responses=True)
-    finally:
-        for worker in workers:
-            worker.stop()
+    """Its own redis-server (`cluster_redis`), which a test restarts."""
+    with running_cluster(tmp_path_factory, "worker", 3, {}, server=cluster_redis,
+                         env={"TENANCY_TEST_RUN_LOG": str(runs_log), "TENANCY_TEST_HOLD_CLAIMED": "1"}) as cluster:
+        yield cluster
 
 
 def runs(log: Path) -> Counter:
     """How many times each tag's node ran, over every instance."""
     return Counter(log.read_text().splitlines()) if log.exists() else Counter()
-
-
-def owner_of(workers, job_record: dict):
-    return next(w for w in workers if job_record["owner"].endswith(f":{w.port}"))
 
 
 def healthy(worker) -> bool:
@@ -89,15 +75,6 @@ def account(url: str, tenant: str) -> tuple[list, list, object]:
             await store.close()
 
     return asyncio.run(read())
-
-
-def job(client: redis.Redis, prompt_id: str) -> dict:
-    return client.hgetall(JOB + prompt_id)
-
-
-def ended(client: redis.Redis, prompt_ids: list[str]) -> dict:
-    jobs = {pid: job(client, pid) for pid in prompt_ids}
-    return jobs if all(j.get("state") in ("done", "error", "failed", "cancelled") for j in jobs.values()) else {}
 
 
 def idle_while_queued(jobs) -> list[int]:
@@ -129,7 +106,7 @@ def test_a_burst_sent_to_one_instance_runs_on_all_three_and_settles_each_prompt_
                                and settled(client, "tenant-light", pid), what="the settlement")
         assert reservation["outcome"] == "success"
     # the instance that ran a prompt answers its history, owned by the tenant that sent it elsewhere
-    runner = next(w for w in workers if w.url.endswith(":" + jobs[ids[0]]["owner"].rsplit(":", 1)[1]))
+    runner = owner_of(workers, jobs[ids[0]])
     assert ComfyClient(runner.url, seeded.keys["light"]).get(f"/history/{ids[0]}").json()[ids[0]]["outputs"]
 
 
@@ -242,7 +219,7 @@ def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_ca
     frozen_id = tenant.queue(sleep(5.0, "frozen")).json()["prompt_id"]
     running = wait_until(lambda: job(client, frozen_id).get("started") == "1" and job(client, frozen_id),
                        what="the prompt to start")
-    frozen = next(w for w in workers if running["owner"].endswith(f":{w.port}"))
+    frozen = owner_of(workers, running)
     os.kill(frozen.process.pid, signal.SIGSTOP)
     try:
         lost = wait_until(lambda: job(client, frozen_id).get("state") == "failed" and job(client, frozen_id),
@@ -263,7 +240,7 @@ def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_ca
     killed_id = tenant.queue(sleep(5.0, "killed")).json()["prompt_id"]
     running = wait_until(lambda: job(client, killed_id).get("started") == "1" and job(client, killed_id),
                        what="the prompt to start")
-    victim = next(w for w in workers if running["owner"].endswith(f":{w.port}"))
+    victim = owner_of(workers, running)
     victim.kill()
     lost = wait_until(lambda: job(client, killed_id).get("state") == "failed" and job(client, killed_id),
                     timeout=30, what="the reaper")

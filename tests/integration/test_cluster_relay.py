@@ -9,22 +9,14 @@ import json
 import time
 
 import pytest
-import redis
 import websocket
 
 from tests.harness.client import ComfyClient, text_messages
-from tests.harness.redis import RedisServer
-from tests.harness.service import start_instances
+from tests.harness.cluster import job, owner_of, running_cluster, sleep
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
-CLUSTER = {"enabled": True, "lease_s": 3.0, "heartbeat_s": 0.5, "reap_s": 0.5, "poll_s": 0.1}
-JOB = "tn:{cq}:job:"
 PREVIEW_IMAGE = 1  # ComfyUI's BinaryEventTypes.PREVIEW_IMAGE
-
-
-def sleep(seconds: float, tag: str) -> dict:
-    return {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": seconds, "tag": tag}}}
 
 
 def sleep_preview_save(seconds: float, tag: str) -> dict:
@@ -36,28 +28,8 @@ def sleep_preview_save(seconds: float, tag: str) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("relay-redis")).start()
-    try:
-        workers, seeded = start_instances(tmp_path_factory, "relay", 3, {"store": server.url, "cluster": CLUSTER},
-                                          env={"OMP_NUM_THREADS": "1"})
-    except BaseException:
-        server.stop()
-        raise
-    try:
-        yield workers, seeded, redis.Redis.from_url(server.url, decode_responses=True)
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.stop()
-
-
-def job(client: redis.Redis, prompt_id: str) -> dict:
-    return client.hgetall(JOB + prompt_id)
-
-
-def runner(workers, record: dict):
-    """The instance a job record names as its owner (named host:port)."""
-    return next(w for w in workers if record["owner"].endswith(f":{w.port}"))
+    with running_cluster(tmp_path_factory, "relay", 3, {}) as cluster:
+        yield cluster
 
 
 def connect(client: ComfyClient, client_id: str) -> tuple[websocket.WebSocket, str]:
@@ -108,7 +80,7 @@ def test_a_sockets_prompts_report_to_it_wherever_they_run_and_to_nobody_else(clu
         ids.append(answer.json()["prompt_id"])
     messages = read_until(socket, lambda got: all(finished(got, pid) for pid in ids))
     jobs = {pid: job(client, pid) for pid in ids}
-    elsewhere = [pid for pid in ids if runner(workers, jobs[pid]) is not workers[0]]
+    elsewhere = [pid for pid in ids if owner_of(workers, jobs[pid]) is not workers[0]]
     assert len(elsewhere) >= 2, jobs  # the point of the test: prompts that ran on an instance without the socket
     for pid in ids:
         assert of_prompt(messages, "execution_start", pid) and of_prompt(messages, "execution_success", pid)
@@ -140,7 +112,7 @@ def test_queue_changes_anywhere_reach_the_status_and_deletes_work_from_any_insta
     blockers = [operator.queue(sleep(120.0, f"block{i}")).json()["prompt_id"] for i in range(3)]
     records = wait_until(lambda: all(job(client, pid).get("started") == "1" for pid in blockers)
                          and [job(client, pid) for pid in blockers], what="a blocker on every worker")
-    assert {runner(workers, r).port for r in records} == {w.port for w in workers}
+    assert {owner_of(workers, r).port for r in records} == {w.port for w in workers}
     socket, sid = connect(ComfyClient(workers[0].url, seeded.keys["light"]), "status")
     light = ComfyClient(workers[1].url, seeded.keys["light"])
     kept, deleted = (light.queue(sleep(0.2, tag), client_id=sid).json()["prompt_id"] for tag in ("kept", "deleted"))
@@ -178,7 +150,7 @@ def test_an_interrupt_sent_to_any_instance_stops_exactly_that_prompt_where_it_ru
     sibling = light.queue(sleep(4.0, "sibling")).json()["prompt_id"]
     both = wait_until(lambda: all(job(client, pid).get("started") == "1" for pid in (doomed, sibling))
                       and {pid: job(client, pid) for pid in (doomed, sibling)}, what="both running")
-    busy = {runner(workers, record).port for record in both.values()}
+    busy = {owner_of(workers, record).port for record in both.values()}
     idle = next(w for w in workers if w.port not in busy)
     asked = ComfyClient(idle.url, seeded.keys["light"])
     heavy = ComfyClient(idle.url, seeded.keys["heavy"])
@@ -189,14 +161,14 @@ def test_an_interrupt_sent_to_any_instance_stops_exactly_that_prompt_where_it_ru
                       what="the doomed prompt")["state"] == "interrupted"
     assert wait_until(lambda: job(client, sibling)["state"] != "running" and job(client, sibling),
                       what="the sibling")["state"] == "done"
-    place = runner(workers, both[doomed])
+    place = owner_of(workers, both[doomed])
     entry = ComfyClient(place.url, seeded.keys["light"]).get(f"/history/{doomed}").json()[doomed]
     assert "execution_interrupted" in [event for event, _data in entry["status"]["messages"]]
 
     # without a prompt id: the tenant's running prompt, wherever it runs
     lone = light.queue(sleep(120.0, "lone")).json()["prompt_id"]
     record = wait_until(lambda: job(client, lone).get("started") == "1" and job(client, lone), what="lone running")
-    elsewhere = next(w for w in workers if w is not runner(workers, record))
+    elsewhere = next(w for w in workers if w is not owner_of(workers, record))
     assert heavy.post("/interrupt").status_code == 200  # another tenant's bare interrupt: its own prompts, none
     assert ComfyClient(elsewhere.url, seeded.keys["light"]).post("/interrupt").status_code == 200
     assert wait_until(lambda: job(client, lone)["state"] != "running" and job(client, lone),
@@ -211,7 +183,7 @@ def test_a_job_cancel_sent_to_any_instance_stops_the_job_where_it_runs(cluster):
         pytest.skip("this ComfyUI has no /api/jobs")
     single = light.queue(sleep(120.0, "single")).json()["prompt_id"]
     record = wait_until(lambda: job(client, single).get("started") == "1" and job(client, single), what="running")
-    elsewhere = ComfyClient(next(w for w in workers if w is not runner(workers, record)).url, seeded.keys["light"])
+    elsewhere = ComfyClient(next(w for w in workers if w is not owner_of(workers, record)).url, seeded.keys["light"])
     assert ComfyClient(elsewhere.url, seeded.keys["heavy"]).post(f"/api/jobs/{single}/cancel").status_code == 404
     assert elsewhere.post(f"/api/jobs/{single}/cancel").json() == {"cancelled": True}
     assert wait_until(lambda: job(client, single)["state"] != "running" and job(client, single),
