@@ -46,7 +46,8 @@ def makespan(prompts, lookahead: int, gap_s: float, post_s: float, estimates: bo
             if any(queued.values()):
                 break
             now = arrivals[posted][0]
-        heads = [Head(str(t), q[0][0], sum(end > now for end in running.get(t, ()))) for t, q in queued.items() if q]
+        heads = [Head(str(t), q[0][0], sum(end > now for end in running.get(t, ())), len(q))
+                 for t, q in queued.items() if q]
         tenant = int(next_tenant(heads))
         mine = queued[tenant]
         pick = in_turn([seconds if estimates else 0.0 for _n, seconds in mine], lookahead)

@@ -28,18 +28,21 @@ def fair_units(cost: float, weight: float) -> int:
 
 @dataclass(frozen=True)
 class Head:
-    """A tenant that may start a prompt now (queued work, under its cap) and the number of its next prompt."""
+    """A tenant that may start a prompt now (queued work, under its cap), the number of its next prompt, and how
+    many of its prompts run and wait."""
 
     tenant: str
     number: int
     running: int
+    queued: int
 
 
 def next_tenant(heads: Iterable[Head]) -> str | None:
-    """The tenant whose turn it is: the lowest virtual finish; on a tie, the tenant running fewer
-    prompts (a newcomer's first prompt ties with a backlogged tenant's next one when it arrives just as that
-    tenant's prompts started: it goes first), then by name, so every instance decides alike."""
-    best = min(heads, key=lambda h: (h.number, h.running, h.tenant), default=None)
+    """The tenant whose turn it is: the lowest virtual finish; on a tie, the tenant running fewer prompts, then
+    the one with fewer waiting, then by name, so every instance decides alike. A newcomer's first prompt ties with
+    a backlogged tenant's next one when it arrives just after that tenant's prompts started: it goes first, also
+    when the backlog's running prompts all ended before a worker asked (both then run none)."""
+    best = min(heads, key=lambda h: (h.number, h.running, h.queued, h.tenant), default=None)
     return None if best is None else best.tenant
 
 

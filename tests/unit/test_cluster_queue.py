@@ -67,6 +67,16 @@ def test_a_newcomers_prompt_starts_next_while_a_backlogged_tenant_holds_three_wo
     assert gpus[3].claim().tenant == "b"
 
 
+def test_a_newcomers_prompt_starts_next_also_when_the_backlogs_running_prompts_all_ended_first(url):
+    gpus = [worker(url, f"gpu-{i}") for i in range(3)]
+    enqueue(gpus[0], "a", 30)
+    first = [gpu.claim() for gpu in gpus]
+    enqueue(gpus[1], "b", 1)  # ties with a's next number
+    for gpu, claim in zip(gpus, first, strict=True):
+        run_to_end(gpu, claim)  # all three end before any worker asks again: both tenants run none
+    assert gpus[0].claim().tenant == "b"
+
+
 def test_a_tenant_at_its_cap_is_skipped_and_offered_again_when_one_ends(url):
     gpus = [worker(url, f"gpu-{i}") for i in range(4)]
     enqueue(gpus[0], "a", 10, cap=2)
@@ -180,8 +190,9 @@ def test_a_carried_prompt_comes_back_as_the_queue_item_without_its_sensitive_ext
 
 
 def test_the_selector_rule_and_the_reap_rule():
-    assert next_tenant([Head("a", 4000, 3), Head("b", 4000, 0), Head("c", 5000, 0)]) == "b"
-    assert next_tenant([Head("b", 1, 0), Head("a", 1, 0)]) == "a"
+    assert next_tenant([Head("a", 4000, 3, 27), Head("b", 4000, 0, 1), Head("c", 5000, 0, 1)]) == "b"
+    assert next_tenant([Head("a", 4000, 0, 27), Head("b", 4000, 0, 1)]) == "b"  # the backlog's prompts all ended
+    assert next_tenant([Head("b", 1, 0, 1), Head("a", 1, 0, 1)]) == "a"
     assert next_tenant([]) is None
     assert reap_action(True, 1, 5) == "worker_lost"
     assert reap_action(False, 2, 2) == "redeliver" and reap_action(False, 3, 2) == "redelivery_limit"
@@ -206,11 +217,12 @@ def test_a_turn_starts_the_longest_of_the_tenants_next_prompts_and_the_passed_ov
     while (claim := gpu.claim()) is not None:
         claims.append(claim.prompt_id)
         if claim.prompt_id == "a2":  # a's passed-over prompts are queued still: listed, in number order
-            assert [(n, pid) for n, pid, _body in gpu.pending()] == [(1000, "b1"), (2000, "a1"), (2000, "b2"),
-                                                                      (3000, "a3"), (4000, "a4")]
+            assert [(n, pid) for n, pid, _body in gpu.pending()] == [(2000, "a1"), (2000, "b2"), (3000, "a3"),
+                                                                      (4000, "a4")]
         run_to_end(gpu, claim)
-    # a2 took a1's number, a1 a2's: turns alternate a, b as without lookahead; a's take its longest in view
-    assert claims == ["a2", "b1", "a4", "b2", "a3", "a1"]
+    # turns alternate b, a as without lookahead (ties go to b, with fewer queued); a's take its longest in view:
+    # a2 took a1's number, a1 a2's
+    assert claims == ["b1", "a2", "b2", "a4", "a3", "a1"]
 
 
 def test_a_parked_prompt_can_be_cancelled_and_a_redelivered_one_goes_back_to_its_place(url):
@@ -241,7 +253,7 @@ def test_lookahead_claims_follow_the_pure_rules_over_random_queues(url):
                                  "[{}, {}, [], null, 0]", seconds)
             queued.setdefault(tenant, []).append((number, seconds, pid))
             continue
-        heads = [Head(t, min(q)[0], 0) for t, q in queued.items() if q]
+        heads = [Head(t, min(q)[0], 0, len(q)) for t, q in queued.items() if q]
         claim = gpu.claim()
         if not heads:
             assert claim is None

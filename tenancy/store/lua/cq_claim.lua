@@ -2,7 +2,7 @@
 -- KEYS: 1 <prefix>ready (see cq_common.lua)
 -- ARGV: 1 the worker (instance name, its consumer in the tenant streams' group), 2 lookahead (1: none)
 -- The tenant is tenancy.cluster.next_tenant over the ready set (tenants under their cap with queued prompts):
--- the lowest number, then the fewest running, then the name. Which of its prompts starts is
+-- the lowest number, then the fewest running, then the fewest queued, then the name. Which of its prompts starts is
 -- tenancy.cluster.in_turn over its first `lookahead` queued ones: the retry list (redelivered and passed-over
 -- prompts, by number), then its stream after the entry last handed out. A stream entry is handed out with
 -- XREADGROUP (it stays pending under this worker until acked or reclaimed); the entries read past to reach it are
@@ -23,8 +23,11 @@ for _ = 1, 8 do  -- a tenant listed with nothing to hand out is set right, and t
   if #first == 0 then return false end
   local t, fewest = nil, nil
   for _, name in ipairs(redis.call('ZRANGEBYSCORE', READY, first[2], first[2])) do  -- ties, by name
-    local running = num(redis.call('HGET', key('ten', name), 'running'))
-    if fewest == nil or running < fewest then t, fewest = name, running end
+    local c = redis.call('HMGET', key('ten', name), 'running', 'queued')
+    local counts = {num(c[1]), num(c[2])}
+    if fewest == nil or counts[1] < fewest[1] or (counts[1] == fewest[1] and counts[2] < fewest[2]) then
+      t, fewest = name, counts
+    end
   end
   local ten, stream = key('ten', t), key('s', t)
   local turn = head(t)

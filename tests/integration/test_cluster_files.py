@@ -1,9 +1,10 @@
-"""A tenant's uploads reach the worker that runs its prompt: three real guarded ComfyUI processes with the cluster
-queue on (one redis-server) and a real S3 server (SeaweedFS). An image uploaded to one instance is in the bucket
-when the upload answers; prompts loading it run on the other instances (which fetch it before they run it, once)
-and load its pixels; another tenant cannot load it or view it from any instance, and its own file of the same
-name is its own; any instance validates a prompt naming it and serves it at /view?type=input; with the bucket
-down, prompts run with what lies on disk and an upload waits in the outbox until the bucket is back."""
+"""A tenant's files from any instance: three real guarded ComfyUI processes with the cluster queue on (one
+redis-server) and a real S3 server (SeaweedFS). An image uploaded to one instance is in the bucket when the upload
+answers; prompts loading it run on the other instances (which fetch it before they run it, once) and load its
+pixels; another tenant cannot load it or view it from any instance, and its own file of the same name is its own;
+any instance validates a prompt naming it and serves it at /view?type=input; an output is viewed and downloaded
+(signed link) the same from every instance, by its owner only; with the bucket down, prompts run with what lies on
+disk and an upload waits in the outbox until the bucket is back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import io
 import random
 
 import pytest
+import requests
 from PIL import Image
 
 from tests.harness.client import ComfyClient
@@ -155,6 +157,37 @@ def test_any_instance_validates_a_prompt_naming_an_upload_taken_elsewhere_and_se
     job = wait_until(lambda: ended(store, [pid]), what="the prompt accepted by instance 2")[pid]
     assert job["state"] == "done"
     assert loaded_pixels(owner_of(workers, job), seeded.keys["light"], "tenant-light", pid) == pixels
+
+
+def test_an_output_is_viewed_and_downloaded_the_same_from_every_instance_by_its_owner_only(cluster, seaweedfs):
+    workers, seeded, store = cluster
+    data, _ = image()
+    sender = ComfyClient(workers[0].url, seeded.keys["light"])
+    upload(sender, "shown.png", data)
+    pid = queue_all(sender, [loading("shown.png", "shown")])[0]
+    job = wait_until(lambda: ended(store, [pid]), what="the prompt")[pid]
+    assert job["state"] == "done"
+    readers = [ComfyClient(w.url, seeded.keys["light"]) for w in workers]
+    refs = [reader.get(f"/history/{pid}").json()[pid]["outputs"]["2"]["images"][0] for reader in readers]
+    assert all(ref == refs[0] for ref in refs) and refs[0]["subfolder"] == "loaded"
+    ref = refs[0]
+    made = (owner_of(workers, job).base / "output" / "tenants" / "tenant-light" / "loaded"
+            / ref["filename"]).read_bytes()
+    key = f"{PREFIX}tenants/tenant-light/output/loaded/{ref['filename']}"
+    assert wait_until(lambda: in_bucket(seaweedfs, key), 30, "the output's upload") == made
+    params = {"filename": ref["filename"], "subfolder": "loaded", "type": "output"}
+    for i, reader in enumerate(readers):
+        shown = reader.get("/view", params=params, allow_redirects=False)
+        assert shown.status_code == 302, shown.text  # to the bucket, from the instance that made it or not
+        assert reader.session.get(shown.headers["Location"], timeout=10).content == made
+        links = reader.get(f"/tenancy/outputs/{pid}").json()["files"]
+        assert [link["filename"] for link in links] == [ref["filename"]]
+        elsewhere = workers[(i + 1) % len(workers)]  # a signed link works at any instance, without a key
+        assert requests.get(elsewhere.url + links[0]["url"], timeout=10).content == made
+    for worker in workers:
+        other = ComfyClient(worker.url, seeded.keys["heavy"])
+        assert other.get("/view", params=params, allow_redirects=False).status_code == 404
+        assert other.get(f"/tenancy/outputs/{pid}").status_code == 404
 
 
 def test_with_the_bucket_down_prompts_run_with_what_is_on_disk_and_an_upload_waits_for_it(cluster, seaweedfs):
