@@ -83,7 +83,10 @@ def test_entries_older_than_history_days_are_trimmed_and_an_idle_history_expires
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     order, entries = keys("acme")
     now_ms = int(client.zscore(order, "recent"))
-    client.zadd(order, {"old": now_ms - DAY_MS - 1}, xx=True)  # "old" finished a day and a moment ago
+    # "old" finished a day and a second ago. Not a millisecond: records within one millisecond are scored one
+    # past the newest, so "recent" may lie a few ms ahead of Redis's clock, and "old" would then not be older than
+    # a day when "new" is recorded in the same millisecond
+    client.zadd(order, {"old": now_ms - DAY_MS - 1000}, xx=True)
     assert record(history, "acme", "new", kept) == 1
     assert history.ids("acme") == ["recent", "new"]
     assert 0 < client.pttl(order) <= DAY_MS and 0 < client.pttl(entries) <= DAY_MS
