@@ -42,10 +42,10 @@ def test_status_shows_each_instance_what_it_runs_and_each_tenants_depth_and_olde
         gpu1.enqueue(f"a-{i}", "tenant-a", fair_units(1.0, 1.0), 2, BODY, 1.0)
     gpu2.enqueue("b-0", "tenant-b", fair_units(1.0, 1.0), 0, BODY, 1.0)
     time.sleep(0.2)  # the oldest prompts have waited a measurable while
+    handed = gpu2.claim()  # gpu-2 takes b's prompt (the tie goes to the tenant with fewer queued) and never beats
     running = gpu1.claim()
     assert gpu1.start(running.prompt_id, running.attempt)
     assert gpu1.heartbeat(running.prompt_id, running.attempt)
-    handed = gpu2.claim()  # gpu-2 takes b's prompt (the tie goes to the tenant running fewer) and never beats
     assert (running.prompt_id, handed.prompt_id) == ("a-0", "b-0")
 
     code, out = status(capsys, config, "--json")
