@@ -5,25 +5,17 @@ instance is seen by all; the plan's `history_items` trims the oldest."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from tenancy.config import DEFAULT_PLANS
 from tenancy.history_index import page
 from tests.harness.client import ComfyClient
 from tests.harness.cluster import JOB, ended, owner_of, running_cluster, sleep
+from tests.harness.images import save_image_workflow
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
 PLANS = {**DEFAULT_PLANS, "heavy": {"history_items": 3}}  # tenant-heavy keeps its newest three
-
-
-def save_image(prefix: str) -> dict:
-    """EmptyImage -> SaveImage, a colour of its own (ComfyUI's cache would skip a repeat)."""
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1,
-                                                          "color": random.randrange(0x1000000)}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +54,7 @@ def finished(cluster) -> dict:
     _, _, store = cluster
     light = clients(cluster, "light")
     ids = [queued(light[0], sleep(2.0, f"spread{i}")) for i in range(3)]
-    ids += [queued(light[1], save_image("hist/out")) for _ in range(2)]
+    ids += [queued(light[1], save_image_workflow("hist/out", 16, 16)) for _ in range(2)]
     return wait_until(lambda: ended(store, ids), what="tenant-light's prompts")
 
 

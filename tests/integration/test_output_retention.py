@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from tenancy.retention import DAY_S
 from tenancy.store import open_store
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
+from tests.harness.images import saved_image
 from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
 from tests.harness.tenants import seed
 from tests.harness.waiting import wait_until
@@ -46,14 +46,6 @@ def retention_comfy(tmp_path_factory, seaweedfs):
 def client(server: ComfyUI, who: str) -> ComfyClient:
     return ComfyClient(server.url, server.seeded.keys[who])
 
-
-def save_image(tenant: ComfyClient, prefix: str) -> dict:
-    workflow = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1,
-                                                              "color": random.randrange(0x1000000)}},
-                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
-    entry = tenant.run(workflow)
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    return {**entry["outputs"]["2"]["images"][0], "prompt_id": entry["prompt"][1]}
 
 
 def key_of(tenant: str, image: dict) -> str:
@@ -93,7 +85,7 @@ def indexed_owner(server: ComfyUI, tenant: str, image: dict) -> str | None:
 def test_a_plans_old_outputs_leave_disk_bucket_and_index_and_answer_404(retention_comfy, seaweedfs):
     server = retention_comfy
     a, b = client(server, "a"), client(server, "b")
-    old, theirs = save_image(a, "kept/old"), save_image(b, "kept/old")
+    old, theirs = saved_image(a, "kept/old"), saved_image(b, "kept/old")
     old_put = wait_until(lambda: put_at(seaweedfs, key_of("tenant-a", old)), 30, "a's old output uploaded")
     wait_until(lambda: put_at(seaweedfs, key_of("tenant-b", theirs)), 30, "b's output uploaded")
     wait_until(lambda: view(a, old).status_code == 302, 10, "/view redirects to the bucket while it is young")
@@ -104,7 +96,7 @@ def test_a_plans_old_outputs_leave_disk_bucket_and_index_and_answer_404(retentio
     # the retention is a file's age: the old one must be past it (by its upload, the later of its two times)
     time.sleep(max(0.0, old_put + RETENTION_S + 0.5 - time.time()))
     made = time.time()
-    new = save_image(a, "kept/new")
+    new = saved_image(a, "kept/new")
     wait_until(lambda: put_at(seaweedfs, key_of("tenant-a", new)), 30, "a's new output uploaded")
 
     swept = subprocess.run([sys.executable, "-m", "tenancy", "outputs", "sweep", "--config",

@@ -20,6 +20,7 @@ from tenancy.config import from_mapping
 from tenancy.store.object_store import ObjectStore
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
+from tests.harness.images import saved_image
 from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
 from tests.harness.tenants import seed
 from tests.harness.waiting import wait_until
@@ -42,15 +43,6 @@ def s3_comfy(tmp_path_factory, seaweedfs):
 def client(server: ComfyUI, who: str) -> ComfyClient:
     return ComfyClient(server.url, server.seeded.keys[who])
 
-
-def save_image(tenant: ComfyClient, prefix: str) -> dict:
-    """Run EmptyImage -> SaveImage (a colour of its own: ComfyUI's cache would skip a repeat); its image ref."""
-    workflow = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1,
-                                                              "color": random.randrange(0x1000000)}},
-                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
-    entry = tenant.run(workflow)
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    return {**entry["outputs"]["2"]["images"][0], "prompt_id": entry["prompt"][1]}
 
 
 def view(tenant: ComfyClient, image: dict) -> requests.Response:
@@ -92,8 +84,8 @@ def metric(server: ComfyUI, name: str) -> float:
 
 def test_an_output_lands_under_its_tenants_prefix_and_the_bucket_serves_it_by_presigned_url(s3_comfy, seaweedfs):
     a, b = client(s3_comfy, "a"), client(s3_comfy, "b")
-    image = save_image(a, "s3/me")
-    theirs = save_image(b, "s3/me")
+    image = saved_image(a, "s3/me")
+    theirs = saved_image(b, "s3/me")
     assert (image["subfolder"], theirs["subfolder"]) == ("s3", "s3")
     wait_until(lambda: in_bucket(seaweedfs, key_of("tenant-a", image)) and in_bucket(seaweedfs, key_of("tenant-b",
                theirs)), 30, "both outputs uploaded")
@@ -144,7 +136,7 @@ def test_an_output_only_the_bucket_has_is_redirected_to_for_its_owner_only(s3_co
 
 def test_with_the_bucket_down_outputs_come_from_disk_and_their_uploads_wait_until_it_is_back(s3_comfy, seaweedfs):
     a = client(s3_comfy, "a")
-    uploaded = save_image(a, "down/before")
+    uploaded = saved_image(a, "down/before")
     wait_until(lambda: redirected(a, uploaded), 30, "the first output is served from the bucket")
     seaweedfs.stop()
     try:
@@ -152,7 +144,7 @@ def test_with_the_bucket_down_outputs_come_from_disk_and_their_uploads_wait_unti
         answer = view(a, uploaded)
         assert answer.status_code == 200 and answer.content == on_disk(s3_comfy, "tenant-a", uploaded)
 
-        waiting = save_image(a, "down/during")  # the prompt and its settlement do not wait for the bucket
+        waiting = saved_image(a, "down/during")  # the prompt and its settlement do not wait for the bucket
         answer = view(a, waiting)
         assert answer.status_code == 200 and answer.content == on_disk(s3_comfy, "tenant-a", waiting)
         health = requests.get(s3_comfy.url + "/tenancy/health", timeout=10)
