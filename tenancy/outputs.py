@@ -13,6 +13,8 @@ from .paths import TENANTS_DIR, virtual_subfolder
 
 UPLOADED_FOLDERS = ("output",)  # previews in temp/ are not kept
 SHARED_FOLDERS = ("input",)  # tenants' uploads, in the bucket when the cluster queue is on (`shared_inputs`)
+PREVIEWS = "temp"  # in a cluster, a tenant's previews are put in the bucket as they are shown (any instance serves)
+PREVIEW_TAG = "tenancy-kind=preview"  # object tag of previews, for a bucket lifecycle rule that expires them
 REDIRECT, DISK, LOOK = "redirect", "disk", "look"
 OCTET_STREAM = "application/octet-stream"
 
@@ -45,9 +47,20 @@ def uploaded_files(tenant: str | None, files: list[tuple[str, str, str]]) -> lis
 
 
 def bucket_folders(cluster: bool) -> tuple[str, ...]:
-    """The folders whose files /view may find in the bucket: outputs; in a cluster, tenants' uploads too (any
-    instance answers for them, and their prompts may run on any)."""
-    return UPLOADED_FOLDERS + SHARED_FOLDERS if cluster else UPLOADED_FOLDERS
+    """The folders whose files /view may find in the bucket: outputs; in a cluster, tenants' uploads and previews
+    too (any instance answers for them, and their prompts may run on any)."""
+    return UPLOADED_FOLDERS + SHARED_FOLDERS + (PREVIEWS,) if cluster else UPLOADED_FOLDERS
+
+
+def previews_of(output: object) -> list[tuple[str, str]]:
+    """(real subfolder, file name) of the previews an `executed` message's output names (ComfyUI's refs with
+    `type` temp, before they are read back in the tenant's names)."""
+    found: list[tuple[str, str]] = []
+    for refs in output.values() if isinstance(output, dict) else ():
+        for ref in refs if isinstance(refs, list) else ():
+            if isinstance(ref, dict) and ref.get("type") == PREVIEWS and isinstance(ref.get("filename"), str):
+                found.append((str(ref.get("subfolder") or ""), ref["filename"]))
+    return list(dict.fromkeys(found))
 
 
 def where_to_serve(*, uploaded: bool, reachable: bool, on_disk: bool) -> str:

@@ -39,11 +39,11 @@ class ObjectStore:
         self.transfer = TransferConfig(multipart_threshold=multipart_mb * MIB, multipart_chunksize=multipart_mb * MIB)
         self._errors = _transfer_errors()
 
-    def upload(self, path: Path, key: str, content_type: str) -> None:
+    def upload(self, path: Path, key: str, content_type: str, tagging: str = "") -> None:
         """Stream a file into the bucket (in parts when it is large; a failed multipart upload is aborted)."""
+        extra = {"ContentType": content_type, **({"Tagging": tagging} if tagging else {})}
         try:
-            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type},
-                                    Config=self.transfer)
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra, Config=self.transfer)
         except self._errors as exc:
             raise ObjectStoreUnavailable(f"upload of {key}: {exc}") from None
 

@@ -3,13 +3,15 @@ redis-server) and a real S3 server (SeaweedFS). An image uploaded to one instanc
 answers; prompts loading it run on the other instances (which fetch it before they run it, once) and load its
 pixels; another tenant cannot load it or view it from any instance, and its own file of the same name is its own;
 any instance validates a prompt naming it and serves it at /view?type=input; an output is viewed and downloaded
-(signed link) the same from every instance, by its owner only; with the bucket down, prompts run with what lies on
-disk and an upload waits in the outbox until the bucket is back."""
+(signed link) the same from every instance, by its owner only, and so is a preview of a prompt that ran on
+another instance; with the bucket down, prompts run with what lies on disk and an upload waits in the outbox until
+the bucket is back."""
 
 from __future__ import annotations
 
 import io
 import random
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -188,6 +190,38 @@ def test_an_output_is_viewed_and_downloaded_the_same_from_every_instance_by_its_
         other = ComfyClient(worker.url, seeded.keys["heavy"])
         assert other.get("/view", params=params, allow_redirects=False).status_code == 404
         assert other.get(f"/tenancy/outputs/{pid}").status_code == 404
+
+
+def test_a_preview_of_a_prompt_that_ran_elsewhere_is_shown_by_the_instance_asked(cluster, seaweedfs):
+    """Instance 0 drained (it takes no prompt): the prompt it accepts runs on another; the PreviewImage picture its
+    history names is served through instance 0 from the bucket, where the running instance put it before its
+    `executed` message went out; another tenant gets a 404."""
+    workers, seeded, store = cluster
+    operator = ComfyClient(workers[0].url, seeded.keys["admin"])
+    name = operator.get("/tenancy/admin/cluster").json()["this_instance"]
+    assert operator.post(f"/tenancy/admin/cluster/instances/{quote(name, safe='')}/drain").status_code == 200
+    try:
+        wait_until(lambda: any(i["name"] == name and i["drain"] == "drained"  # it saw it with its next heartbeat
+                               for i in operator.get("/tenancy/admin/cluster").json()["instances"]), what="the drain")
+        tenant = ComfyClient(workers[0].url, seeded.keys["light"])
+        data, pixels = image()
+        upload(tenant, "previewed.png", data)
+        pid = queue_all(tenant, [{"1": {"class_type": "LoadImage", "inputs": {"image": "previewed.png"}},
+                                  "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}])[0]
+        job = wait_until(lambda: ended(store, [pid]), what="the previewing prompt")[pid]
+    finally:
+        operator.post(f"/tenancy/admin/cluster/instances/{quote(name, safe='')}/undrain")
+    assert job["state"] == "done" and owner_of(workers, job) is not workers[0]
+    ref = tenant.get(f"/history/{pid}").json()[pid]["outputs"]["2"]["images"][0]
+    assert ref["type"] == "temp" and "tenants/" not in ref["subfolder"]
+    params = {"filename": ref["filename"], "subfolder": ref["subfolder"], "type": "temp"}
+    assert not (workers[0].base / "temp" / "tenants" / "tenant-light" / ref["subfolder"] / ref["filename"]).exists()
+    shown = tenant.get("/view", params=params, allow_redirects=False)
+    assert shown.status_code == 302, shown.text
+    with Image.open(io.BytesIO(tenant.session.get(shown.headers["Location"], timeout=10).content)) as picture:
+        assert picture.convert("RGB").tobytes() == pixels
+    assert ComfyClient(workers[0].url, seeded.keys["heavy"]).get("/view", params=params,
+                                                                  allow_redirects=False).status_code == 404
 
 
 def test_with_the_bucket_down_prompts_run_with_what_is_on_disk_and_an_upload_waits_for_it(cluster, seaweedfs):

@@ -18,10 +18,12 @@ from tenancy.outputs import (
     DISK,
     LOOK,
     REDIRECT,
+    bucket_folders,
     content_disposition,
     content_type,
     object_key,
     owner_of,
+    previews_of,
     uploaded_files,
     view_redirectable,
     where_to_serve,
@@ -158,3 +160,13 @@ def test_a_cdn_needs_its_url_key_id_and_private_key():
     assert refused.value.key == "outputs.cdn.private_key_file"
     cdn = {"url": "https://cdn.example.com", "key_id": "K1", "private_key_file": "cdn.pem"}
     assert from_mapping({"outputs": {**S3, "cdn": cdn}}, Path(".")).outputs.cdn.key_id == "K1"
+
+
+def test_previews_of_an_executed_output_are_its_temp_refs_each_once_and_in_a_cluster_the_bucket_serves_them():
+    output = {"images": [{"filename": "p_00001_.png", "subfolder": "tenants/acme", "type": "temp"},
+                         {"filename": "p_00001_.png", "subfolder": "tenants/acme", "type": "temp"},
+                         {"filename": "o_00001_.png", "subfolder": "tenants/acme/x", "type": "output"}],
+              "text": ["not a ref"], "gifs": [{"filename": "g.webp", "type": "temp"}]}
+    assert previews_of(output) == [("tenants/acme", "p_00001_.png"), ("", "g.webp")]
+    assert previews_of(None) == [] and previews_of({"images": "odd"}) == []
+    assert "temp" in bucket_folders(True) and "temp" not in bucket_folders(False)

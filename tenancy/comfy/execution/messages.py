@@ -40,6 +40,8 @@ def install_message_routing(services: GuardServices) -> None:
                 services.accounting.on_event(event, data, owner)
             except Exception:  # ComfyUI's publish loop must never see the guard fail: it would stop the server
                 log.exception("[tenancy] accounting of %s for prompt %s failed", event, prompt_id)
+        if owner and event == "executed" and isinstance(data, dict):
+            await services.uploads.share_previews(owner, data.get("output"))  # in a cluster: any instance serves
         namespace = (owner or ADMIN_NAMESPACE) + ":"
         targets = [sid] if sid is not None else [s for s in list(server.sockets) if s.startswith(namespace)]
         for target in targets:

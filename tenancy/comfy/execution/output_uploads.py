@@ -19,12 +19,15 @@ from ...config import Config
 from ...metrics import Metrics
 from ...outputs import (
     LOOK,
+    PREVIEW_TAG,
+    PREVIEWS,
     REDIRECT,
     bucket_folders,
     content_disposition,
     content_type,
     object_key,
     owner_of,
+    previews_of,
     uploaded_files,
     where_to_serve,
 )
@@ -94,6 +97,29 @@ class OutputUploads:
         metrics.series(metrics.output_uploads, "ok").inc()
         self.set_reachable(True)
         self.uploaded.remember(f"{folder}/{subfolder}/{filename}", (write["key"], time.time()))
+
+    def serves(self, folder: str) -> bool:
+        """Whether /view may find files of this folder in the bucket."""
+        return self.bucket is not None and folder in self.served
+
+    async def share_previews(self, tenant: str, output: dict) -> None:
+        """In a cluster, the previews an `executed` message names are put in the bucket before the message goes
+        on: the client that reads it may ask any instance for them at once (an editor's socket may be on another
+        instance than the one that ran the prompt). Small files, put as they are shown; while the bucket does not
+        answer they stay on this disk only (logged with the bucket's state)."""
+        if self.bucket is None or PREVIEWS not in self.served or not self.reachable:
+            return
+        for subfolder, filename in previews_of(output):
+            path = self.folders[PREVIEWS] / subfolder / filename
+            if owner_of(subfolder) != tenant or not path.is_file():
+                continue  # only the tenant's own folder (a ref is ComfyUI's, but never trusted to lie elsewhere)
+            key = object_key(self.settings.prefix, tenant, PREVIEWS, subfolder, filename)
+            try:
+                await asyncio.to_thread(self.bucket.upload, path, key, content_type(filename), PREVIEW_TAG)
+            except ObjectStoreUnavailable:
+                self.set_reachable(False)
+                return
+            self.uploaded.remember(f"{PREVIEWS}/{subfolder}/{filename}", (key, time.time()))
 
     async def run(self) -> None:
         """Apply the uploads, and look at the bucket every PROBE_EVERY_S, for ever."""

@@ -108,7 +108,7 @@ async def real_location(services: GuardServices, tenant: str | None, folder: str
         if tenant is None or await services.owners.of_output(folder, sub, name) == tenant:
             contained(root, relative)
             return folder, sub, name
-        if folder == "temp":
+        if folder == "temp" and not services.uploads.serves(folder):
             raise Refusal(404, "not_found", "no such preview among yours")
         contained(root, f"{real_sub}/{name}", tenant)
         return folder, real_sub, name
