@@ -15,6 +15,8 @@ UPLOADED_FOLDERS = ("output",)  # previews in temp/ are not kept
 SHARED_FOLDERS = ("input",)  # tenants' uploads, in the bucket when the cluster queue is on (`shared_inputs`)
 PREVIEWS = "temp"  # in a cluster, a tenant's previews are put in the bucket as they are shown (any instance serves)
 PREVIEW_TAG = "tenancy-kind=preview"  # object tag of previews, for a bucket lifecycle rule that expires them
+SHOWN_FOLDERS = (*UPLOADED_FOLDERS, PREVIEWS)
+SHOWN_MAX_BYTES = 32 * 1024 * 1024
 REDIRECT, DISK, LOOK = "redirect", "disk", "look"
 OCTET_STREAM = "application/octet-stream"
 
@@ -52,15 +54,22 @@ def bucket_folders(cluster: bool) -> tuple[str, ...]:
     return UPLOADED_FOLDERS + SHARED_FOLDERS + (PREVIEWS,) if cluster else UPLOADED_FOLDERS
 
 
-def previews_of(output: object) -> list[tuple[str, str]]:
-    """(real subfolder, file name) of the previews an `executed` message's output names (ComfyUI's refs with
-    `type` temp, before they are read back in the tenant's names)."""
-    found: list[tuple[str, str]] = []
+def shown_files(output: object) -> list[tuple[str, str, str]]:
+    """(folder, real subfolder, file name) of the outputs and previews an `executed` message's output names
+    (ComfyUI's refs, before they are read back in the tenant's names), each once."""
+    found: list[tuple[str, str, str]] = []
     for refs in output.values() if isinstance(output, dict) else ():
         for ref in refs if isinstance(refs, list) else ():
-            if isinstance(ref, dict) and ref.get("type") == PREVIEWS and isinstance(ref.get("filename"), str):
-                found.append((str(ref.get("subfolder") or ""), ref["filename"]))
+            if isinstance(ref, dict) and ref.get("type") in SHOWN_FOLDERS and isinstance(ref.get("filename"), str):
+                found.append((ref["type"], str(ref.get("subfolder") or ""), ref["filename"]))
     return list(dict.fromkeys(found))
+
+
+def put_when_shown(folder: str, size: int) -> bool:
+    """In a cluster, whether a file an `executed` message names is put in the bucket before the message goes on
+    (its reader may ask any instance for it at once): every preview, and outputs up to SHOWN_MAX_BYTES; a larger
+    output (a long video) waits for the upload after the prompt, and until then only its instance serves it."""
+    return folder == PREVIEWS or (folder in UPLOADED_FOLDERS and size <= SHOWN_MAX_BYTES)
 
 
 def where_to_serve(*, uploaded: bool, reachable: bool, on_disk: bool) -> str:

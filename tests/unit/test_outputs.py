@@ -23,7 +23,8 @@ from tenancy.outputs import (
     content_type,
     object_key,
     owner_of,
-    previews_of,
+    put_when_shown,
+    shown_files,
     uploaded_files,
     view_redirectable,
     where_to_serve,
@@ -162,11 +163,19 @@ def test_a_cdn_needs_its_url_key_id_and_private_key():
     assert from_mapping({"outputs": {**S3, "cdn": cdn}}, Path(".")).outputs.cdn.key_id == "K1"
 
 
-def test_previews_of_an_executed_output_are_its_temp_refs_each_once_and_in_a_cluster_the_bucket_serves_them():
+def test_the_files_an_executed_output_shows_are_its_output_and_temp_refs_each_once():
     output = {"images": [{"filename": "p_00001_.png", "subfolder": "tenants/acme", "type": "temp"},
                          {"filename": "p_00001_.png", "subfolder": "tenants/acme", "type": "temp"},
-                         {"filename": "o_00001_.png", "subfolder": "tenants/acme/x", "type": "output"}],
+                         {"filename": "o_00001_.png", "subfolder": "tenants/acme/x", "type": "output"},
+                         {"filename": "i.png", "subfolder": "", "type": "input"}],
               "text": ["not a ref"], "gifs": [{"filename": "g.webp", "type": "temp"}]}
-    assert previews_of(output) == [("tenants/acme", "p_00001_.png"), ("", "g.webp")]
-    assert previews_of(None) == [] and previews_of({"images": "odd"}) == []
+    assert shown_files(output) == [("temp", "tenants/acme", "p_00001_.png"), ("output", "tenants/acme/x",
+                                                                             "o_00001_.png"), ("temp", "", "g.webp")]
+    assert shown_files(None) == [] and shown_files({"images": "odd"}) == []
     assert "temp" in bucket_folders(True) and "temp" not in bucket_folders(False)
+
+
+def test_in_a_cluster_previews_and_outputs_up_to_a_size_are_put_as_they_are_shown():
+    assert put_when_shown("temp", 10**9)
+    assert put_when_shown("output", 5 * 1024 * 1024) and not put_when_shown("output", 10**9)
+    assert not put_when_shown("input", 10)

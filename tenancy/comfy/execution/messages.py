@@ -41,7 +41,7 @@ def install_message_routing(services: GuardServices) -> None:
             except Exception:  # ComfyUI's publish loop must never see the guard fail: it would stop the server
                 log.exception("[tenancy] accounting of %s for prompt %s failed", event, prompt_id)
         if owner and event == "executed" and isinstance(data, dict):
-            await services.uploads.share_previews(owner, data.get("output"))  # in a cluster: any instance serves
+            await services.uploads.share_shown(owner, data.get("output"))  # in a cluster: any instance serves
         namespace = (owner or ADMIN_NAMESPACE) + ":"
         targets = [sid] if sid is not None else [s for s in list(server.sockets) if s.startswith(namespace)]
         for target in targets:

@@ -27,7 +27,8 @@ from ...outputs import (
     content_type,
     object_key,
     owner_of,
-    previews_of,
+    put_when_shown,
+    shown_files,
     uploaded_files,
     where_to_serve,
 )
@@ -82,6 +83,8 @@ class OutputUploads:
 
     async def _upload(self, write: dict) -> None:
         folder, subfolder, filename = write["folder"], write["subfolder"], write["filename"]
+        if self.uploaded.get(f"{folder}/{subfolder}/{filename}", (None,))[0] == write["key"]:
+            return  # put when its `executed` message was shown (`share_shown`)
         path = self.folders[folder] / subfolder / filename
         if not path.is_file():
             log.warning("[tenancy] output %s/%s/%s is gone before its upload: not uploaded", folder, subfolder,
@@ -102,24 +105,28 @@ class OutputUploads:
         """Whether /view may find files of this folder in the bucket."""
         return self.bucket is not None and folder in self.served
 
-    async def share_previews(self, tenant: str, output: dict) -> None:
-        """In a cluster, the previews an `executed` message names are put in the bucket before the message goes
-        on: the client that reads it may ask any instance for them at once (an editor's socket may be on another
-        instance than the one that ran the prompt). Small files, put as they are shown; while the bucket does not
-        answer they stay on this disk only (logged with the bucket's state)."""
+    async def share_shown(self, tenant: str, output: dict) -> None:
+        """In a cluster, the previews and outputs an `executed` message names are put in the bucket before the
+        message goes on (`put_when_shown`): the client that reads it may ask any instance for them at once (an
+        editor's socket on another instance, an API client behind a round-robin balancer). An output put here is
+        not put again by the upload after the prompt. While the bucket does not answer, they stay on this disk
+        only (logged with the bucket's state)."""
         if self.bucket is None or PREVIEWS not in self.served or not self.reachable:
             return
-        for subfolder, filename in previews_of(output):
-            path = self.folders[PREVIEWS] / subfolder / filename
+        for folder, subfolder, filename in shown_files(output):
+            path = self.folders[folder] / subfolder / filename
             if owner_of(subfolder) != tenant or not path.is_file():
                 continue  # only the tenant's own folder (a ref is ComfyUI's, but never trusted to lie elsewhere)
-            key = object_key(self.settings.prefix, tenant, PREVIEWS, subfolder, filename)
+            if not put_when_shown(folder, path.stat().st_size):
+                continue
+            key = object_key(self.settings.prefix, tenant, folder, subfolder, filename)
+            tagging = PREVIEW_TAG if folder == PREVIEWS else ""
             try:
-                await asyncio.to_thread(self.bucket.upload, path, key, content_type(filename), PREVIEW_TAG)
+                await asyncio.to_thread(self.bucket.upload, path, key, content_type(filename), tagging)
             except ObjectStoreUnavailable:
                 self.set_reachable(False)
                 return
-            self.uploaded.remember(f"{PREVIEWS}/{subfolder}/{filename}", (key, time.time()))
+            self.uploaded.remember(f"{folder}/{subfolder}/{filename}", (key, time.time()))
 
     async def run(self) -> None:
         """Apply the uploads, and look at the bucket every PROBE_EVERY_S, for ever."""
