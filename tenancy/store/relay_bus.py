@@ -92,8 +92,10 @@ class RelayBus:
 
     # -- subscribing ------------------------------------------------------------------------------------------
     async def subscribe(self, channel: str) -> None:
-        """Want a channel (counted: subscribed once however many want it). Returns once Redis has the SUBSCRIBE
-        (or at once while Redis is down: the subscriber subscribes it when it reconnects)."""
+        """Want a channel (counted: subscribed once however many want it). Returns once the SUBSCRIBE is sent
+        (Redis processes it before anything this connection sends next, not necessarily before what another
+        connection publishes in the same instant); at once while Redis is down: the subscriber subscribes it when
+        it reconnects."""
         count = self.wanted.get(channel, 0)
         self.wanted[channel] = count + 1
         if count == 0:

@@ -8,6 +8,7 @@ import logging
 import time
 
 import pytest
+import redis
 
 from tenancy.cluster import Held
 from tenancy.relay import (
@@ -61,6 +62,13 @@ def test_a_bare_interrupt_reaches_the_tenants_prompt_that_has_run_longest():
     assert interrupt_target([("gpu-1", Held("a3", "a", False, 8.0, 0.1))], "a") is None
 
 
+def subscribers(url: str, channel: str) -> int:
+    """How many subscriptions Redis itself holds for a channel: the bus's (un)subscribe returns once the command is
+    sent, and a PUBLISH on another connection may reach Redis before it is processed."""
+    with redis.Redis.from_url(url) as client:
+        return client.pubsub_numsub(channel)[0][1]
+
+
 async def _until(condition, what: str, timeout: float = 10.0):
     """Polls every 20 ms; the bus works in background tasks of this loop."""
     loop = asyncio.get_running_loop()
@@ -89,6 +97,7 @@ def test_the_bus_delivers_in_order_to_subscribers_only_and_outlives_a_redis_outa
             await _until(lambda: holder._pubsub is not None and sender._pubsub is not None, "both subscribed")
             await holder.subscribe("sock")
             await holder.subscribe("sock")  # a second socket with that sid: one subscription, counted
+            await _until(lambda: subscribers(server.url, "sock") == 1, "Redis holding the subscription")
             for i in range(50):
                 sender.publish("sock", b"%d" % i)
             sender.publish("nobody", b"dropped by Redis")
@@ -100,6 +109,7 @@ def test_the_bus_delivers_in_order_to_subscribers_only_and_outlives_a_redis_outa
             await holder.unsubscribe("sock")
             assert await sender.publish_now("sock", b"still one") == 1
             await holder.unsubscribe("sock")
+            await _until(lambda: subscribers(server.url, "sock") == 0, "Redis dropping the subscription")
             assert await sender.publish_now("sock", b"none") == 0
 
             server.stop()  # the outage: publishing (a plain call, it cannot wait on Redis) does not raise
@@ -110,6 +120,7 @@ def test_the_bus_delivers_in_order_to_subscribers_only_and_outlives_a_redis_outa
             await _until(lambda: sender.dropped >= 100, "the frames of the outage dropped")
             server.start()  # the same port
             await _until(lambda: holder._pubsub is not None and not holder.down, "the holder back")
+            await _until(lambda: subscribers(server.url, "later") == 1, "Redis holding the renewed subscription")
             # the sender drops frames for RETRY_S after a failure, then tries again: past that, one frame goes out
             await _until(lambda: time.monotonic() >= sender._retry_at, "the sender's pause over")
             heard.clear()

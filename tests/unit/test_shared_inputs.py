@@ -56,4 +56,4 @@ def test_after_a_restart_a_current_copy_is_taken_as_it_and_an_older_one_is_repla
 
 def test_uploads_are_served_from_the_bucket_only_in_a_cluster():
     assert bucket_folders(False) == ("output",)
-    assert bucket_folders(True) == ("output", "input")
+    assert bucket_folders(True) == ("output", "input", "temp")  # in a cluster, previews too
