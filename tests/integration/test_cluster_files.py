@@ -206,8 +206,12 @@ def test_a_preview_of_a_prompt_that_ran_elsewhere_is_shown_by_the_instance_asked
         tenant = ComfyClient(workers[0].url, seeded.keys["light"])
         data, pixels = image()
         upload(tenant, "previewed.png", data)
-        pid = queue_all(tenant, [{"1": {"class_type": "LoadImage", "inputs": {"image": "previewed.png"}},
-                                  "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}])[0]
+        # with a client id, as the editor sends: ComfyUI (0.33) sends `executed` only for a prompt that has one
+        answer = tenant.queue({"1": {"class_type": "LoadImage", "inputs": {"image": "previewed.png"}},
+                               "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}},
+                              client_id="editor-tab")
+        assert answer.status_code == 200, answer.text
+        pid = answer.json()["prompt_id"]
         job = wait_until(lambda: ended(store, [pid]), what="the previewing prompt")[pid]
     finally:
         operator.post(f"/tenancy/admin/cluster/instances/{quote(name, safe='')}/undrain")
