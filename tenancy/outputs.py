@@ -65,6 +65,13 @@ def shown_files(output: object) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys(found))
 
 
+def result_files(history_result: object) -> list[tuple[str, str, str]]:
+    """The files of `shown_files` every node of a finished prompt's result names (ComfyUI's history entry)."""
+    outputs = history_result.get("outputs") if isinstance(history_result, dict) else None
+    nodes = outputs.values() if isinstance(outputs, dict) else ()
+    return list(dict.fromkeys(ref for output in nodes for ref in shown_files(output)))
+
+
 def put_when_shown(folder: str, size: int) -> bool:
     """In a cluster, whether a file an `executed` message names is put in the bucket before the message goes on
     (its reader may ask any instance for it at once): every preview, and outputs up to SHOWN_MAX_BYTES; a larger

@@ -130,6 +130,27 @@ class TenancyTestSleep:
         return {"ui": {"text": [f"slept {seconds}"]}, "result": (tag,)}
 
 
+class TenancyTestDelay:
+    """Passes an image on after `seconds`, honouring the interrupt flag: not an output node, so ComfyUI runs the
+    output nodes already ready (a PreviewImage of the same image) before it."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",), "seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 60.0})}}
+
+    @classmethod
+    def IS_CHANGED(cls, images, seconds):
+        return time.time()
+
+    def run(self, images, seconds):
+        TenancyTestSleep().run(seconds, "")
+        return (images,)
+
+
 class TenancyTestSpin:
     """Keeps ComfyUI's worker thread computing in Python, as a sampler's loop does, honouring the interrupt flag:
     the worker holds the GIL most of the time, which the server's request handling then shares."""
@@ -255,4 +276,4 @@ class TenancyTestPreview:
 NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep,
                        "TenancyTestSpin": TenancyTestSpin, "TenancyTestTone": TenancyTestTone,
                        "TenancyTestOpenPath": TenancyTestOpenPath, "TenancyTestSecrets": TenancyTestSecrets,
-                       "TenancyTestPreview": TenancyTestPreview}
+                       "TenancyTestPreview": TenancyTestPreview, "TenancyTestDelay": TenancyTestDelay}

@@ -3,14 +3,18 @@ redis-server) and a real S3 server (SeaweedFS). An image uploaded to one instanc
 answers; prompts loading it run on the other instances (which fetch it before they run it, once) and load its
 pixels; another tenant cannot load it or view it from any instance, and its own file of the same name is its own;
 any instance validates a prompt naming it and serves it at /view?type=input; an output is viewed and downloaded
-(signed link) the same from every instance, by its owner only, and so is a preview of a prompt that ran on
-another instance; with the bucket down, prompts run with what lies on disk and an upload waits in the outbox until
+(signed link) the same from every instance, by its owner only; the previews and outputs of a prompt that ran on
+another instance are served by the instance asked as soon as a /history entry or an `executed` message names them
+(for a client without a socket too); with the bucket down, prompts run with what lies on disk and an upload waits in the outbox until
 the bucket is back."""
 
 from __future__ import annotations
 
 import io
+import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -18,7 +22,7 @@ import requests
 from PIL import Image
 
 from tests.harness.client import ComfyClient
-from tests.harness.cluster import ended, owner_of, running_cluster
+from tests.harness.cluster import JOB, ended, owner_of, running_cluster
 from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
 from tests.harness.waiting import wait_until
 
@@ -192,40 +196,92 @@ def test_an_output_is_viewed_and_downloaded_the_same_from_every_instance_by_its_
         assert other.get(f"/tenancy/outputs/{pid}").status_code == 404
 
 
-def test_a_preview_of_a_prompt_that_ran_elsewhere_is_shown_by_the_instance_asked(cluster, seaweedfs):
-    """Instance 0 drained (it takes no prompt): the prompt it accepts runs on another; the PreviewImage picture its
-    history names is served through instance 0 from the bucket, where the running instance put it before its
-    `executed` message went out; another tenant gets a 404."""
-    workers, seeded, store = cluster
-    operator = ComfyClient(workers[0].url, seeded.keys["admin"])
-    name = operator.get("/tenancy/admin/cluster").json()["this_instance"]
-    assert operator.post(f"/tenancy/admin/cluster/instances/{quote(name, safe='')}/drain").status_code == 200
+@contextmanager
+def drained(operator: ComfyClient) -> Iterator[None]:
+    """The instance the operator asks takes no prompt while inside: what it accepts runs on another."""
+    name = quote(operator.get("/tenancy/admin/cluster").json()["this_instance"], safe="")
+    assert operator.post(f"/tenancy/admin/cluster/instances/{name}/drain").status_code == 200
     try:
-        wait_until(lambda: any(i["name"] == name and i["drain"] == "drained"  # it saw it with its next heartbeat
+        wait_until(lambda: any(i["drain"] == "drained" and quote(i["name"], safe="") == name  # its next heartbeat
                                for i in operator.get("/tenancy/admin/cluster").json()["instances"]), what="the drain")
-        tenant = ComfyClient(workers[0].url, seeded.keys["light"])
-        data, pixels = image()
-        upload(tenant, "previewed.png", data)
-        # with a client id, as the editor sends: ComfyUI (0.33) sends `executed` only for a prompt that has one
-        answer = tenant.queue({"1": {"class_type": "LoadImage", "inputs": {"image": "previewed.png"}},
-                               "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}},
-                              client_id="editor-tab")
+        yield
+    finally:
+        operator.post(f"/tenancy/admin/cluster/instances/{name}/undrain")
+
+
+def viewed_at_once(tenant: ComfyClient, other: ComfyClient, ref: dict) -> bytes:
+    """What /view of a history or `executed` ref redirects to, asked without waiting; another tenant gets 404."""
+    params = {"filename": ref["filename"], "subfolder": ref["subfolder"], "type": ref["type"]}
+    shown = tenant.get("/view", params=params, allow_redirects=False)
+    assert shown.status_code == 302, (ref, shown.text)
+    assert other.get("/view", params=params, allow_redirects=False).status_code == 404
+    return tenant.session.get(shown.headers["Location"], timeout=10).content
+
+
+def pixels_of(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as picture:
+        return picture.convert("RGB").tobytes()
+
+
+def test_a_socketless_client_sees_previews_and_outputs_from_any_instance_as_soon_as_the_history_names_them(
+        cluster, seaweedfs):
+    """Instance 0 drained: the prompt it accepts runs elsewhere. An API client without a socket (ComfyUI then sends
+    no `executed`) polls instance 0's /history; the moment the entry shows, the PreviewImage picture and the saved
+    output it names are served through instance 0 from the bucket, where the running instance put them before it
+    recorded the result."""
+    workers, seeded, store = cluster
+    tenant = ComfyClient(workers[0].url, seeded.keys["light"])
+    other = ComfyClient(workers[0].url, seeded.keys["heavy"])
+    data, pixels = image()
+    upload(tenant, "previewed.png", data)
+    with drained(ComfyClient(workers[0].url, seeded.keys["admin"])):
+        workflow = {**loading("previewed.png", "polled"),
+                    "3": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+        answer = tenant.queue(workflow)
         assert answer.status_code == 200, answer.text
         pid = answer.json()["prompt_id"]
-        job = wait_until(lambda: ended(store, [pid]), what="the previewing prompt")[pid]
+        outputs = wait_until(lambda: tenant.get(f"/history/{pid}").json().get(pid, {}).get("outputs"),
+                             what="the entry")
+        preview, saved = outputs["3"]["images"][0], outputs["2"]["images"][0]
+        assert (preview["type"], saved["type"]) == ("temp", "output") and "tenants/" not in preview["subfolder"]
+        assert pixels_of(viewed_at_once(tenant, other, preview)) == pixels
+        assert pixels_of(viewed_at_once(tenant, other, saved)) == pixels
+    assert owner_of(workers, ended(store, [pid])[pid]) is not workers[0]
+    assert not (workers[0].base / "temp" / "tenants" / "tenant-light" / preview["filename"]).exists()
+
+
+def test_an_editor_on_one_instance_is_shown_a_preview_made_elsewhere_as_its_executed_message_arrives(
+        cluster, seaweedfs):
+    """Instance 0 drained, the editor's socket on it: the prompt runs elsewhere and is still running (a delay
+    follows the PreviewImage) when the relayed `executed` message names the picture; instance 0 serves it at once."""
+    workers, seeded, store = cluster
+    tenant = ComfyClient(workers[0].url, seeded.keys["light"])
+    data, pixels = image()
+    upload(tenant, "edited.png", data)
+    socket = tenant.websocket("editor-tab")
+    try:
+        with drained(ComfyClient(workers[0].url, seeded.keys["admin"])):
+            answer = tenant.queue({
+                "1": {"class_type": "LoadImage", "inputs": {"image": "edited.png"}},
+                "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+                "3": {"class_type": "TenancyTestDelay", "inputs": {"images": ["1", 0], "seconds": 2.0}},
+                "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}}, client_id="editor-tab")
+            assert answer.status_code == 200, answer.text
+            pid = answer.json()["prompt_id"]
+            socket.settimeout(60)
+            while True:
+                message = socket.recv()
+                if isinstance(message, str) and json.loads(message)["type"] == "executed":
+                    executed = json.loads(message)["data"]
+                    if executed["prompt_id"] == pid:
+                        break
+            assert executed["node"] == "2"
+            ref = executed["output"]["images"][0]
+            assert pixels_of(viewed_at_once(tenant, ComfyClient(workers[0].url, seeded.keys["heavy"]), ref)) == pixels
+            assert store.hget(JOB + pid, "state") == "running"
+            wait_until(lambda: ended(store, [pid]), what="the edited prompt")
     finally:
-        operator.post(f"/tenancy/admin/cluster/instances/{quote(name, safe='')}/undrain")
-    assert job["state"] == "done" and owner_of(workers, job) is not workers[0]
-    ref = tenant.get(f"/history/{pid}").json()[pid]["outputs"]["2"]["images"][0]
-    assert ref["type"] == "temp" and "tenants/" not in ref["subfolder"]
-    params = {"filename": ref["filename"], "subfolder": ref["subfolder"], "type": "temp"}
-    assert not (workers[0].base / "temp" / "tenants" / "tenant-light" / ref["subfolder"] / ref["filename"]).exists()
-    shown = tenant.get("/view", params=params, allow_redirects=False)
-    assert shown.status_code == 302, shown.text
-    with Image.open(io.BytesIO(tenant.session.get(shown.headers["Location"], timeout=10).content)) as picture:
-        assert picture.convert("RGB").tobytes() == pixels
-    assert ComfyClient(workers[0].url, seeded.keys["heavy"]).get("/view", params=params,
-                                                                  allow_redirects=False).status_code == 404
+        socket.close()
 
 
 def test_with_the_bucket_down_prompts_run_with_what_is_on_disk_and_an_upload_waits_for_it(cluster, seaweedfs):

@@ -123,6 +123,13 @@ class ClusterLink:
                     return
                 time.sleep(COMPLETE_RETRY_S)
 
+    def share_files(self, item, history_result: dict) -> None:
+        """Before the worker's result counts and shows anywhere: the previews and outputs it names are put in the
+        bucket (`OutputUploads.share_result`), so that every instance serves them once the entry is seen."""
+        owner = owner_in(item[3]) if len(item) > 3 else None
+        if owner and not self.fenced.is_set():
+            self.services.uploads.share_result(owner, history_result)
+
     def finished(self, prompt_id: str, state: str) -> bool:
         """The worker ended the prompt it held: True when its result counts (it still held the attempt)."""
         held, self.holding = self.holding, None
@@ -230,6 +237,7 @@ def queue_class(base: type) -> type:
 
         def task_done(self, item_id, history_result, status, process_item=None) -> None:
             prompt_id = self.currently_running[item_id][1]
+            self.link.share_files(self.currently_running[item_id], history_result)
             state = "done" if status is not None and status.status_str == "success" else "error"
             if status is not None and any(m[0] == "execution_interrupted" for m in status.messages or ()):
                 state = "interrupted"

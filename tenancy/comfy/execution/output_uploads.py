@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from ...outputs import (
     object_key,
     owner_of,
     put_when_shown,
+    result_files,
     shown_files,
     uploaded_files,
     where_to_serve,
@@ -38,6 +40,7 @@ from ...store.object_store import CdnSigner, ObjectStore, ObjectStoreUnavailable
 from ...store.outbox import Outbox
 
 log = logging.getLogger("tenancy")
+PUT_WAIT_S = 60.0  # how long a file another thread is putting is waited for (the client's timeouts bound a put)
 PROBE_EVERY_S = 5.0  # how soon a bucket that went down (or came back) changes where downloads are served from
 
 
@@ -48,6 +51,8 @@ class OutputUploads:
         self.served = bucket_folders(settings.cluster.enabled)  # what /view may find in the bucket
         # "folder/subfolder/name" -> (object key, when it was put there), for files known to be in the bucket
         self.uploaded = RecentPrompts()
+        self.lock = threading.Lock()  # `uploaded` and `putting` change from the loop and from threads
+        self.putting: dict[str, threading.Event] = {}  # files a thread is putting in the bucket now
         self.reachable = True
         self.bucket: ObjectStore | None = None
         self.outbox: Outbox | None = None
@@ -99,34 +104,66 @@ class OutputUploads:
             raise
         metrics.series(metrics.output_uploads, "ok").inc()
         self.set_reachable(True)
-        self.uploaded.remember(f"{folder}/{subfolder}/{filename}", (write["key"], time.time()))
+        self._remember(f"{folder}/{subfolder}/{filename}", write["key"], time.time())
 
     def serves(self, folder: str) -> bool:
         """Whether /view may find files of this folder in the bucket."""
         return self.bucket is not None and folder in self.served
 
     async def share_shown(self, tenant: str, output: dict) -> None:
-        """In a cluster, the previews and outputs an `executed` message names are put in the bucket before the
-        message goes on (`put_when_shown`): the client that reads it may ask any instance for them at once (an
-        editor's socket on another instance, an API client behind a round-robin balancer). An output put here is
-        not put again by the upload after the prompt. While the bucket does not answer, they stay on this disk
-        only (logged with the bucket's state)."""
-        if self.bucket is None or PREVIEWS not in self.served or not self.reachable:
-            return
-        for folder, subfolder, filename in shown_files(output):
+        """An `executed` message's previews and outputs, put in the bucket before the message goes on (`put_shown`):
+        the editor that reads it may ask another instance for them at once."""
+        if self.shares:
+            await asyncio.to_thread(self.put_shown, tenant, shown_files(output))
+
+    def share_result(self, tenant: str, history_result: dict) -> None:
+        """A finished prompt's previews and outputs, put in the bucket before its result is recorded anywhere
+        (`put_shown`; ComfyUI's worker thread): a client polling /history, without a socket (ComfyUI then sends no
+        `executed`), may ask another instance for them as soon as the entry shows."""
+        if self.shares:
+            self.put_shown(tenant, result_files(history_result))
+
+    @property
+    def shares(self) -> bool:
+        """In a cluster with a bucket that answers, shown files are put in the bucket as they are shown."""
+        return self.bucket is not None and PREVIEWS in self.served and self.reachable
+
+    def put_shown(self, tenant: str, files: list[tuple[str, str, str]]) -> None:
+        """Put in the bucket the tenant's previews and outputs that `put_when_shown`, unless they are there: blocks
+        (a thread). A file another thread is putting is waited for, not put twice. An output put here is not put
+        again by the upload after the prompt. While the bucket does not answer, files stay on this disk only (the
+        bucket's state is logged)."""
+        for folder, subfolder, filename in files:
             path = self.folders[folder] / subfolder / filename
+            if not self.reachable:
+                return
             if owner_of(subfolder) != tenant or not path.is_file():
                 continue  # only the tenant's own folder (a ref is ComfyUI's, but never trusted to lie elsewhere)
-            if not put_when_shown(folder, path.stat().st_size):
+            known = f"{folder}/{subfolder}/{filename}"
+            if not put_when_shown(folder, path.stat().st_size) or known in self.uploaded:
+                continue
+            with self.lock:
+                putting = self.putting.get(known)
+                if putting is None:
+                    self.putting[known] = done = threading.Event()
+            if putting is not None:
+                putting.wait(PUT_WAIT_S)
                 continue
             key = object_key(self.settings.prefix, tenant, folder, subfolder, filename)
-            tagging = PREVIEW_TAG if folder == PREVIEWS else ""
             try:
-                await asyncio.to_thread(self.bucket.upload, path, key, content_type(filename), tagging)
+                self.bucket.upload(path, key, content_type(filename), PREVIEW_TAG if folder == PREVIEWS else "")
+                self._remember(known, key, time.time())
             except ObjectStoreUnavailable:
                 self.set_reachable(False)
                 return
-            self.uploaded.remember(f"{folder}/{subfolder}/{filename}", (key, time.time()))
+            finally:
+                with self.lock:
+                    del self.putting[known]
+                done.set()
+
+    def _remember(self, known: str, key: str, put: float) -> None:
+        with self.lock:
+            self.uploaded.remember(known, (key, put))
 
     async def run(self) -> None:
         """Apply the uploads, and look at the bucket every PROBE_EVERY_S, for ever."""
@@ -149,8 +186,9 @@ class OutputUploads:
 
     def forget(self, files: list[tuple[str, str, str]]) -> None:
         """Deleted files (the retention sweep): never redirected to again from what this process remembers."""
-        for folder, subfolder, filename in files:
-            self.uploaded.pop(f"{folder}/{subfolder}/{filename}", None)
+        with self.lock:
+            for folder, subfolder, filename in files:
+                self.uploaded.pop(f"{folder}/{subfolder}/{filename}", None)
 
     async def redirect(self, method: str, tenant: str | None, location: tuple[str, str, str],
                        attachment: bool, days: float = 0.0) -> web.Response | None:
@@ -181,7 +219,7 @@ class OutputUploads:
         key, put = self.uploaded.get(known, (None, 0.0))
         if key is not None and past(put, time.time(), days):
             key = None
-            self.uploaded.pop(known, None)
+            self.forget([location])
         on_disk = (self.folders[folder] / subfolder / filename).is_file()
         where = where_to_serve(uploaded=key is not None, reachable=self.reachable, on_disk=on_disk)
         if where == LOOK:  # another instance may have made it: ask the bucket (network I/O: in a thread)
@@ -189,7 +227,7 @@ class OutputUploads:
             try:
                 put = await asyncio.to_thread(self.bucket.modified, key)
                 if put is not None and not past(put, time.time(), days):
-                    self.uploaded.remember(known, (key, put))
+                    self._remember(known, key, put)
                     return key
             except ObjectStoreUnavailable:
                 self.set_reachable(False)
