@@ -1,5 +1,6 @@
 // The operators' page at /tenancy/admin: a thin client of the JSON admin API (docs/ADMIN_API.md).
 // Named .mjs on purpose: ComfyUI loads every .js file of web/ into the graph editor, and this is not for it.
+import { el } from "./dom.mjs";
 
 const API = "/tenancy/admin";
 const QUEUE_REFRESH_MS = 2000;
@@ -32,19 +33,6 @@ function say(text, kind = "ok") {
 
 function failed(error) {
   say(error.message || String(error), "error");
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key === "selected" || key === "disabled") node[key] = Boolean(value);
-    else if (value !== undefined && value !== null) node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
 }
 
 function when(epoch) {

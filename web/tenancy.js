@@ -10,6 +10,7 @@
 //   it (the editor highlights the offending node itself from `node_errors`; the notice keeps the reason in view).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { el } from "./lib/dom.mjs";
 
 const LOGIN = "/tenancy/login";
 const REFRESH_MARGIN_S = 60; // refresh this long before the access cookie expires
@@ -27,19 +28,6 @@ const REASONS = {
 const state = { me: null, queue: null, updates: 0, refreshTimer: null, statusTimer: null, refreshing: null };
 
 // -- small DOM helpers ------------------------------------------------------------------------------------
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "style") Object.assign(node.style, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== undefined && value !== null) node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
 function seconds(value) {
   if (value === null || value === undefined) return "–";
   if (value < 0) return "unlimited";

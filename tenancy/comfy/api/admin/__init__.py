@@ -24,6 +24,7 @@ def add_routes(routes: web.RouteTableDef, services: GuardServices) -> None:
                                           QueueApi(services), AuditApi(services))
     routes.get("/tenancy/admin")(page.page)
     routes.get("/tenancy/admin/admin.mjs")(page.script)
+    routes.get("/tenancy/admin/dom.mjs")(page.dom)
     routes.get("/tenancy/admin/plans")(page.plans)
     routes.get("/tenancy/admin/tenants")(tenants.list_tenants)
     routes.post("/tenancy/admin/tenants")(tenants.create_tenant)
