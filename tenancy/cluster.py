@@ -91,6 +91,28 @@ def lost_charge(seconds: float, started: bool, policy: str) -> tuple[float, str]
     return (seconds if policy == "charge_reservation" else 0.0), WORKER_LOST
 
 
+LOST_MESSAGES = {
+    WORKER_LOST: "the instance running this prompt stopped answering: the prompt failed and is not run again",
+    REDELIVERY_LIMIT: "every instance that took this prompt stopped answering before it started: the prompt failed",
+}
+
+
+def lost_error(prompt_id: str, reason: str, at_ms: int) -> dict:
+    """The `execution_error` that ends a prompt the reaper failed, for its client and in its history entry: shaped
+    as ComfyUI's own for a failed prompt, naming no node (which one ran when the worker was lost is not known);
+    the exception type carries the reason (`tenancy.worker_lost`, `tenancy.redelivery_limit`)."""
+    return {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+            "exception_message": LOST_MESSAGES.get(reason, reason), "exception_type": f"tenancy.{reason}",
+            "traceback": [], "current_inputs": {}, "current_outputs": {}, "timestamp": at_ms}
+
+
+def lost_entry(item: Sequence[Any], error: dict) -> dict:
+    """The history entry of a prompt the reaper failed, as ComfyUI records a failed prompt: its queue item without
+    the sensitive part, no outputs, status error with the error message."""
+    return {"prompt": list(item[:5]), "outputs": {}, "meta": {},
+            "status": {"status_str": "error", "completed": False, "messages": [["execution_error", error]]}}
+
+
 def running_cap(max_running: int, max_concurrent: int) -> int:
     """How many of a tenant's prompts may run at once across the cluster: the plan's `max_running`, or, when 0,
     its `max_concurrent` (queued + running: never more can run)."""

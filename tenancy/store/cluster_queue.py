@@ -73,6 +73,8 @@ class Reaped:
     started: bool
     seconds: float  # reserved
     settle: bool  # this reaper settles its quota
+    payload: str = ""  # a failed one's body (tenancy.cluster.Carried), for its history entry and its client
+    number: int = 0
 
 
 class ClusterQueue:
@@ -169,8 +171,8 @@ class ClusterQueue:
 
     def reap(self) -> list[Reaped]:
         rows = self._run("reap", self.lease_ms, self.max_redeliveries, self.kept_s, REAP_BATCH)
-        return [Reaped(pid, tenant, action, bool(int(started)), float(seconds or 0), bool(settle))
-                for pid, tenant, action, started, seconds, settle in rows]
+        return [Reaped(pid, tenant, action, bool(int(started)), float(seconds or 0), bool(settle), payload,
+                       int(number)) for pid, tenant, action, started, seconds, settle, payload, number in rows]
 
     def job(self, prompt_id: str) -> dict:
         return self._read(lambda: self.redis.hgetall(f"{self.prefix}job:{prompt_id}"))

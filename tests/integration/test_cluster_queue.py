@@ -9,6 +9,7 @@ once" is counted across the processes; TENANCY_TEST_HOLD_CLAIMED lets a test hol
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ import pytest
 import redis
 import requests
 
+from tenancy.relay import channels
 from tenancy.store.redis import RedisStore
 from tests.harness.client import ComfyClient
 from tests.harness.cluster import ended, job, owner_of, running_cluster, sleep
@@ -213,7 +215,28 @@ def test_a_worker_killed_after_its_claim_before_the_start_has_the_prompt_redeliv
     assert sum(1 for _id, e in ledger if e["prompt_id"] == held and e["kind"] == "settle") == 1
 
 
+def lost_in_history(history: dict, prompt_id: str) -> bool:
+    """The entry is the one the reaper recorded: status error, its reason, no outputs."""
+    status = history[prompt_id]["status"]
+    return status["status_str"] == "error" and history[prompt_id]["outputs"] == {} and \
+        [m[1]["exception_type"] for m in status["messages"]] == ["tenancy.worker_lost"]
+
+
+def messages_until_the_end(socket, prompt_id: str) -> list[dict]:
+    """The text messages a socket gets about a prompt, up to ComfyUI's last (`executing` with no node)."""
+    socket.settimeout(60)
+    received = []
+    while not received or received[-1]["type"] != "executing" or received[-1]["data"]["node"] is not None:
+        message = socket.recv()
+        if isinstance(message, str) and json.loads(message)["data"].get("prompt_id") == prompt_id:
+            received.append(json.loads(message))
+    return received
+
+
 def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_cannot_finish(cluster):
+    """A prompt whose worker is lost ends for its client as a failed prompt does: its socket (held by another
+    instance) gets `execution_error` (tenancy.worker_lost) and the last `executing`, and its history entry, the
+    same from any instance, says so; the frozen worker's late result changes none of it."""
     workers, seeded, client = cluster
     tenant = ComfyClient(workers[0].url, seeded.keys["light"])
     frozen_id = tenant.queue(sleep(5.0, "frozen")).json()["prompt_id"]
@@ -230,23 +253,38 @@ def test_a_worker_killed_while_running_fails_its_prompt_once_and_a_frozen_one_ca
     reservation = wait_until(lambda: settled(client, "tenant-light", frozen_id).get("state") == "settled"
                            and settled(client, "tenant-light", frozen_id), what="the settlement")
     assert reservation["outcome"] == "worker_lost"
+    reader = ComfyClient(frozen.url, seeded.keys["light"])
+    assert lost_in_history(wait_until(lambda: reader.get(f"/history/{frozen_id}").json(), what="the entry"),
+                           frozen_id)
     time.sleep(6)  # the woken worker finishes its sleep (or interrupts it): its result changes nothing
     assert job(client, frozen_id)["state"] == "failed"
     assert settled(client, "tenant-light", frozen_id)["outcome"] == "worker_lost"
-    assert ComfyClient(frozen.url, seeded.keys["light"]).get(f"/history/{frozen_id}").json() == {}
+    assert lost_in_history(reader.get(f"/history/{frozen_id}").json(), frozen_id)
     ledger = client.xrange("tn:{tenant-light}:ledger")
     assert sum(1 for _id, e in ledger if e["prompt_id"] == frozen_id and e["kind"] == "settle") == 1
 
-    killed_id = tenant.queue(sleep(5.0, "killed")).json()["prompt_id"]
+    killed_id = tenant.queue(sleep(5.0, "killed"), client_id="watcher").json()["prompt_id"]
     running = wait_until(lambda: job(client, killed_id).get("started") == "1" and job(client, killed_id),
                        what="the prompt to start")
     victim = owner_of(workers, running)
+    survivor = next(w for w in workers if w is not victim and w.process.poll() is None)
+    watcher = ComfyClient(survivor.url, seeded.keys["light"]).websocket("watcher")  # its client, on another instance
+    # the survivor relays what is published for the socket once Redis holds its subscription (made as it opened)
+    wait_until(lambda: client.pubsub_numsub(channels(0).socket("tenant-light:watcher"))[0][1] == 1,
+               what="the socket's subscription")
     victim.kill()
+    try:
+        ending = messages_until_the_end(watcher, killed_id)
+    finally:
+        watcher.close()
+    assert [m["type"] for m in ending] == ["execution_error", "executing"]
+    assert ending[0]["data"]["exception_type"] == "tenancy.worker_lost"
     lost = wait_until(lambda: job(client, killed_id).get("state") == "failed" and job(client, killed_id),
                     timeout=30, what="the reaper")
     assert lost["reason"] == "worker_lost"
     assert wait_until(lambda: settled(client, "tenant-light", killed_id).get("outcome") == "worker_lost",
                     what="the settlement")
-    survivor = next(w for w in workers if w is not victim and w.process.poll() is None)
+    assert lost_in_history(ComfyClient(survivor.url, seeded.keys["light"]).get(f"/history/{killed_id}").json(),
+                           killed_id)
     after = ComfyClient(survivor.url, seeded.keys["light"]).queue(sleep(0.2, "after")).json()["prompt_id"]
     assert wait_until(lambda: job(client, after).get("state") == "done", what="the survivors")

@@ -11,7 +11,19 @@ from collections import Counter
 import pytest
 import redis
 
-from tenancy.cluster import TERMINAL, Carried, Head, carried, fair_units, in_turn, next_tenant, reap_action, renumbered
+from tenancy.cluster import (
+    TERMINAL,
+    Carried,
+    Head,
+    carried,
+    fair_units,
+    in_turn,
+    lost_entry,
+    lost_error,
+    next_tenant,
+    reap_action,
+    renumbered,
+)
 from tenancy.store.cluster_queue import PREFIX, ClusterQueue
 from tests.harness.redis import RedisServer
 
@@ -132,8 +144,17 @@ def test_a_prompt_whose_worker_died_after_it_started_fails_once_with_worker_lost
     reaped = reaper.reap() + reaper.reap()
     assert [(r.prompt_id, r.action, r.started, r.settle, r.seconds) for r in reaped] == \
         [(pid, "worker_lost", True, True, 1.0)]
+    assert (reaped[0].payload, reaped[0].number) == ("[{}, {}, [], null, 0]", claim.number)  # for its history entry
     assert reaper.job(pid)["state"] == "failed" and reaper.job(pid)["reason"] == "worker_lost"
     assert reaper.claim() is None
+
+
+def test_a_lost_prompt_ends_as_comfyui_ends_a_failed_one_without_its_sensitive_part():
+    error = lost_error("p1", "worker_lost", 1234)
+    assert (error["exception_type"], error["node_id"], error["timestamp"]) == ("tenancy.worker_lost", None, 1234)
+    entry = lost_entry((7, "p1", {"1": {}}, {"client_id": "a:tab"}, ["1"], {"api_key_comfy_org": "secret"}), error)
+    assert entry["prompt"] == [7, "p1", {"1": {}}, {"client_id": "a:tab"}, ["1"]] and entry["outputs"] == {}
+    assert entry["status"] == {"status_str": "error", "completed": False, "messages": [["execution_error", error]]}
 
 
 def test_heartbeats_keep_a_long_prompt_and_a_frozen_worker_that_wakes_late_changes_nothing(url):

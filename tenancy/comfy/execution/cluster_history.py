@@ -49,11 +49,14 @@ class HistoryRecorder:
         self.failing = False
 
     def __call__(self, item, history_result: dict, status, process_item=None) -> None:
+        self.record(item, comfy_entry(item, history_result, status, process_item))
+
+    def record(self, item, entry: dict) -> None:
+        """One history entry of the prompt of a queue item (ComfyUI's, or the reaper's for a prompt it failed)."""
         prompt_id = item[1]
         extra_data = item[3] if len(item) > 3 else None
         try:
-            record = encode(Recorded(comfy_entry(item, history_result, status, process_item),
-                                     self.outcomes.get(prompt_id)))
+            record = encode(Recorded(entry, self.outcomes.get(prompt_id)))
         except (TypeError, ValueError) as exc:
             log.error("[tenancy] cluster history: the entry of %s is not JSON (%s): only this instance has it",
                       prompt_id, exc)

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ...cluster import Carried, carried, fair_units, lost_charge, running_cap
+from ...cluster import Carried, carried, fair_units, lost_charge, lost_entry, lost_error, running_cap
 from ...read_back import owner_in
 from ...store import StoreUnavailable
 from ...store.cluster_queue import ClusterQueue
@@ -179,9 +179,26 @@ class ClusterLink:
             try:
                 for reaped in await asyncio.to_thread(self.queue.reap):
                     self._reaped(reaped)
+                    if reaped.payload:
+                        await self._end_lost(reaped)
             except StoreUnavailable as exc:
                 log.error("[tenancy] cluster reaper: %s", exc)
             await asyncio.sleep(self.settings.reap_s)
+
+    async def _end_lost(self, reaped) -> None:
+        """A prompt the reaper failed ends for its client as a failed prompt does on ComfyUI: its history entry
+        (status error, the reason), then `execution_error` and the last `executing` to its socket, wherever that is
+        held (the relay): a client waiting for the end, by websocket or by polling /history, gets it."""
+        body = Carried.loads(reaped.payload)
+        error = lost_error(reaped.prompt_id, reaped.action, int(time.time() * 1000))
+        if self.record_history is not None:
+            item = body.queue_item(reaped.number, reaped.prompt_id)
+            await asyncio.to_thread(self.record_history.record, item, lost_entry(item, error))
+        sid = body.extra_data.get("client_id")
+        if isinstance(sid, str) and sid:
+            server = self.services.server
+            server.send_sync("execution_error", error, sid)
+            server.send_sync("executing", {"node": None, "prompt_id": reaped.prompt_id}, sid)
 
     def _reaped(self, reaped) -> None:
         services = self.services

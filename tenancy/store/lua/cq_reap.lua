@@ -6,7 +6,9 @@
 -- What happens is tenancy.cluster.reap_action: one that never started goes back into its tenant's retry list at its
 -- number's place, ahead of the stream (its entry held by the redelivery consumer); one that started fails once with reason worker_lost (so does
 -- one redelivered too often, with redelivery_limit), and its settlement is claimed here.
--- Returns {prompt id, tenant, action, started 0|1, seconds reserved, settle 0|1} per prompt reaped.
+-- Returns {prompt id, tenant, action, started 0|1, seconds reserved, settle 0|1, payload, number} per prompt reaped
+-- (the payload and number of a failed one, for the history entry and the messages that end it for its client;
+-- '' and 0 for one redelivered).
 
 local out = {}
 for _, t in ipairs(redis.call('SMEMBERS', P .. 'tenants')) do
@@ -27,14 +29,15 @@ for _, t in ipairs(redis.call('SMEMBERS', P .. 'tenants')) do
           redis.call('HINCRBY', ten, 'queued', 1)
           redis.call('INCR', P .. 'queued')
           refresh(t)
-          out[#out + 1] = {pid, t, 'redeliver', 0, r[4], 0}
+          out[#out + 1] = {pid, t, 'redeliver', 0, r[4], 0, '', 0}
         else
           local reason = r[2] == '1' and 'worker_lost' or 'redelivery_limit'
           redis.call('XACK', stream, GROUP, sid)
           redis.call('XDEL', stream, sid)
           local settle = redis.call('HSETNX', job, 'settled', 'reaper')
+          local payload, number = redis.call('GET', key('body', pid)) or '', redis.call('HGET', job, 'number')
           finish(pid, t, 'failed', reason, ARGV[3])
-          out[#out + 1] = {pid, t, reason, tonumber(r[2]), r[4], settle}
+          out[#out + 1] = {pid, t, reason, tonumber(r[2]), r[4], settle, payload, num(number)}
         end
       end
     end
