@@ -99,9 +99,10 @@ LOST_MESSAGES = {
 
 def lost_error(prompt_id: str, reason: str, at_ms: int) -> dict:
     """The `execution_error` that ends a prompt the reaper failed, for its client and in its history entry: shaped
-    as ComfyUI's own for a failed prompt, naming no node (which one ran when the worker was lost is not known);
-    the exception type carries the reason (`tenancy.worker_lost`, `tenancy.redelivery_limit`)."""
-    return {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+    as ComfyUI's own for a failed prompt, naming no node (which one ran when the worker was lost is not known: an
+    empty id and type, which clients that check the message's shape, ComfyUI's frontend among them, accept where
+    they would refuse a null); the exception type carries the reason (`tenancy.worker_lost`, …)."""
+    return {"prompt_id": prompt_id, "node_id": "", "node_type": "", "executed": [],
             "exception_message": LOST_MESSAGES.get(reason, reason), "exception_type": f"tenancy.{reason}",
             "traceback": [], "current_inputs": {}, "current_outputs": {}, "timestamp": at_ms}
 

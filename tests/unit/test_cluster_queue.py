@@ -151,7 +151,7 @@ def test_a_prompt_whose_worker_died_after_it_started_fails_once_with_worker_lost
 
 def test_a_lost_prompt_ends_as_comfyui_ends_a_failed_one_without_its_sensitive_part():
     error = lost_error("p1", "worker_lost", 1234)
-    assert (error["exception_type"], error["node_id"], error["timestamp"]) == ("tenancy.worker_lost", None, 1234)
+    assert (error["exception_type"], error["node_id"], error["timestamp"]) == ("tenancy.worker_lost", "", 1234)
     entry = lost_entry((7, "p1", {"1": {}}, {"client_id": "a:tab"}, ["1"], {"api_key_comfy_org": "secret"}), error)
     assert entry["prompt"] == [7, "p1", {"1": {}}, {"client_id": "a:tab"}, ["1"]] and entry["outputs"] == {}
     assert entry["status"] == {"status_str": "error", "completed": False, "messages": [["execution_error", error]]}
