@@ -60,6 +60,7 @@ class QueueIndex:
     def running(self, owner: str | None) -> list[Item]:
         return list(self._running.get(owner, {}).values())
 
-    def remaining(self, owner: str | None) -> int:
-        """How many of the owner's prompts are pending or running."""
+    def remaining(self, owner: str | None, fresh: bool = False) -> int:
+        """How many of the owner's prompts are pending or running (always current here: `fresh` is the cluster
+        view's)."""
         return len(self._pending.get(owner, {})) + len(self._running.get(owner, {}))

@@ -11,6 +11,7 @@ from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.oidc_provider import OidcProvider
 from tests.harness.redis import RedisServer
+from tests.harness.script_examples import example_nodes
 from tests.harness.seaweedfs import SeaweedFS, weed_binary
 from tests.harness.tenants import seed
 from tests.harness.tiny_models import write_glm_tts, write_sonic
@@ -32,11 +33,7 @@ def comfyui(tmp_path_factory, oidc_provider) -> ComfyUI:
     write_sonic(base / "models")
     write_glm_tts(base / "models")
     server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"})
-    # ComfyUI's own example node (SaveImageWebsocket), which its script example websockets_api_example_ws_images.py
-    # needs: an unmodified third-party node behind the guard
-    example_node = server.home.root / "custom_nodes" / "websocket_image_save.py"
-    if example_node.is_file():
-        server.plugins += ((example_node.name, example_node),)
+    server.plugins += example_nodes()  # SaveImageWebsocket, for websockets_api_example_ws_images.py
     server.start()
     server.seeded = seeded
     yield server

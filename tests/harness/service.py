@@ -7,9 +7,10 @@ from .tenants import Seeded, seed, share_config
 
 
 def start_instances(tmp_path_factory, prefix: str, count: int, overrides: dict,
-                    env: dict | None = None) -> tuple[list[ComfyUI], Seeded]:
+                    env: dict | None = None, plugins: tuple = ()) -> tuple[list[ComfyUI], Seeded]:
     """`count` guarded ComfyUIs: the first seeded with `overrides` (its store shared by the others), the others
-    given its config and secrets. Started one at a time (a ComfyUI start is CPU-heavy); the caller stops them."""
+    given its config and secrets; `plugins`: more custom nodes for each (`ComfyUI.plugins` entries). Started one at
+    a time (a ComfyUI start is CPU-heavy); the caller stops them."""
     bases = [tmp_path_factory.mktemp(f"{prefix}-{i}") for i in range(count)]
     seeded = seed(bases[0], overrides)
     for base in bases[1:]:
@@ -17,7 +18,9 @@ def start_instances(tmp_path_factory, prefix: str, count: int, overrides: dict,
     servers: list[ComfyUI] = []
     try:
         for base in bases:
-            servers.append(ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1", **(env or {})}).start())
+            server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1", **(env or {})})
+            server.plugins += tuple(plugins)
+            servers.append(server.start())
     except BaseException:
         for server in servers:
             server.stop()

@@ -13,16 +13,13 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import quote
 
 import pytest
 import requests
 from PIL import Image
 
 from tests.harness.client import ComfyClient
-from tests.harness.cluster import ended, owner_of, running_cluster
+from tests.harness.cluster import drained, ended, owner_of, running_cluster
 from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
 from tests.harness.waiting import wait_until
 
@@ -194,19 +191,6 @@ def test_an_output_is_viewed_and_downloaded_the_same_from_every_instance_by_its_
         other = ComfyClient(worker.url, seeded.keys["heavy"])
         assert other.get("/view", params=params, allow_redirects=False).status_code == 404
         assert other.get(f"/tenancy/outputs/{pid}").status_code == 404
-
-
-@contextmanager
-def drained(operator: ComfyClient) -> Iterator[None]:
-    """The instance the operator asks takes no prompt while inside: what it accepts runs on another."""
-    name = quote(operator.get("/tenancy/admin/cluster").json()["this_instance"], safe="")
-    assert operator.post(f"/tenancy/admin/cluster/instances/{name}/drain").status_code == 200
-    try:
-        wait_until(lambda: any(i["drain"] == "drained" and quote(i["name"], safe="") == name  # its next heartbeat
-                               for i in operator.get("/tenancy/admin/cluster").json()["instances"]), what="the drain")
-        yield
-    finally:
-        operator.post(f"/tenancy/admin/cluster/instances/{name}/undrain")
 
 
 def viewed_at_once(tenant: ComfyClient, other: ComfyClient, ref: dict) -> bytes:

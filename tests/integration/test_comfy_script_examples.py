@@ -3,67 +3,22 @@ added from outside (an installed urllib opener, a websocket connect that passes 
 
 from __future__ import annotations
 
-import ast
 import io
 import random
-import urllib.request
-from pathlib import Path
 
 import pytest
-import websocket
 from PIL import Image
 
-from tests.harness.comfyui import comfyui_root
+from tests.harness.script_examples import as_caller, example, run_example
 
 pytestmark = pytest.mark.comfy
-ROOT = comfyui_root()
-EXAMPLES = ROOT / "script_examples" if ROOT else Path("/nonexistent")
-# A recv that waits this long without a message fails the test instead of hanging it (the examples wait for
-# ever for a message that names their prompt id)
-SOCKET_TIMEOUT_S = 60
-
-
-def example(name: str) -> dict:
-    """The imports, settings and functions of one of ComfyUI's script examples, executed as they are written;
-    only its closing lines are left out (they queue a workflow that needs an SD checkpoint, at import)."""
-    path = EXAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"{path} is not in this ComfyUI")
-    tree = ast.parse(path.read_text())
-    kept = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))
-            or (isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)]
-                in (["server_address"], ["client_id"]))]
-    namespace: dict = {"__name__": f"comfyui_example_{path.stem}"}
-    exec(compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec"), namespace)
-    return namespace
 
 
 @pytest.fixture
 def as_tenant_a(comfyui, monkeypatch):
     """Every urllib request and websocket connection of this process carries tenant a's API key."""
-    authorization = f"Bearer {comfyui.seeded.keys['a']}"
-    opener = urllib.request.build_opener()
-    opener.addheaders.append(("Authorization", authorization))
-    urllib.request.install_opener(opener)
-    connect = websocket.WebSocket.connect
-
-    def connect_with_header(self, url, **options):
-        return connect(self, url, header=[f"Authorization: {authorization}"], timeout=SOCKET_TIMEOUT_S, **options)
-
-    monkeypatch.setattr(websocket.WebSocket, "connect", connect_with_header)
-    yield comfyui.url.removeprefix("http://")
-    urllib.request.install_opener(None)
-
-
-def run_example(module: dict, server_address: str, prompt: dict) -> dict:
-    """What the example's own closing lines do, with our workflow in place of its SD one."""
-    module["server_address"] = server_address
-    ws = module["websocket"].WebSocket()
-    ws.connect("ws://{}/ws?clientId={}".format(server_address, module["client_id"]))
-    try:
-        return module["get_images"](ws, prompt)
-    finally:
-        ws.close()
+    with as_caller(comfyui.seeded.keys["a"], comfyui.url.removeprefix("http://"), monkeypatch) as address:
+        yield address
 
 
 def coloured_image(color: int) -> dict:

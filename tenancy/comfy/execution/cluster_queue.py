@@ -226,10 +226,12 @@ def queue_class(base: type) -> type:
             super().__init__(server)
             self.link = link
             self._listed: tuple[float, list] = (0.0, [])  # (when, pending items) for the frequent readers
+            self.changed_at = 0.0  # when this instance last changed the queue: counts made before are stale
 
         def put(self, item) -> None:
             self.link.enqueue(item)
             self._listed = (0.0, [])  # a client deleting what it just queued here finds it
+            self.changed_at = time.monotonic()  # and the status that follows counts it
             with self.not_empty:
                 self.not_empty.notify()  # this instance's idle worker asks at once
             self.server.queue_updated()
@@ -243,6 +245,7 @@ def queue_class(base: type) -> type:
                         number = self.task_counter
                         self.currently_running[number] = copy.deepcopy(item)
                         self.task_counter += 1
+                    self.changed_at = time.monotonic()
                     self.server.queue_updated()
                     return item, number
                 with self.not_empty:
@@ -258,7 +261,9 @@ def queue_class(base: type) -> type:
             state = "done" if status is not None and status.status_str == "success" else "error"
             if status is not None and any(m[0] == "execution_interrupted" for m in status.messages or ()):
                 state = "interrupted"
-            if self.link.finished(prompt_id, state):
+            finished = self.link.finished(prompt_id, state)
+            self.changed_at = time.monotonic()
+            if finished:
                 if self.link.record_history is not None:  # before it shows here: any instance answers the same
                     self.link.record_history(self.currently_running[item_id], history_result, status, process_item)
                 super().task_done(item_id, history_result, status, process_item)
@@ -336,12 +341,13 @@ class ClusterQueueView:
     def pending(self, owner: str | None) -> list:
         return sorted(_owned(self.queue.get_current_queue_volatile()[1], owner), key=lambda item: item[0])
 
-    def remaining(self, owner: str | None) -> int:
-        """The owner's queued and running prompts on every instance (each status message asks, per tenant: the
-        count is at most poll_s old)."""
+    def remaining(self, owner: str | None, fresh: bool = False) -> int:
+        """The owner's queued and running prompts on every instance (each broadcast status message asks, per
+        tenant: the count is at most poll_s old, and never older than this instance's last change of the queue: a
+        client that queued here is never told its queue is empty; `fresh`: read now)."""
         now = time.monotonic()
         counted_at, count = self._counts.get(owner, (0.0, 0))
-        if now - counted_at < self.queue.link.settings.poll_s:
+        if not fresh and now - counted_at < self.queue.link.settings.poll_s and counted_at > self.queue.changed_at:
             return count
         try:
             count = sum(self.queue.link.queue.counts(owner or ADMIN_NAMESPACE))

@@ -81,7 +81,7 @@ async def _send_unowned(services: GuardServices, original, event, data, sid) -> 
         tenant = str(target).partition(":")[0]
         if event == "status" and isinstance(data, dict):
             if tenant not in remaining:  # once per tenant and message, whatever the number of its sockets
-                remaining[tenant] = remaining_of(services, tenant)
+                remaining[tenant] = remaining_of(services, tenant, fresh=sid is not None)  # a first status
             await original(event, dict(data, status=queue_info(remaining[tenant])), target)
         elif event == "feature_flags" and isinstance(data, dict):
             await original(event, tenant_features(data), target)

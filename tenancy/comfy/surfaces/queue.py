@@ -77,10 +77,12 @@ def _queue_items(services: GuardServices) -> tuple[list, list]:
     return running, pending
 
 
-def remaining_of(services: GuardServices, owner: str | None) -> int:
-    """How many of the owner's (None: operators') prompts are queued or running."""
+def remaining_of(services: GuardServices, owner: str | None, fresh: bool = False) -> int:
+    """How many of the owner's (None: operators') prompts are queued or running. `fresh`: asked for one caller (its
+    GET /prompt, a socket's first `status`), read now (with the cluster queue the count a broadcast `status` carries
+    may be up to poll_s old, except after a change made here)."""
     with services.server.prompt_queue.mutex:
-        return services.queued.remaining(owner)
+        return services.queued.remaining(owner, fresh)
 
 
 def queue_info(remaining: int) -> dict:
@@ -93,7 +95,7 @@ async def queue_status(services: GuardServices, request: web.Request, handler: H
     """GET /prompt: a tenant's own queue; another tenant's load is not its business."""
     if principal.is_admin:
         return await handler(request)
-    return web.json_response(queue_info(remaining_of(services, principal.tenant)))
+    return web.json_response(queue_info(remaining_of(services, principal.tenant, fresh=True)))
 
 
 async def edit_queue(services: GuardServices, request: web.Request, handler: Handler,
