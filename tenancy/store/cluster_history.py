@@ -38,10 +38,11 @@ class ClusterHistory:
                                           socket_connect_timeout=timeout_s)
         self._record = self.redis.register_script((LUA / "history_record.lua").read_text())
 
-    def record(self, owner: str, prompt_id: str, record: str, retention: Retention) -> int:
-        """Add (or write again) a finished prompt's record; how many of the owner's oldest were trimmed."""
-        return int(self._call(lambda: self._record(keys=list(keys(owner)),
-                                                   args=[prompt_id, record, retention.items, retention.keep_ms])))
+    def record(self, owner: str, prompt_id: str, record: str, retention: Retention, first: bool = False) -> int:
+        """Add (or write again) a finished prompt's record, when `first` only if it has none; how many of the
+        owner's oldest were trimmed."""
+        return int(self._call(lambda: self._record(keys=list(keys(owner)), args=[
+            prompt_id, record, retention.items, retention.keep_ms, "1" if first else "0"])))
 
     def page(self, owner: str, max_items: int | None, offset: int | None) -> list[tuple[str, str]]:
         """(prompt id, record) of one page of the owner's history, oldest first, with ComfyUI's paging."""

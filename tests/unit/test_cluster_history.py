@@ -66,6 +66,17 @@ def test_a_record_written_again_keeps_its_place(history):
     assert decode(history.entry("acme", "a")) == Recorded({"again": True}, "timeout")
 
 
+def test_a_workers_record_never_replaces_the_reapers_and_the_reapers_replaces_a_workers(history):
+    lost, late = encode(Recorded({"status": "lost"}, "worker_lost")), encode(Recorded({"status": "late"}))
+    history.record("acme", "reaped-first", lost, KEEP_ALL)
+    history.record("acme", "reaped-first", late, KEEP_ALL, first=True)  # the frozen worker wakes: changes nothing
+    history.record("acme", "recorded-first", late, KEEP_ALL, first=True)  # written, then its worker froze
+    history.record("acme", "recorded-first", lost, KEEP_ALL)
+    assert [decode(history.entry("acme", pid)).outcome for pid in ("reaped-first", "recorded-first")] == \
+        ["worker_lost", "worker_lost"]
+    assert history.ids("acme") == ["reaped-first", "recorded-first"]
+
+
 def test_the_newest_history_items_are_kept(history):
     kept = Retention(items=3, keep_ms=0)
     trimmed = [record(history, "acme", f"p{i}", kept) for i in range(5)]

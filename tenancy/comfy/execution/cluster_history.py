@@ -1,7 +1,10 @@
 """The history every instance shares, with the cluster queue (`cluster.enabled`): the worker that finished a
-prompt records ComfyUI's history entry in Redis, in its owner's history (trimmed per plan), before ComfyUI's own
-task_done makes it visible on that instance; every instance's history surfaces read an owner's history from there
-(`SharedHistory`, the cluster's `HistorySource`). ComfyUI's local history goes on as before, unread by tenants.
+prompt records ComfyUI's history entry in Redis, in its owner's history (trimmed per plan), before the queue
+records the prompt's end (a client told by any instance that its queue is empty finds the entry) and before
+ComfyUI's own task_done makes it visible on that instance; every instance's history surfaces read an owner's
+history from there (`SharedHistory`, the cluster's `HistorySource`). ComfyUI's local history goes on as before,
+unread by tenants. A prompt the reaper failed gets the reaper's entry: a late result of its worker never replaces
+it (the worker writes only where there is no entry; the reaper writes over one).
 
 A Redis failure at the moment of recording loses nothing local: ComfyUI keeps its entry, and the record waits
 in memory and is written again (in order, before the next one, and every `reap_s`) once Redis answers."""
@@ -49,10 +52,13 @@ class HistoryRecorder:
         self.failing = False
 
     def __call__(self, item, history_result: dict, status, process_item=None) -> None:
-        self.record(item, comfy_entry(item, history_result, status, process_item))
+        """The worker's result, written before the queue records the end (a client told its queue is empty finds
+        it): unless the prompt has an entry already, the reaper's (it took the prompt over meanwhile)."""
+        self.record(item, comfy_entry(item, history_result, status, process_item), first=True)
 
-    def record(self, item, entry: dict) -> None:
-        """One history entry of the prompt of a queue item (ComfyUI's, or the reaper's for a prompt it failed)."""
+    def record(self, item, entry: dict, first: bool = False) -> None:
+        """One history entry of the prompt of a queue item (ComfyUI's, or the reaper's for a prompt it failed);
+        `first`: only if it has none."""
         prompt_id = item[1]
         extra_data = item[3] if len(item) > 3 else None
         try:
@@ -63,7 +69,7 @@ class HistoryRecorder:
             return
         plan = self.settings.plans.get(plan_in(extra_data) or "")
         with self.lock:
-            self.unwritten.append((namespace(owner_in(extra_data)), prompt_id, record, retention(plan)))
+            self.unwritten.append((namespace(owner_in(extra_data)), prompt_id, record, retention(plan), first))
             self._flush()
 
     def flush(self) -> None:
@@ -73,9 +79,9 @@ class HistoryRecorder:
     def _flush(self) -> None:
         """Write the waiting records, oldest first; stop at the first failure (Redis is away: they wait)."""
         while self.unwritten:
-            owner, prompt_id, record, kept = self.unwritten[0]
+            owner, prompt_id, record, kept, first = self.unwritten[0]
             try:
-                self.store.record(owner, prompt_id, record, kept)
+                self.store.record(owner, prompt_id, record, kept, first)
             except StoreUnavailable as exc:
                 if not self.failing:  # once per outage: the records wait, retried every reap_s
                     log.error("[tenancy] cluster history: %s not recorded yet (ComfyUI keeps it on this instance; "

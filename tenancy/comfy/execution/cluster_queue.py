@@ -123,11 +123,16 @@ class ClusterLink:
                     return
                 time.sleep(COMPLETE_RETRY_S)
 
+    def holds(self, prompt_id: str) -> bool:
+        """The worker still holds this prompt, as far as this instance knows (the queue's fence decides at the
+        end: `finished`)."""
+        return self.holding is not None and self.holding[0] == prompt_id and not self.fenced.is_set()
+
     def share_files(self, item, history_result: dict) -> None:
-        """Before the worker's result counts and shows anywhere: the previews and outputs it names are put in the
-        bucket (`OutputUploads.share_result`), so that every instance serves them once the entry is seen."""
+        """Before the worker's result is recorded: the previews and outputs it names are put in the bucket
+        (`OutputUploads.share_result`), so that every instance serves them once the entry is seen."""
         owner = owner_in(item[3]) if len(item) > 3 else None
-        if owner and not self.fenced.is_set():
+        if owner:
             self.services.uploads.share_result(owner, history_result)
 
     def finished(self, prompt_id: str, state: str) -> bool:
@@ -256,16 +261,18 @@ def queue_class(base: type) -> type:
                     self.not_empty.wait(wait)
 
         def task_done(self, item_id, history_result, status, process_item=None) -> None:
-            prompt_id = self.currently_running[item_id][1]
-            self.link.share_files(self.currently_running[item_id], history_result)
+            item = self.currently_running[item_id]
+            prompt_id = item[1]
             state = "done" if status is not None and status.status_str == "success" else "error"
             if status is not None and any(m[0] == "execution_interrupted" for m in status.messages or ()):
                 state = "interrupted"
+            if self.link.holds(prompt_id):  # before the end counts anywhere: a client told its queue is empty
+                self.link.share_files(item, history_result)  # finds the entry, from any instance, and its files
+                if self.link.record_history is not None:
+                    self.link.record_history(item, history_result, status, process_item)
             finished = self.link.finished(prompt_id, state)
             self.changed_at = time.monotonic()
             if finished:
-                if self.link.record_history is not None:  # before it shows here: any instance answers the same
-                    self.link.record_history(self.currently_running[item_id], history_result, status, process_item)
                 super().task_done(item_id, history_result, status, process_item)
                 return
             with self.mutex:  # taken over while this worker was frozen: its result is dropped
