@@ -5,8 +5,8 @@ pixels; another tenant cannot load it or view it from any instance, and its own 
 any instance validates a prompt naming it and serves it at /view?type=input; an output is viewed and downloaded
 (signed link) the same from every instance, by its owner only; the previews and outputs of a prompt that ran on
 another instance are served by the instance asked as soon as a /history entry or an `executed` message names them
-(for a client without a socket too); with the bucket down, prompts run with what lies on disk and an upload waits in the outbox until
-the bucket is back."""
+(for a client without a socket too); with the bucket down, prompts run with what lies on disk and an upload waits in
+the outbox until the bucket is back."""
 
 from __future__ import annotations
 
