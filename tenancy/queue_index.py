@@ -60,7 +60,6 @@ class QueueIndex:
     def running(self, owner: str | None) -> list[Item]:
         return list(self._running.get(owner, {}).values())
 
-    def remaining(self, owner: str | None, fresh: bool = False) -> int:
-        """How many of the owner's prompts are pending or running (always current here: `fresh` is the cluster
-        view's)."""
+    def remaining(self, owner: str | None) -> int:
+        """How many of the owner's prompts are pending or running."""
         return len(self._pending.get(owner, {})) + len(self._running.get(owner, {}))

@@ -124,7 +124,7 @@ async def _start_background(app: web.Application, built: GuardServices) -> None:
     if built.retention is not None:
         app["tenancy.retention"] = loop.create_task(built.retention.run())
     if built.accounting.cluster is not None:
-        await cluster_queue.start(app, built.accounting.cluster)
+        await cluster_queue.start(app, built.accounting.cluster, built.server.prompt_queue)
     if built.relay is not None:
         built.relay.start(app)
 

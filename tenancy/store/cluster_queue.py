@@ -66,6 +66,15 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Listed:
+    """The cluster's queue as every instance shows it (`ClusterQueue.listing`)."""
+
+    pending: list[tuple[int, str, str | None]]  # (number, prompt id, payload; None: the caller knows it)
+    queued: int  # prompts queued in the whole cluster
+    counts: dict[str, tuple[int, int]]  # tenant -> (queued, running), for tenants with either
+
+
+@dataclass(frozen=True)
 class Reaped:
     prompt_id: str
     tenant: str
@@ -188,17 +197,35 @@ class ClusterQueue:
     def pending(self, limit: int = 1000) -> list[tuple[int, str, str]]:
         """(number, prompt id, payload) of queued prompts, cluster-wide, lowest number first (at most `limit` per
         tenant): what /queue lists and what deleting from the queue looks through."""
-        def read() -> list[tuple[int, str, str]]:
+        return self.listing(limit=limit).pending
+
+    def listing(self, known=frozenset(), limit: int = 1000) -> Listed:
+        """`pending` (payloads only of prompts `known` does not name: a queued prompt's payload never changes), the
+        cluster's queued count and every tenant's (queued, running), in the round trips `pending` takes alone."""
+        def read() -> Listed:
             tenants = sorted(self.redis.smembers(f"{self.prefix}tenants"))
             waiting = [pid for pids in self._waiting(tenants, limit).values() for pid in pids]
             pipe = self.redis.pipeline(transaction=False)
+            pipe.get(f"{self.prefix}queued")
+            for tenant in tenants:
+                pipe.hmget(f"{self.prefix}ten:{tenant}", "queued", "running")
             for pid in waiting:
                 pipe.hmget(f"{self.prefix}job:{pid}", "number", "state")
-                pipe.get(f"{self.prefix}body:{pid}")
-            rows = pipe.execute()
-            found = [(int(row[0]), pid, body) for pid, row, body in zip(waiting, rows[0::2], rows[1::2], strict=True)
-                     if row[1] == "queued" and body is not None]
-            return sorted(found)
+                if pid not in known:
+                    pipe.get(f"{self.prefix}body:{pid}")
+            replies = iter(pipe.execute())
+            queued = int(next(replies) or 0)
+            counts = {}
+            for tenant in tenants:
+                held = next(replies)
+                counts[tenant] = (int(held[0] or 0), int(held[1] or 0))
+            found = []
+            for pid in waiting:
+                number, state = next(replies)
+                body = None if pid in known else next(replies)
+                if state == "queued" and (body is not None or pid in known):
+                    found.append((int(number), pid, body))
+            return Listed(sorted(found, key=lambda row: row[:2]), queued, counts)
         return self._read(read)
 
     def running(self, tenant: str) -> list[tuple[int, str, str]]:

@@ -201,6 +201,22 @@ def test_pending_lists_the_queued_prompts_of_every_tenant_by_number(url):
     assert all(body.startswith("[") for _n, _pid, body in pending)
 
 
+def test_the_listing_reads_pending_counts_and_only_the_payloads_not_known_yet(url):
+    gpu = worker(url, "gpu-1")
+    enqueue(gpu, "a", 3)
+    enqueue(gpu, "b", 2, weight=2)
+    gpu.claim()  # a-000 or b-000: running, no longer pending
+    listed = gpu.listing()
+    assert [row[:2] for row in listed.pending] == [(n, pid) for n, pid, _body in gpu.pending()]
+    assert len(listed.pending) == 4 and all(body.startswith("[") for _n, _pid, body in listed.pending)
+    assert listed.queued == 4 and sum(q + r for q, r in listed.counts.values()) == 5
+    assert sum(r for _q, r in listed.counts.values()) == 1 and set(listed.counts) == {"a", "b"}
+    known = {pid for _n, pid, _body in listed.pending[:2]}
+    again = gpu.listing(known)
+    assert [row[:2] for row in again.pending] == [row[:2] for row in listed.pending]
+    assert [body is None for _n, pid, body in again.pending] == [True, True, False, False]
+
+
 def test_a_carried_prompt_comes_back_as_the_queue_item_without_its_sensitive_extra_data():
     item = (7, "p1", {"1": {"class_type": "X"}}, {"client_id": "c"}, ["1"], {"api_key_comfy_org": "secret"})
     text = carried(item, "basic", 12.5).dumps()

@@ -14,6 +14,7 @@ from ...store import StoreUnavailable
 from ...usage import usage_row
 from ..http import PRINCIPAL_KEY, STALE
 from ..services import GuardServices
+from ..surfaces.queue import running_of
 from .admin.queue import live_queue
 
 
@@ -44,7 +45,7 @@ class MeApi:
     async def own_queue(self, request: web.Request) -> web.Response:
         """A tenant's own queued and running prompts, with their place in the whole queue."""
         principal: Principal = request[PRINCIPAL_KEY]
-        own = None if principal.is_admin else self.services.queued.running(principal.tenant)  # in a cluster: anywhere
+        own = None if principal.is_admin else await running_of(self.services, principal.tenant)  # cluster: anywhere
         running, pending = live_queue(self.services, own)
 
         def mine(item: dict) -> bool:

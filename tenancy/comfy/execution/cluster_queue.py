@@ -6,7 +6,8 @@ it is idle) takes the next prompt in global fair order, one at a time. While it 
 lease; the worker's start, completion and settlement are fenced by the attempt it was handed. A reaper on every
 instance takes back the prompts of lost workers: redelivered if they never started, else failed once
 (`worker_lost`) and settled by the reaper. ComfyUI's flags and running set stay local; the history a worker
-writes is also recorded in the one every instance reads (`cluster_history.py`)."""
+writes is also recorded in the one every instance reads (`cluster_history.py`); what the instance shows of the queue
+is a listing read every poll_s in a thread (`cluster_view.py`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ...store import StoreUnavailable
 from ...store.cluster_queue import ClusterQueue
 from ...workflow import ADMIN_NAMESPACE
 from .cluster_secrets import ExtraSealer
+from .cluster_view import ClusterQueueView, QueueListing
 
 if TYPE_CHECKING:
     from ..services import GuardServices
@@ -230,13 +232,11 @@ def queue_class(base: type) -> type:
         def __init__(self, server, link: ClusterLink) -> None:
             super().__init__(server)
             self.link = link
-            self._listed: tuple[float, list] = (0.0, [])  # (when, pending items) for the frequent readers
-            self.changed_at = 0.0  # when this instance last changed the queue: counts made before are stale
+            self.listing = QueueListing(link.queue, link.settings.poll_s)  # what the readers here see (no Redis)
 
         def put(self, item) -> None:
             self.link.enqueue(item)
-            self._listed = (0.0, [])  # a client deleting what it just queued here finds it
-            self.changed_at = time.monotonic()  # and the status that follows counts it
+            self.listing.added(item)  # in this instance's counts and lists at once
             with self.not_empty:
                 self.not_empty.notify()  # this instance's idle worker asks at once
             self.server.queue_updated()
@@ -250,8 +250,7 @@ def queue_class(base: type) -> type:
                         number = self.task_counter
                         self.currently_running[number] = copy.deepcopy(item)
                         self.task_counter += 1
-                    self.changed_at = time.monotonic()
-                    self.server.queue_updated()
+                    self.listing.request(then=self.server.queue_updated)  # counted once: no longer queued
                     return item, number
                 with self.not_empty:
                     wait = self.link.settings.poll_s if end is None else min(self.link.settings.poll_s,
@@ -270,103 +269,47 @@ def queue_class(base: type) -> type:
                 self.link.share_files(item, history_result)  # finds the entry, from any instance, and its files
                 if self.link.record_history is not None:
                     self.link.record_history(item, history_result, status, process_item)
-            finished = self.link.finished(prompt_id, state)
-            self.changed_at = time.monotonic()
-            if finished:
+            if self.link.finished(prompt_id, state):
+                self.listing.refresh_quietly()  # in this worker thread: ComfyUI's status below counts from the listing
                 super().task_done(item_id, history_result, status, process_item)
                 return
             with self.mutex:  # taken over while this worker was frozen: its result is dropped
                 self.currently_running.pop(item_id, None)
             self.server.queue_updated()
 
-        def _pending(self, fresh: bool = True) -> list:
-            """The cluster's queued prompts as queue items. The websocket's status and the guard's per-tenant
-            counts ask on every queue change: they get a list at most poll_s old (`fresh` False)."""
-            listed_at, items = self._listed
-            if not fresh and time.monotonic() - listed_at < self.link.settings.poll_s:
-                return items
-            try:
-                items = [Carried.loads(body).queue_item(number, prompt_id)
-                         for number, prompt_id, body in self.link.queue.pending()]
-            except StoreUnavailable as exc:
-                log.error("[tenancy] cluster queue: %s", exc)
-                return []
-            self._listed = (time.monotonic(), items)
-            return items
+        def _pending(self) -> list:
+            """The cluster's queued prompts as queue items, from the listing (at most poll_s old; the guard's
+            handlers that delete by it read it anew first, in a thread: `QueueListing.fresh`)."""
+            return self.listing.pending()
 
         def get_current_queue(self):
             with self.mutex:
                 running = copy.deepcopy(list(self.currently_running.values()))
-            return running, self._pending()
+            return running, copy.deepcopy(self._pending())
 
         def get_current_queue_volatile(self):
             with self.mutex:
                 running = list(self.currently_running.values())
-            return running, self._pending(fresh=False)
+            return running, self._pending()
 
         def get_tasks_remaining(self) -> int:
-            try:
-                queued = self.link.queue.queued()
-            except StoreUnavailable:
-                queued = 0
+            queued = self.listing.queued()  # 0 while the queue cannot be read
             with self.mutex:
                 return queued + len(self.currently_running)
 
         def wipe_queue(self) -> None:
             for item in self._pending():
                 self.link.cancel(item[1])
-            self.server.queue_updated()
+            self.listing.request(then=self.server.queue_updated)
 
         def delete_queue_item(self, function) -> bool:
             for item in self._pending():
                 if function(item) and self.link.cancel(item[1]):
-                    self.server.queue_updated()
+                    self.listing.request(then=self.server.queue_updated)
                     return True
             return False
 
     return ClusterPromptQueue
-
-
-class ClusterQueueView:
-    """The guard's per-owner queue index in cluster mode: the cluster's pending prompts (accepted by any instance;
-    a list at most poll_s old) and the owner's running ones on every instance. The queue's own changes do not pass
-    through ComfyUI's queue class here, so the view reads the queue instead of being fed; the pending list's cost
-    follows the cluster's queue, the running list's the owner's own."""
-
-    def __init__(self, queue) -> None:
-        self.queue = queue
-        self._counts: dict[str | None, tuple[float, int]] = {}  # owner -> (when, queued + running)
-
-    def running(self, owner: str | None) -> list:
-        try:
-            rows = self.queue.link.queue.running(owner or ADMIN_NAMESPACE)
-        except StoreUnavailable as exc:
-            log.error("[tenancy] cluster queue: %s", exc)
-            return _owned(self.queue.get_current_queue_volatile()[0], owner)  # this instance's, as it knows them
-        return [Carried.loads(body).queue_item(number, prompt_id) for number, prompt_id, body in rows]
-
-    def pending(self, owner: str | None) -> list:
-        return sorted(_owned(self.queue.get_current_queue_volatile()[1], owner), key=lambda item: item[0])
-
-    def remaining(self, owner: str | None, fresh: bool = False) -> int:
-        """The owner's queued and running prompts on every instance (each broadcast status message asks, per
-        tenant: the count is at most poll_s old, and never older than this instance's last change of the queue: a
-        client that queued here is never told its queue is empty; `fresh`: read now)."""
-        now = time.monotonic()
-        counted_at, count = self._counts.get(owner, (0.0, 0))
-        if not fresh and now - counted_at < self.queue.link.settings.poll_s and counted_at > self.queue.changed_at:
-            return count
-        try:
-            count = sum(self.queue.link.queue.counts(owner or ADMIN_NAMESPACE))
-        except StoreUnavailable:
-            running, pending = self.queue.get_current_queue_volatile()  # this instance's, as it knows them
-            return len(_owned(running, owner)) + len(_owned(pending, owner))
-        self._counts[owner] = (now, count)
-        return count
-
-
-def _owned(items, owner: str | None) -> list:
-    return [item for item in items if (owner_in(item[3]) if len(item) > 3 else None) == owner]
 
 
 def install(services: GuardServices) -> GuardServices:
@@ -388,6 +331,7 @@ def install(services: GuardServices) -> GuardServices:
     return dataclasses.replace(services, queued=ClusterQueueView(server.prompt_queue))
 
 
-async def start(app, link: ClusterLink) -> None:
+async def start(app, link: ClusterLink, queue) -> None:
     threading.Thread(target=link.heartbeats, name="tenancy-cluster-heartbeat", daemon=True).start()
+    threading.Thread(target=queue.listing.run, name="tenancy-cluster-listing", daemon=True).start()
     app["tenancy.cluster_reaper"] = asyncio.get_running_loop().create_task(link.reaper())

@@ -17,7 +17,7 @@ from ...owners import Owners
 from ...read_back import virtual_refs
 from ...store import StoreUnavailable
 from ...workflow import ADMIN_NAMESPACE
-from ..surfaces.queue import queue_info, remaining_of
+from ..surfaces.queue import queue_info, remaining_now, remaining_of
 from ..surfaces.user_data import tenant_features
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ async def _send_unowned(services: GuardServices, original, event, data, sid) -> 
         tenant = str(target).partition(":")[0]
         if event == "status" and isinstance(data, dict):
             if tenant not in remaining:  # once per tenant and message, whatever the number of its sockets
-                remaining[tenant] = remaining_of(services, tenant, fresh=sid is not None)  # a first status
+                remaining[tenant] = await remaining_now(services, tenant) if sid is not None \
+                    else remaining_of(services, tenant)  # one socket's: its first
             await original(event, dict(data, status=queue_info(remaining[tenant])), target)
         elif event == "feature_flags" and isinstance(data, dict):
             await original(event, tenant_features(data), target)

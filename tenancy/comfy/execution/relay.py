@@ -56,12 +56,11 @@ class Relay:
         self.services = services
         self.server = services.server
         self.instance = services.accounting.instance
-        self.poll_s = services.settings.cluster.poll_s
         self.bus = RelayBus(services.settings.store, timeout_s=max(services.settings.store_timeout_s, TIMEOUT_S),
                             fixed=(), on_message=self._received)
         self.channels: Channels = channels(self.bus.db)
         self.bus.fixed = (self.channels.instance(self.instance), self.channels.queue)
-        self._announce_pending = self._refresh_pending = False
+        self._announce_pending = False
         self._comfy: dict[str, Any] = {}  # ComfyUI's own send_json, send_bytes, queue_updated
 
     # -- ComfyUI's sending ------------------------------------------------------------------------------------
@@ -147,18 +146,11 @@ class Relay:
 
     def _heard_change(self, frame: bytes) -> None:
         """Another instance's queue changed: a fresh `status` to this instance's sockets (ComfyUI's own
-        queue_updated, routed by the guard to each tenant with its own queue; never announced again). After poll_s,
-        so the cluster queue's list of pending prompts (cached up to poll_s) is read after the change."""
-        if frame.decode(errors="replace") == self.instance or self._refresh_pending or not self.server.sockets:
+        queue_updated, routed by the guard to each tenant with its own queue; never announced again), sent from the
+        cluster queue's refresher once it has read the queue after the change (`cluster_view.QueueListing`)."""
+        if frame.decode(errors="replace") == self.instance or not self.server.sockets:
             return
-        self._refresh_pending = True
-
-        def refresh() -> None:
-            self._refresh_pending = False
-            # get_queue_info reads the queue in Redis: in a thread, as ComfyUI's worker calls it
-            self.server.loop.run_in_executor(None, self._comfy["queue_updated"])
-
-        self.server.loop.call_later(self.poll_s + NOTICE_S, refresh)
+        self.server.prompt_queue.listing.request(then=self._comfy["queue_updated"])  # once for a burst of notices
 
     # -- interrupts ----------------------------------------------------------------------------------------------
     async def interrupt(self, prompt_id: str) -> bool:

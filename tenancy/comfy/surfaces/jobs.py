@@ -17,7 +17,7 @@ from ...records import Principal
 from ...refusal import Refusal
 from .. import http
 from ..http import Handler
-from .queue import own_queue
+from .queue import fresh_queue, own_queue
 
 if TYPE_CHECKING:
     from ..services import GuardServices
@@ -69,7 +69,7 @@ async def _own_records(services: GuardServices, request: web.Request, tenant: st
     """The tenant's running and pending items and history entries (or just the one `only` names), as it posted
     them: what ComfyUI's job records are built from."""
     catalogue = await services.catalogue.of(request)
-    running, pending = own_queue(services, tenant)
+    running, pending = await own_queue(services, tenant)
     if only is not None:
         running, pending = [i for i in running if i[1] == only], [i for i in pending if i[1] == only]
     if only is not None:
@@ -93,6 +93,7 @@ async def cancel_job(services: GuardServices, request: web.Request, handler: Han
     elsewhere = await relay.running_elsewhere([job_id]) if relay is not None else {}
     if job_id in elsewhere:  # it runs on another instance: interrupted there
         return web.json_response({"cancelled": await relay.interrupt_at(elsewhere[job_id], job_id)})
+    await fresh_queue(services)  # ComfyUI's handler looks for it among the queued ones
     return await handler(request)
 
 
@@ -108,6 +109,7 @@ async def cancel_jobs(services: GuardServices, request: web.Request, handler: Ha
         raise Refusal(403, "not_owner", "you can only cancel your own jobs")
     if not principal.is_admin and [j for j in ids if await services.owners.of_prompt(str(j)) != principal.tenant]:
         raise Refusal(403, "not_owner", "you can only cancel your own jobs")
+    await fresh_queue(services)  # ComfyUI's handler looks for them among the queued ones
     elsewhere = await services.relay.running_elsewhere(ids) if services.relay is not None else {}
     if not elsewhere:
         return await handler(request)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ...queue_index import QueueIndex
 from ...read_back import posted_item, tenant_entry
 from ...records import Principal
 from ...refusal import Refusal
@@ -61,15 +62,33 @@ async def queue(services: GuardServices, request: web.Request, handler: Handler,
     if not _tenant_answer(principal):
         return await handler(request)
     catalogue = await services.catalogue.of(request)
-    running, pending = own_queue(services, principal.tenant)
+    running, pending = await own_queue(services, principal.tenant)
     return web.json_response({key: [posted_item(item, principal.tenant, catalogue) for item in items]
                               for key, items in (("queue_running", running), ("queue_pending", pending))})
 
 
-def own_queue(services: GuardServices, tenant: str | None) -> tuple[list, list]:
-    """The owner's running and pending queue items (pending in the order they will run)."""
-    with services.server.prompt_queue.mutex:
-        return services.queued.running(tenant), services.queued.pending(tenant)
+async def own_queue(services: GuardServices, tenant: str | None) -> tuple[list, list]:
+    """The owner's running and pending queue items (pending in the order they will run). With the cluster queue
+    the running ones are read from Redis, in a thread; never under ComfyUI's queue mutex."""
+    queued = services.queued
+    if isinstance(queued, QueueIndex):  # this instance's queue, fed by its changes
+        with services.server.prompt_queue.mutex:
+            return queued.running(tenant), queued.pending(tenant)
+    running = await queued.running_anywhere(tenant)
+    return running, queued.pending(tenant)
+
+
+async def running_of(services: GuardServices, tenant: str | None) -> list:
+    """The owner's running queue items (in a cluster: on every instance, read in a thread)."""
+    queued = services.queued
+    return queued.running(tenant) if isinstance(queued, QueueIndex) else await queued.running_anywhere(tenant)
+
+
+async def fresh_queue(services: GuardServices) -> None:
+    """Before a change made by what the queue lists (deleting queued prompts): with the cluster queue, its listing
+    is read anew, in a thread (ComfyUI's handlers then read it on the loop without a round trip)."""
+    if not isinstance(services.queued, QueueIndex):
+        await services.queued.fresh()
 
 
 def _queue_items(services: GuardServices) -> tuple[list, list]:
@@ -77,12 +96,19 @@ def _queue_items(services: GuardServices) -> tuple[list, list]:
     return running, pending
 
 
-def remaining_of(services: GuardServices, owner: str | None, fresh: bool = False) -> int:
-    """How many of the owner's (None: operators') prompts are queued or running. `fresh`: asked for one caller (its
-    GET /prompt, a socket's first `status`), read now (with the cluster queue the count a broadcast `status` carries
-    may be up to poll_s old, except after a change made here)."""
+def remaining_of(services: GuardServices, owner: str | None) -> int:
+    """How many of the owner's (None: operators') prompts are queued or running (with the cluster queue, from its
+    listing: at most poll_s old, a prompt queued here counted at once)."""
     with services.server.prompt_queue.mutex:
-        return services.queued.remaining(owner, fresh)
+        return services.queued.remaining(owner)
+
+
+async def remaining_now(services: GuardServices, owner: str | None) -> int:
+    """`remaining_of` for one caller (its GET /prompt, a socket's first `status`): with the cluster queue, read when
+    asked (in a thread), so a client that queued through another instance is never told its queue is empty."""
+    if isinstance(services.queued, QueueIndex):
+        return remaining_of(services, owner)
+    return await services.queued.remaining_now(owner)
 
 
 def queue_info(remaining: int) -> dict:
@@ -95,23 +121,24 @@ async def queue_status(services: GuardServices, request: web.Request, handler: H
     """GET /prompt: a tenant's own queue; another tenant's load is not its business."""
     if principal.is_admin:
         return await handler(request)
-    return web.json_response(queue_info(remaining_of(services, principal.tenant, fresh=True)))
+    return web.json_response(queue_info(await remaining_now(services, principal.tenant)))
 
 
 async def edit_queue(services: GuardServices, request: web.Request, handler: Handler,
                      principal: Principal) -> web.StreamResponse:
     """Deleting queued prompts; their quota holds are refunded."""
-    own = set(_pending_ids(services, principal))
+    await fresh_queue(services)
+    own = set(await _pending_ids(services, principal))
     response = await _edit(services, request, handler, principal, own)
-    still = set(_pending_ids(services, principal)) | {item[1] for item in _queue_items(services)[0]}
+    still = set(await _pending_ids(services, principal)) | {item[1] for item in _queue_items(services)[0]}
     for prompt_id in own - still:
         await services.accounting.released(prompt_id, "cancelled")
     return response
 
 
-def _pending_ids(services: GuardServices, principal: Principal) -> list[str]:
+async def _pending_ids(services: GuardServices, principal: Principal) -> list[str]:
     """The pending prompts the caller may delete: a tenant's own (from the index); an operator, all."""
-    pending = _queue_items(services)[1] if principal.is_admin else own_queue(services, principal.tenant)[1]
+    pending = _queue_items(services)[1] if principal.is_admin else (await own_queue(services, principal.tenant))[1]
     return [item[1] for item in pending]
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from ....read_back import owner_in
 from ....refusal import Refusal
 from ...services import GuardServices
+from ...surfaces.queue import fresh_queue
 from .request import AdminHandlers, operator
 
 
@@ -25,6 +26,7 @@ class QueueApi(AdminHandlers):
         principal = operator(request)
         prompt_id = request.match_info["prompt_id"]
         queue = self.services.server.prompt_queue
+        await fresh_queue(self.services)  # with the cluster queue: a prompt just queued on any instance is found
         running, pending = queue.get_current_queue_volatile()
         owner = next((owner_in(item[3]) for item in running + pending if item[1] == prompt_id), None)
         if any(item[1] == prompt_id for item in pending) and queue.delete_queue_item(lambda it: it[1] == prompt_id):
