@@ -115,6 +115,5 @@ def test_the_queue_counts_are_the_clusters_and_are_answered_while_redis_is_pause
         timer.cancel()
     assert during == expected  # the last listing, read before the pause
     waiting.join(STORE_TIMEOUT_S + 10)
-    # served once Redis answered or its read timed out (then from what this instance knows: the listing's last
-    # read failed by then, so nothing is listed as pending)
+    # served once Redis answered or its read timed out (then with this instance's running prompts)
     assert own_queue["answer"].status_code == 200

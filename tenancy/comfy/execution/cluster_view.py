@@ -9,13 +9,15 @@ synchronous readers read only its last listing: at most poll_s (and one read) ol
 Changes made here are in the listing at once (a prompt queued here until a listing read after it), and a change
 that needs its `status` exact asks for a read and sends the status after it (`request`). What is read per request
 (a tenant's running prompts anywhere) and what must be fresh before a change (deleting queued prompts) is read in
-a thread by the guard's handlers (`ClusterQueueView.running_anywhere`, `QueueListing.fresh`). While Redis is
-paused the listing stays the last one read; once a read fails it is empty (counts fall back to this instance's)."""
+a thread by the guard's handlers (`ClusterQueueView.running_anywhere`, `QueueListing.fresh`). While Redis does not
+answer the listing stays the last one read (with what was queued here since); before the first read, counts are
+this instance's."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -59,7 +61,9 @@ class QueueListing:
 
     # -- reading Redis (never on the loop) ---------------------------------------------------------------------
     def refresh(self) -> None:
-        """Read the listing now (the refresher; ComfyUI's worker thread; the guard's handlers, in a thread)."""
+        """Read the listing now (the refresher; ComfyUI's worker thread; the guard's handlers, in a thread). A read
+        that fails keeps the last listing (marked unreachable): a client is told the counts last known, never that
+        its queue is empty because Redis did not answer."""
         with self._reading:
             began = time.monotonic()
             try:
@@ -67,14 +71,13 @@ class QueueListing:
             except StoreUnavailable as exc:
                 if self.current.reachable:  # once per outage: the refresher asks every poll_s
                     log.error("[tenancy] cluster queue: %s", exc)
-                self.current = Listing(began, reachable=False)
-                self._carried = {}
-            else:
-                carried = {pid: self._carried.get(pid) or Carried.loads(body) for _n, pid, body in listed.pending}
-                self._carried = carried
-                items = tuple(carried[pid].queue_item(number, pid) for number, pid, _body in listed.pending)
-                counts = {tenant: queued + running for tenant, (queued, running) in listed.counts.items()}
-                self.current = Listing(began, items, listed.queued, counts)
+                self.current = dataclasses.replace(self.current, reachable=False)
+                return
+            carried = {pid: self._carried.get(pid) or Carried.loads(body) for _n, pid, body in listed.pending}
+            self._carried = carried
+            items = tuple(carried[pid].queue_item(number, pid) for number, pid, _body in listed.pending)
+            counts = {tenant: queued + running for tenant, (queued, running) in listed.counts.items()}
+            self.current = Listing(began, items, listed.queued, counts)
             with self._adding:
                 self._added = {pid: added for pid, added in self._added.items() if added[0] >= began}
 
@@ -145,9 +148,9 @@ class QueueListing:
         return listing.queued + len(self._recent(listing))
 
     def remaining(self, owner: str | None) -> int | None:
-        """The owner's queued and running prompts cluster-wide; None while the queue cannot be read."""
+        """The owner's queued and running prompts cluster-wide; None before the queue was first read."""
         listing = self.current
-        if not listing.reachable:
+        if not listing.began:
             return None
         return listing.counts.get(owner or ADMIN_NAMESPACE, 0) + len(_owned(self._recent(listing), owner))
 
