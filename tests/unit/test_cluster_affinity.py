@@ -200,3 +200,16 @@ def test_a_newcomer_queues_behind_the_tenant_affinity_passed_over(url):
         finish(gpu, claim)
     assert gpu.enqueue("c1", "c", fair_units(1.0, 1.0), 0, "[{}, {}, [], null, 0]", 1.0, ()) == 2000
     assert [gpu.claim(()).prompt_id for _ in range(2)] == ["b1", "c1"]  # c1 names no model: never warm
+
+
+def test_affinity_is_off_by_default_and_its_bound_is_checked():
+    from pathlib import Path
+
+    from tenancy import config
+
+    settings = config.from_mapping({}, Path("."))
+    assert settings.cluster.affinity_s == 0 and bound_units(settings.cluster.affinity_s) == 0
+    assert settings.cluster.affinity_recent == 1
+    with pytest.raises(config.ConfigError) as refused:
+        config.from_mapping({"cluster": {"affinity_s": -1}}, Path("."))
+    assert refused.value.key == "cluster.affinity_s"
