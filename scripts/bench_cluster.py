@@ -7,6 +7,12 @@ audio or video), so fair shares are weighted by estimated seconds and `cluster.l
 long. `--lookahead 1 3` runs the global queue once per value (3 by default), `--no-estimates` leaves the table
 out, `--no-local` the round-robin run.
 
+`--models M` makes it a mixed-model burst: each prompt works on one of M models (seeded, uniformly), with the
+test node pack's TenancyTestModel, which simulates a GPU holding one model at a time: a prompt on another model
+than its worker's last one first loads it (`--load-s` seconds; each load logged, and counted per run). The global
+queue then runs once per `--affinity` value (`cluster.affinity_s`, 0: off; default 0 and 10), and the report adds
+the loads of each run and an ideal that loads each model once (at least one load per instance).
+
 The burst: `--prompts` prompts from `--tenants` tenants on one plan (weight 1, no cap that binds), arriving in a
 seeded shuffled order; each prompt is the test sleep node, so its length is known and costs no CPU. Tenants differ
 in length (0.4 s to 2.6 s on average, each prompt within +/-50 % of its tenant's mean): the uneven mix a studio
@@ -20,13 +26,14 @@ history timestamps, read with an operator key). The ideal is the sum of the slee
 out every per-prompt cost (admission, hand-out, execution) and the tail a list schedule cannot avoid.
 
     nice -n 19 .venv/bin/python scripts/bench_cluster.py [--prompts 60] [--tenants 6] [--scale 1.0] [--seed 7]
-        [--lookahead 3 ...] [--no-estimates] [--no-local]
+        [--lookahead 3 ...] [--no-estimates] [--no-local] [--models 4 [--load-s 2] [--affinity 0 10 ...]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import random
@@ -56,7 +63,8 @@ BENCH_PLAN = {"weight": 1, "max_concurrent": 1000, "daily_seconds": -1, "prompts
 ENV = {"TENANCY_REQUIRE_GUARD": "1", "OMP_NUM_THREADS": "1"}
 DRAIN_TIMEOUT_S = 600
 LOCAL_RUN = "local queues, round-robin"
-ESTIMATES = {"TenancyTestSleep": {"seconds_input": "seconds"}}  # the queue knows each prompt's length
+ESTIMATES = {"TenancyTestSleep": {"seconds_input": "seconds"},  # the queue knows each prompt's length
+             "TenancyTestModel": {"seconds_input": "seconds"}}  # (its work; not the load, which depends)
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,13 @@ class Prompt:
     tenant: int
     seconds: float
     tag: str
+    model: str = ""  # a checkpoint name: the prompt runs on it, loading it first where its worker holds another
+    load_s: float = 0.0
 
     def workflow(self) -> dict:
+        if self.model:
+            return {"1": {"class_type": "TenancyTestModel", "inputs": {
+                "ckpt_name": self.model, "load_s": self.load_s, "seconds": self.seconds, "tag": self.tag}}}
         return {"1": {"class_type": "TenancyTestSleep", "inputs": {"seconds": self.seconds, "tag": self.tag}}}
 
 
@@ -76,6 +89,7 @@ class Run:
     submitted_s: float  # how long the burst's POST /prompt calls took
     greedy: float  # the makespan of the same start order on three workers with no cost between prompts
     gaps_ms: tuple[float, float, float]  # median, max, total time workers spent between one prompt and their next
+    loads: int = 0  # model loads the workers made (mixed-model bursts)
 
 
 def greedy_makespan(lengths: list[float], workers: int = INSTANCES) -> float:
@@ -87,7 +101,8 @@ def greedy_makespan(lengths: list[float], workers: int = INSTANCES) -> float:
     return max(free)
 
 
-def burst(prompts: int, tenants: int, scale: float, seed_value: int) -> list[Prompt]:
+def burst(prompts: int, tenants: int, scale: float, seed_value: int, models: int = 0,
+          load_s: float = 0.0) -> list[Prompt]:
     rng = random.Random(seed_value)
     made = []
     for i in range(prompts):
@@ -95,7 +110,22 @@ def burst(prompts: int, tenants: int, scale: float, seed_value: int) -> list[Pro
         mean = TENANT_MEANS_S[tenant % len(TENANT_MEANS_S)] * scale
         made.append(Prompt(tenant, round(mean * rng.uniform(0.5, 1.5), 2), f"t{tenant}-{i}"))
     rng.shuffle(made)
+    if models:  # drawn after the shuffle: the plain burst stays the same for a seed
+        made = [Prompt(p.tenant, p.seconds, p.tag, model_name(rng.randrange(models)), load_s) for p in made]
     return made
+
+
+def model_name(index: int) -> str:
+    return f"bench-model-{index}.safetensors"
+
+
+def add_models(bases: list[Path], count: int) -> None:
+    """`count` (empty) checkpoint files in every instance's models folder: what the model node's combo lists."""
+    for base in bases:
+        folder = base / "models" / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            (folder / model_name(index)).write_bytes(b"")
 
 
 def add_tenants(config_path: Path, count: int) -> list[str]:
@@ -116,11 +146,11 @@ def add_tenants(config_path: Path, count: int) -> list[str]:
     return asyncio.run(work())
 
 
-def set_cluster(bases: list[Path], enabled: bool, lookahead: int = 1) -> None:
+def set_cluster(bases: list[Path], enabled: bool, lookahead: int = 1, affinity_s: float = 0.0) -> None:
     for base in bases:
         path = base / "user" / "tenancy" / config_module.CONFIG_FILE
         raw = yaml.safe_load(path.read_text())
-        raw["cluster"] = {"enabled": enabled, "lookahead": lookahead}
+        raw["cluster"] = {"enabled": enabled, "lookahead": lookahead, "affinity_s": affinity_s}
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
@@ -174,32 +204,44 @@ def run_burst(workers: list[ComfyUI], keys: list[str], admin_key: str, prompts: 
                (statistics.median(gaps) * 1000, max(gaps) * 1000, sum(gaps) * 1000))
 
 
-def measure(bases: list[Path], cluster: bool, lookahead: int, keys: list[str], admin_key: str,
+def measure(bases: list[Path], mode: tuple[str, bool, int, float], keys: list[str], admin_key: str,
             prompts: list[Prompt]) -> Run:
-    set_cluster(bases, cluster, lookahead)
+    _name, cluster, lookahead, affinity_s = mode
+    set_cluster(bases, cluster, lookahead, affinity_s)
+    log = bases[0].parent / f"runs-{len(list(bases[0].parent.glob('runs-*')))}.log"  # a fresh one per run
     workers = []
     try:
-        for base in bases:  # one at a time: a ComfyUI start is CPU-heavy
-            workers.append(ComfyUI(base, env=ENV).start())
-        return run_burst(workers, keys, admin_key, prompts)
+        for base in bases:  # one at a time: a ComfyUI start is CPU-heavy; each process starts holding no model
+            workers.append(ComfyUI(base, env={**ENV, "TENANCY_TEST_RUN_LOG": str(log)}).start())
+        run = run_burst(workers, keys, admin_key, prompts)
     finally:
         for worker in workers:
             worker.stop()
+    loads = sum(line.startswith("load:") for line in log.read_text().splitlines()) if log.exists() else 0
+    return dataclasses.replace(run, loads=loads)
 
 
 def report(prompts: list[Prompt], tenants: int, runs: dict[str, Run]) -> None:
     work = sum(p.seconds for p in prompts)
-    ideal = work / INSTANCES
+    models = {p.model for p in prompts if p.model}
+    least_loads = max(len(models), INSTANCES) if models else 0
+    load_s = max((p.load_s for p in prompts), default=0.0)
+    ideal = (work + least_loads * load_s) / INSTANCES
     dealt = [sum(p.seconds for p in prompts[i::INSTANCES]) for i in range(INSTANCES)]
     print(f"{len(prompts)} prompts from {tenants} tenants, {min(p.seconds for p in prompts):.2f}-"
-          f"{max(p.seconds for p in prompts):.2f} s each, total work {work:.1f} s on {INSTANCES} instances")
-    print(f"{'':<28} {'makespan':>9} {'/ ideal':>8}   per instance: prompts, busy s   posting  gaps: median, max, "
+          f"{max(p.seconds for p in prompts):.2f} s each, total work {work:.1f} s on {INSTANCES} instances"
+          + (f"; {len(models)} models, {load_s:g} s a load" if models else ""))
+    print(f"{'':<40} {'makespan':>9} {'/ ideal':>8}   per instance: prompts, busy s   posting  gaps: median, max, "
           "sum")
     for name, run in runs.items():
         spread = "  ".join(f"{n:>2} {busy:5.1f}" for n, busy in run.per_instance)
-        print(f"{name:<28} {run.makespan:8.2f}s {run.makespan / ideal:8.3f}   {spread}   {run.submitted_s:6.2f}s"
+        print(f"{name:<40} {run.makespan:8.2f}s {run.makespan / ideal:8.3f}   {spread}   {run.submitted_s:6.2f}s"
               f"  {run.gaps_ms[0]:4.0f} {run.gaps_ms[1]:5.0f} {run.gaps_ms[2]:6.0f} ms")
-    print(f"{'ideal (total work / 3)':<28} {ideal:8.2f}s {1:8.3f}")
+    if models:
+        for name, run in runs.items():
+            print(f"{name}: {run.loads} model loads ({run.loads * load_s:.1f} s of loading)")
+        print(f"ideal: {least_loads} loads (each model once, at least one per instance)")
+    print(f"{'ideal (total work / 3)' if not models else 'ideal ((work + loads) / 3)':<40} {ideal:8.2f}s {1:8.3f}")
     print(f"posting: how long the {len(prompts)} POST /prompt took (each prompt runs as soon as a worker takes it); "
           "gaps: from one prompt's end to the next's start on a worker")
     for name, run in runs.items():
@@ -221,8 +263,13 @@ def main() -> None:
                         help="cluster.lookahead of the global queue's runs, one run each, in this order")
     parser.add_argument("--no-estimates", action="store_true", help="the queue does not know the prompts' lengths")
     parser.add_argument("--no-local", action="store_true", help="leave out the round-robin run")
+    parser.add_argument("--models", type=int, default=0, help="a mixed-model burst on this many models (0: none)")
+    parser.add_argument("--load-s", type=float, default=2.0, help="seconds a model load costs (with --models)")
+    parser.add_argument("--affinity", type=float, nargs="+", default=None,
+                        help="cluster.affinity_s of the global queue's runs (default: 0 10 with --models, else 0)")
     args = parser.parse_args()
-    prompts = burst(args.prompts, args.tenants, args.scale, args.seed)
+    affinities = args.affinity or ([0.0, 10.0] if args.models else [0.0])
+    prompts = burst(args.prompts, args.tenants, args.scale, args.seed, args.models, args.load_s)
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
         try:
@@ -232,10 +279,12 @@ def main() -> None:
             for base in bases[1:]:
                 share_config(base, bases[0])
             keys = add_tenants(seeded.config_path, args.tenants)
-            modes = [(f"global queue, lookahead {n}" + (f" ({i + 1})" if args.lookahead.count(n) > 1 else ""), True, n)
-                     for i, n in enumerate(args.lookahead)]
-            runs = {name: measure(bases, cluster, lookahead, keys, seeded.keys["admin"], prompts)
-                    for name, cluster, lookahead in modes + ([] if args.no_local else [(LOCAL_RUN, False, 1)])}
+            add_models(bases, args.models)
+            modes = [(f"global queue, lookahead {n}" + (f" ({i + 1})" if args.lookahead.count(n) > 1 else "")
+                      + (f", affinity {a:g} s" if len(affinities) > 1 or a else ""), True, n, a)
+                     for i, n in enumerate(args.lookahead) for a in affinities]
+            runs = {mode[0]: measure(bases, mode, keys, seeded.keys["admin"], prompts)
+                    for mode in modes + ([] if args.no_local else [(LOCAL_RUN, False, 1, 0.0)])}
         finally:
             server.stop()
     report(prompts, args.tenants, runs)

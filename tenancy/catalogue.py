@@ -34,6 +34,7 @@ class NodeMeta(TypedDict, total=False):
     frame_inputs: list[str]         # ... a plan's max frames
     tenant_lists: dict[str, str]    # input -> a per-tenant list the guard fills (e.g. voice -> voices)
     estimate: dict[str, Any]        # the seconds-of-media rule (see admission.estimate_seconds)
+    model_inputs: list[str]         # inputs naming a model file (cluster model affinity), besides model combos
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class NodeSpec:
     resolution_inputs: frozenset[str] = RESOLUTION_INPUTS
     frame_inputs: frozenset[str] = FRAME_INPUTS
     meta: Mapping[str, Any] = field(default_factory=dict)
+    model_inputs: Mapping[str, str] = field(default_factory=dict)  # input -> the model folder it names a file of
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,17 @@ class Catalogue:
     def build(cls, object_info: Mapping[str, Mapping], meta: Mapping[str, NodeMeta] | None = None,
               file_inputs: Mapping[str, Iterable[str]] | None = None,
               input_files: Iterable[str] = (), subfolders: Mapping[str, Iterable[str]] | None = None,
-              output_inputs: Mapping[str, Iterable[str]] | None = None) -> Catalogue:
+              output_inputs: Mapping[str, Iterable[str]] | None = None,
+              model_files: Mapping[str, Iterable[str]] | None = None) -> Catalogue:
         """`object_info`: class -> ComfyUI's node info; `meta`: class -> TENANCY_META; `file_inputs`,
         `output_inputs`: the config tables; `input_files`: names in the input folder (combos listing them are
         file inputs);
-        `subfolders`: folder (input, output) -> the subfolders in it (combos listing them are folder inputs)."""
+        `subfolders`: folder (input, output) -> the subfolders in it (combos listing them are folder inputs);
+        `model_files`: model folder (checkpoints, loras, ...) -> the files it lists (combos listing only such
+        files are model inputs)."""
         meta, file_inputs, known_files = meta or {}, file_inputs or {}, set(input_files)
         output_inputs = output_inputs or {}
+        models = {folder: set(names) for folder, names in sorted((model_files or {}).items()) if names}
         subfolders = {folder: set(names) for folder, names in (subfolders or {}).items()}
         nodes = {}
         for class_type, info in object_info.items():
@@ -103,7 +109,7 @@ class Catalogue:
                 duration_inputs=DURATION_INPUTS | frozenset(node_meta.get("duration_inputs", ())),
                 resolution_inputs=RESOLUTION_INPUTS | frozenset(node_meta.get("resolution_inputs", ())),
                 frame_inputs=FRAME_INPUTS | frozenset(node_meta.get("frame_inputs", ())),
-                meta=node_meta)
+                meta=node_meta, model_inputs=_model_inputs(inputs, models, node_meta.get("model_inputs", ())))
         return cls(nodes)
 
     @staticmethod
@@ -151,6 +157,21 @@ def _folder_listed(spec: InputSpec, subfolders: Mapping[str, set[str]]) -> str:
         if folder in subfolders and names <= subfolders[folder]:
             return folder
     return "input"
+
+
+def _model_inputs(inputs: Mapping[str, InputSpec], models: Mapping[str, set[str]],
+                  declared: Iterable[str]) -> dict[str, str]:
+    """input -> model folder: combos whose options are all files of one model folder (the first by name when
+    several list them all), and the inputs the node declares (folder `models`)."""
+    found = dict.fromkeys(declared, "models")
+    for name, spec in inputs.items():
+        options = {o for o in spec.options or () if isinstance(o, str)}
+        if name in found or spec.upload or not options or not all(isinstance(o, str) for o in spec.options):
+            continue
+        folder = next((folder for folder, names in models.items() if options <= names), None)
+        if folder is not None:
+            found[name] = folder
+    return found
 
 
 _WARNED: set[tuple[str, str]] = set()

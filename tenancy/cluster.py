@@ -46,9 +46,11 @@ def next_tenant(heads: Iterable[Head]) -> str | None:
     return None if best is None else best.tenant
 
 
-def in_turn(upcoming: Sequence[float], lookahead: int) -> int:
+def in_turn(upcoming: Sequence[float], lookahead: int, warm: Sequence[bool] | None = None) -> int:
     """Which of a tenant's queued prompts starts in its turn (`upcoming`: their estimated seconds, in the order
-    they queued): the longest of its first `lookahead`, the earliest of equals; with 1, its oldest.
+    they queued): the longest of its first `lookahead`, the earliest of equals; with 1, its oldest. With model
+    affinity (`warm`: per queued prompt, whether it loads nothing on the asking worker, `affinity.warm`), the
+    longest of the warm ones among them when there is one.
 
     A burst's makespan suffers when a long prompt starts last and the other workers idle through its end; longer
     prompts first shortens that tail. Only the tenant's own order changes: whose turn it is stays `next_tenant`
@@ -59,7 +61,10 @@ def in_turn(upcoming: Sequence[float], lookahead: int) -> int:
     is 1).
     """
     window = upcoming[:max(lookahead, 1)]
-    return max(range(len(window)), key=lambda i: (window[i], -i), default=0)
+    candidates = range(len(window))
+    if warm is not None and any(warm[i] for i in candidates):
+        candidates = [i for i in candidates if warm[i]]
+    return max(candidates, key=lambda i: (window[i], -i), default=0)
 
 
 def renumbered(numbers: Sequence[int], pick: int) -> list[int]:

@@ -179,6 +179,12 @@ class Cluster:
                                 "prompts starts: a burst ends sooner, the tenant's own short prompts wait longer; "
                                 "other tenants' turns are unchanged; 1 keeps each tenant's own order",
                              minimum=1, maximum=32)
+    affinity_s: float = setting(0.0, "model affinity: an idle worker prefers a prompt whose models it ran last "
+                                     "(no load) from the tenants at most this many fair-queue seconds (estimated "
+                                     "seconds / weight) behind the fairest; the most another tenant may be passed "
+                                     "over by; 0: off, strict fair order", minimum=0, maximum=86400)
+    affinity_recent: int = setting(1, "model affinity: a worker counts as holding the models of its last N "
+                                      "prompts that named any", minimum=1, maximum=8)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ workers one at a time in global weighted-fair order, with leases, fencing and re
 
 Keys (one hash tag, `{cq}`: every script runs on one slot of a Redis Cluster too):
 
-    tn:{cq}:s:<tenant>      stream  the tenant's queued prompts in arrival order: {pid, number}; consumer group
+    tn:{cq}:s:<tenant>      stream  the tenant's queued prompts in arrival order: {pid, number, seconds,
+                                    models}; consumer group
                                     `gpu`, one consumer per instance: its pending entries are the prompts it holds,
                                     their idle time the lease (a heartbeat's XCLAIM JUSTID renews it)
     tn:{cq}:ten:<tenant>    hash    queued, running, cap, flast (the tenant's last virtual finish), last (the
@@ -19,7 +20,9 @@ Keys (one hash tag, `{cq}`: every script runs on one slot of a Redis Cluster too
     tn:{cq}:job:<pid>       hash    tenant, sid, number, state (queued | running | done | error | interrupted |
                                     cancelled | failed), reason, attempt (the fencing token: +1 per hand-out),
                                     owner, started, seconds, settled (who settles its quota: set once), times,
-                                    order (its hand-out's place in the cluster's: tn:{cq}:handed counts them)
+                                    order (its hand-out's place in the cluster's: tn:{cq}:handed counts them),
+                                    models (the model files it names, tenancy.affinity.packed), warm (1|0: with
+                                    affinity on, whether its worker held them when it claimed it)
     tn:{cq}:body:<pid>      string  what the worker runs: [prompt, extra_data, outputs, plan, admitted, sealed]
                                     (sensitive extra data only sealed: tenancy.sealed_extra)
     tn:{cq}:inst:<name>     string  an instance's liveness (the prompt it runs), expiring after the lease
@@ -45,6 +48,7 @@ from pathlib import Path
 
 import redis
 
+from ..affinity import packed, unpacked
 from ..cluster import ClusterStatus, Held, TenantStatus, instance_statuses
 from .protocol import KEPT_S
 from .redis_lane import failure
@@ -63,6 +67,7 @@ class Claim:
     tenant: str
     number: int
     payload: str
+    models: tuple[str, ...] = ()  # the model files it names (tenancy.affinity.models_of)
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,10 @@ class ClusterQueue:
     """One instance's handle on the cluster queue: `instance` names its consumer and fences its writes."""
 
     def __init__(self, url: str, instance: str, *, lease_s: float, max_redeliveries: int, timeout_s: float = 2.0,
-                 kept_s: float = KEPT_S, prefix: str = PREFIX, lookahead: int = 1) -> None:
+                 kept_s: float = KEPT_S, prefix: str = PREFIX, lookahead: int = 1, affinity: int = 0) -> None:
         self.instance = instance
         self.lookahead = max(int(lookahead), 1)  # tenancy.cluster.in_turn: how many of a tenant's prompts a turn sees
+        self.affinity = max(int(affinity), 0)  # tenancy.affinity.affine_tenant's bound in fair units; 0: off
         self.lease_ms = max(int(lease_s * 1000), 1)
         self.max_redeliveries = max_redeliveries
         self.kept_s = max(int(kept_s), 1)
@@ -109,23 +115,27 @@ class ClusterQueue:
     def _run(self, name: str, *args):
         return self._read(lambda: self._scripts[name](keys=[self.prefix + "ready"], args=list(args)))
 
-    def enqueue(self, prompt_id: str, tenant: str, units: int, cap: int, payload: str, seconds: float) -> int:
-        """Queue an admitted prompt (again: a no-op); its global number."""
-        number, _new = self._run("enqueue", prompt_id, tenant, units, cap, payload, repr(float(seconds)))
+    def enqueue(self, prompt_id: str, tenant: str, units: int, cap: int, payload: str, seconds: float,
+                models: tuple[str, ...] = ()) -> int:
+        """Queue an admitted prompt (again: a no-op); its global number. `models`: the model files it names."""
+        number, _new = self._run("enqueue", prompt_id, tenant, units, cap, payload, repr(float(seconds)),
+                                 packed(models))
         return int(number)
 
-    def claim(self) -> Claim | None:
-        """The next prompt for this instance's idle worker; None when there is none, or while it is drained."""
+    def claim(self, held: tuple[str, ...] = ()) -> Claim | None:
+        """The next prompt for this instance's idle worker; None when there is none, or while it is drained.
+        `held`: the model files this worker holds (tenancy.affinity.held_models), for affinity when it is on."""
         with self._claiming:
             if self.draining is None:  # a restart while drained takes nothing before its first heartbeat
                 self._drain_mark(self._read(lambda: self.redis.hget(f"{self.prefix}drain", self.instance)) or "")
             if self.draining:
                 return None
-            reply = self._run("claim", self.instance, self.lookahead)
+            reply = self._run("claim", self.instance, self.lookahead, self.affinity,
+                              *(held if self.affinity else ()))
         if not reply:
             return None
-        prompt_id, attempt, tenant, number, payload = reply
-        return Claim(prompt_id, int(attempt), tenant, int(number), payload)
+        prompt_id, attempt, tenant, number, payload, models = reply
+        return Claim(prompt_id, int(attempt), tenant, int(number), payload, unpacked(models))
 
     def start(self, prompt_id: str, attempt: int) -> bool:
         return bool(self._run("start", prompt_id, self.instance, attempt))

@@ -1,6 +1,6 @@
 """Test-only ComfyUI nodes (never shipped): parameters for the policy to act on, a slow node, a busy one, one
 that makes audio of a known length, one that opens whatever path it is given, one that reports (as digests) the
-API-node tokens it was handed, and one that sends a preview.
+API-node tokens it was handed, one that sends a preview, and one that works on a model whose load it simulates.
 
 Two test hooks, each off unless its environment variable is set for the ComfyUI process:
 - TENANCY_TEST_RUN_LOG=<file>: every run of the sleep node (and the tone node, which sleeps first) appends its
@@ -273,7 +273,49 @@ class TenancyTestPreview:
         return {"ui": {"text": [f"previewed {tag}"]}, "result": (tag,)}
 
 
+_HELD_MODEL = {"name": ""}  # the one model this process holds
+
+
+class TenancyTestModel:
+    """A prompt's work on a model, with the model's load simulated: `ckpt_name` lists ComfyUI's checkpoints folder
+    (so the guard finds it as a model input, as it finds a real loader's). The process holds one model at a time,
+    as a GPU with room for one does: a run on another model than the last one first loads it (`load_s` seconds,
+    logged as `load:<port>:<model>:<tag>` in TENANCY_TEST_RUN_LOG), then works `seconds`; a run on the held model
+    only works. Runs every time (no cached result)."""
+
+    CATEGORY = "tenancy/tests"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        import folder_paths
+
+        return {"required": {"ckpt_name": (folder_paths.get_filename_list("checkpoints"),),
+                             "load_s": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 600.0}),
+                             "seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3600.0}),
+                             "tag": ("STRING", {"default": ""})}}
+
+    @classmethod
+    def IS_CHANGED(cls, **_inputs):
+        return time.time()
+
+    def run(self, ckpt_name, load_s, seconds, tag):
+        from comfy.cli_args import args
+
+        loaded = _HELD_MODEL["name"] != ckpt_name
+        if loaded:
+            _HELD_MODEL["name"] = ""
+            TenancyTestSleep().run(load_s, "")
+            _HELD_MODEL["name"] = ckpt_name
+            _log_run(f"load:{args.port}:{ckpt_name}:{tag}")
+        TenancyTestSleep().run(seconds, tag)
+        return {"ui": {"text": [f"{'loaded' if loaded else 'held'} {ckpt_name}"]}, "result": (tag,)}
+
+
 NODE_CLASS_MAPPINGS = {"TenancyTestParams": TenancyTestParams, "TenancyTestSleep": TenancyTestSleep,
                        "TenancyTestSpin": TenancyTestSpin, "TenancyTestTone": TenancyTestTone,
                        "TenancyTestOpenPath": TenancyTestOpenPath, "TenancyTestSecrets": TenancyTestSecrets,
-                       "TenancyTestPreview": TenancyTestPreview, "TenancyTestDelay": TenancyTestDelay}
+                       "TenancyTestPreview": TenancyTestPreview, "TenancyTestDelay": TenancyTestDelay,
+                       "TenancyTestModel": TenancyTestModel}

@@ -29,6 +29,7 @@ from ...admission import (
     refusal_for,
     settlement,
 )
+from ...affinity import models_of
 from ...audit import AuditLog
 from ...config import Config
 from ...metrics import Metrics
@@ -60,6 +61,7 @@ class Running:
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)  # this admission of the prompt id
     cost: float = 1.0  # seconds reserved: the prompt's fair share
     fence: int | None = None  # the cluster queue's attempt this instance runs (its settlement is fenced by it)
+    models: tuple[str, ...] = ()  # the model files it names (tenancy.affinity.models_of): the cluster's affinity
 
 
 def instance_of(settings: Config) -> str:
@@ -94,13 +96,15 @@ class Accounting:
         if principal.is_admin:
             if not await self.store.claim_prompt(prompt_id, None, time.time()):
                 raise prompt_id_taken()
-            self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
+            self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time(),
+                                              models=models_of(body["prompt"], catalogue))
             self.owners.remember(prompt_id, "")
             if not body.get("front"):
                 body["number"] = self._number(ADMIN_NAMESPACE, 1.0, settings.admin_weight, prompt_id)
             return
         plan = plan_of(settings.plans, principal)
-        running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time())
+        running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time(),
+                                                    models=models_of(body["prompt"], catalogue))
         inputs = EstimateInputs(file_seconds=self._file_seconds(body["prompt"]), speaking_rate=settings.speaking_rate,
                                 node_table=settings.estimates)
         seconds = running.cost = estimate_seconds(body["prompt"], catalogue, inputs)

@@ -18,8 +18,10 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
+from ...affinity import bound_units, held_models
 from ...cluster import Carried, carried, fair_units, lost_charge, lost_entry, lost_error, running_cap
 from ...read_back import owner_in
 from ...store import StoreUnavailable
@@ -47,6 +49,7 @@ class ClusterLink:
         self.unreachable = False
         self.sealer = ExtraSealer.of(services.settings)  # API-node tokens travel sealed, opened by the claimer
         self.record_history = None  # cluster_history.install: records a counted result in the shared history
+        self.recent: deque[tuple[str, ...]] = deque(maxlen=8)  # the models of the prompts it claimed (affinity)
 
     # -- accepting ------------------------------------------------------------------------------------------
     def enqueue(self, item) -> None:
@@ -63,7 +66,8 @@ class ClusterLink:
         body = carried(item, running.plan if running else None, running.admitted if running else time.time(),
                        self.sealer.seal(prompt_id, item))
         try:
-            self.queue.enqueue(prompt_id, tenant, fair_units(cost, weight), cap, body.dumps(), cost)
+            self.queue.enqueue(prompt_id, tenant, fair_units(cost, weight), cap, body.dumps(), cost,
+                               running.models if running else ())
         except StoreUnavailable:
             if running is not None and running.tenant:  # never queued: its hold is refunded, its id freed
                 accounting.outbox.put({"kind": "abandon", "tenant": running.tenant, "prompt_id": prompt_id,
@@ -82,7 +86,7 @@ class ClusterLink:
     def claim(self) -> tuple | None:
         """The next prompt for this idle worker as a ComfyUI queue item, adopted by this instance's accounting."""
         try:
-            claim = self.queue.claim()
+            claim = self.queue.claim(held_models(self.recent, self.settings.affinity_recent))
         except StoreUnavailable as exc:
             if not self.unreachable:  # once per outage: the worker asks every poll_s
                 log.error("[tenancy] cluster queue: %s", exc)
@@ -93,6 +97,7 @@ class ClusterLink:
             return None
         self.fenced.clear()
         self.holding = (claim.prompt_id, claim.attempt)
+        self.recent.append(claim.models)  # what this worker is about to load
         body = Carried.loads(claim.payload)
         tenant = None if claim.tenant == ADMIN_NAMESPACE else claim.tenant
         # on the loop, ahead of the execution events the worker is about to send (callbacks run in order)
@@ -321,7 +326,8 @@ def install(services: GuardServices) -> GuardServices:
         return services
     queue = ClusterQueue(settings.store, services.accounting.instance, lease_s=settings.cluster.lease_s,
                          max_redeliveries=settings.cluster.max_redeliveries, timeout_s=settings.store_timeout_s,
-                         lookahead=settings.cluster.lookahead)
+                         lookahead=settings.cluster.lookahead,
+                         affinity=bound_units(settings.cluster.affinity_s))
     link = ClusterLink(services, queue)
     server = services.server
     server.prompt_queue = queue_class(type(server.prompt_queue))(server, link)

@@ -14,6 +14,8 @@ from ...paths import TENANTS_DIR, PathRefused, clean_name
 from ...refusal import Refusal
 from .. import http
 
+NOT_MODELS = frozenset({"custom_nodes", "configs"})  # folder_paths folders that hold no model files
+
 
 class NodeCatalogue:
     """Holds the catalogue once built (every custom node has registered by the first request)."""
@@ -34,8 +36,26 @@ class NodeCatalogue:
         meta = {name: getattr(cls, "TENANCY_META", None) for name, cls in classes.items()}
         self.built = Catalogue.build(object_info, {k: v for k, v in meta.items() if v}, self.settings.file_inputs,
                                      self.top_level_inputs(), listed_subfolders(self.folders, object_info),
-                                     self.settings.output_inputs)
+                                     self.settings.output_inputs, self.model_files())
         return self.built
+
+    def model_files(self) -> dict[str, list[str]]:
+        """Model folder -> the files ComfyUI lists in it, when the cluster queue's model affinity needs to know
+        which inputs name models (else nothing: no listing)."""
+        cluster = self.settings.cluster
+        if not (cluster.enabled and cluster.affinity_s > 0):
+            return {}
+        import folder_paths
+
+        found = {}
+        for folder in getattr(folder_paths, "folder_names_and_paths", {}):
+            if folder in NOT_MODELS:
+                continue
+            try:
+                found[folder] = list(folder_paths.get_filename_list(folder))
+            except Exception:  # a pack's folder ComfyUI cannot list: no model inputs found in it
+                continue
+        return found
 
     def top_level_inputs(self) -> list[str]:
         root = self.folders["input"]
