@@ -4,8 +4,9 @@ server (SeaweedFS), driven with the requests ComfyUI's editor sends (its fronten
 `listUserDataFullInfo`, `moveUserData`, `deleteUserData`, settings by id and whole).
 
 A workflow saved through one instance is in the bucket when the save answers, and listed and read through the
-others; a setting posted on one is read on another; a move and a delete on one take effect on the others; another
-tenant sees none of it from any instance; a read on an instance that holds everything already fetches nothing (the
+others; a setting posted on one is read on another; a move and a delete on one take effect on the others (on one
+restarted meanwhile too, which keeps a file that was never in the bucket); another tenant sees none of it from any
+instance; a read on an instance that holds everything already fetches nothing (the
 guard's count of bucket requests: one listing, no download); with the bucket down, reads answer from this disk and
 writes are answered and put in the bucket from the upload outbox once it is back."""
 
@@ -193,6 +194,26 @@ def test_a_read_on_an_instance_that_holds_everything_fetches_nothing(cluster):
     assert (copy.stat().st_ino, copy.stat().st_mtime_ns) == held  # the very file it was
 
 
+def test_a_restarted_instance_removes_what_was_deleted_elsewhere_meanwhile_and_keeps_what_was_never_shared(cluster):
+    workers, seeded, _ = cluster
+    light = clients(workers, seeded)
+    save(light[0], "workflows/restart.json", workflow("restart"))
+    assert "workflows/restart.json" in listed(light[1])  # on instance 1's disk, in sync with the bucket
+    # a file from before the cluster: on instance 1's disk only, never in the bucket
+    local_only = user_file(workers[1], "light", "workflows/local-only.json")
+    local_only.write_bytes(workflow("local only"))
+    workers[1].stop()
+    try:
+        assert light[0].delete(file_url("workflows/restart.json")).status_code == 204
+    finally:
+        workers[1].start()
+    assert user_file(workers[1], "light", "workflows/restart.json").is_file()  # as it was left
+    names = listed(light[1])  # the first read after the restart: what it had in sync was kept on its disk
+    assert "workflows/restart.json" not in names
+    assert not user_file(workers[1], "light", "workflows/restart.json").exists()
+    assert "workflows/local-only.json" in names and local_only.read_bytes() == workflow("local only")
+
+
 def test_with_the_bucket_down_reads_answer_from_disk_and_writes_wait_in_the_outbox(cluster, seaweedfs):
     workers, seeded, _ = cluster
     light = clients(workers, seeded)
@@ -212,8 +233,10 @@ def test_with_the_bucket_down_reads_answer_from_disk_and_writes_wait_in_the_outb
     assert wait_until(lambda: in_bucket(seaweedfs, key + "offline.json"), 30, "the save from the outbox") \
         == workflow("offline")
     wait_until(lambda: in_bucket(seaweedfs, key + "before.json") is None, 30, "the delete from the outbox")
-    # the instance sees the bucket again once its probe does (every 5 s): its reads sync again from then on
+    # each instance sees the bucket again once its own probe does (every 5 s; until then it answers from its
+    # disk): its reads sync again from then on
     wait_until(lambda: "workflows/offline.json" in listed(light[1]), 30, "instance 1 syncing again")
     assert "workflows/before.json" not in listed(light[1])
     assert not user_file(workers[1], "light", "workflows/before.json").exists()
-    assert read(light[2], "workflows/offline.json") == workflow("offline")
+    assert wait_until(lambda: read(light[2], "workflows/offline.json"), 30, "instance 2 syncing again") \
+        == workflow("offline")
