@@ -52,6 +52,9 @@ class Metrics:
         self.output_store_up = Gauge("tenancy_output_store_up", "1 while the outputs' bucket answers", registry=r)
         self.output_downloads = Counter("tenancy_output_downloads_total", "Downloads of outputs by where they were "
                                         "served from (redirect to the bucket, or disk)", ["served_from"], registry=r)
+        self.user_data_bucket = Counter("tenancy_user_data_bucket_requests_total", "Bucket requests for tenants' "
+                                        "user data in a cluster, by request (list, get, put, head, delete)",
+                                        ["request"], registry=r)
         self.gpu_memory = Gauge("tenancy_gpu_memory_bytes", "GPU memory allocated by torch", ["device"], registry=r)
         self.cluster = ClusterCollector(top_tenants)  # the cluster queue's series, from a status read per scrape
         r.register(self.cluster)

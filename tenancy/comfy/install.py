@@ -72,7 +72,7 @@ def _hook_into_comfy(server, settings: config_module.Config, trusted_classes) ->
                "temp": Path(folder_paths.get_temp_directory())}
     for folder in ("input", "output"):  # there from the start, so combos listing folders show it
         (folders[folder] / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
-    built = services.build(server, settings, store, folders)
+    built = services.build(server, settings, store, folders, Path(folder_paths.get_user_directory()))
     _enable_per_tenant_user_data()
     check_multi_user(server)
     confinement.install(settings, built.owners, built.audit, trusted_classes)

@@ -29,6 +29,7 @@ from .execution.output_uploads import OutputUploads
 from .history_source import HistorySource, LocalHistory
 from .http import AUDITED
 from .surfaces.catalogue import NodeCatalogue
+from .user_data_sync import SharedUserData
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class GuardServices:
     accounting: Accounting
     uploads: OutputUploads
     inputs: SharedInputs  # tenants' uploads through the bucket, in a cluster
+    user_data: SharedUserData  # tenants' ComfyUI user data (workflows, settings) through the bucket, in a cluster
     catalogue: NodeCatalogue
     route_overrides: dict[str, str]
     relay: Any = None  # execution.relay.Relay with the cluster queue: events, interrupts, queue notices
@@ -87,7 +89,8 @@ class GuardServices:
                           route=f"{request.method} {request.path}", decision=decision, **details)
 
 
-def build(server, settings: Config, store: Store, folders: dict[str, Path]) -> GuardServices:
+def build(server, settings: Config, store: Store, folders: dict[str, Path],
+          user_root: Path | None = None) -> GuardServices:
     """Every collaborator, each made once, in the order they need each other."""
     metrics = Metrics(settings.metrics_top_tenants)
     timed = TimedStore(store, metrics)
@@ -109,5 +112,6 @@ def build(server, settings: Config, store: Store, folders: dict[str, Path]) -> G
                          outcomes=outcomes, history=LocalHistory(server, HistoryIndex(), outcomes),
                          queued=QueueIndex(), accounting=accounting,
                          uploads=uploads, inputs=SharedInputs(settings, folders, uploads),
+                         user_data=SharedUserData(settings, uploads, user_root),
                          catalogue=NodeCatalogue(settings, folders),
                          route_overrides=normalise_overrides(settings.routes), retention=retention)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -57,6 +58,8 @@ class OutputUploads:
         self.bucket: ObjectStore | None = None
         self.outbox: Outbox | None = None
         self.cdn: CdnSigner | None = None
+        # the outbox's other kinds of writes (tenants' user data in a cluster): kind -> what applies one
+        self.appliers: dict[str, Callable[[dict], Awaitable[None]]] = {}
         if self.settings.store == "s3":
             s = self.settings
             try:
@@ -66,7 +69,7 @@ class OutputUploads:
             except ImportError as exc:  # the guard must refuse to start, not fail open with the plugin's import
                 raise RuntimeError(f"outputs.store is s3 but {exc.name} is not installed: install requirements.txt "
                                    "(boto3) into ComfyUI's Python") from None
-            self.outbox = Outbox(outbox_path, self._upload, retry_on=(ObjectStoreUnavailable,), what="object store")
+            self.outbox = Outbox(outbox_path, self._apply, retry_on=(ObjectStoreUnavailable,), what="object store")
             if s.cdn is not None:
                 self.cdn = CdnSigner(s.cdn.url, s.cdn.key_id, settings.path(s.cdn.private_key_file).read_bytes())
 
@@ -85,6 +88,10 @@ class OutputUploads:
         for folder, subfolder, filename in uploaded_files(tenant, files):
             self.outbox.put({"kind": "upload", "folder": folder, "subfolder": subfolder, "filename": filename,
                              "key": object_key(self.settings.prefix, tenant, folder, subfolder, filename)})
+
+    async def _apply(self, write: dict) -> None:
+        applier = self.appliers.get(write.get("kind", ""))
+        await (applier(write) if applier is not None else self._upload(write))
 
     async def _upload(self, write: dict) -> None:
         folder, subfolder, filename = write["folder"], write["subfolder"], write["filename"]

@@ -41,6 +41,17 @@ SURFACES: dict[tuple[str, str], UnboundSurface] = {
     ("POST", "/jobs/cancel"): jobs.cancel_jobs,
     ("GET", "/ws"): websocket.connect,
     ("GET", "/users"): user_data.users,
+    # a tenant's ComfyUI user data: in a cluster, the same from every instance (through the bucket)
+    ("GET", "/userdata"): user_data.read_user_data,
+    ("GET", "/v2/userdata"): user_data.read_user_data,
+    ("GET", "/userdata/{file}"): user_data.read_user_data,
+    ("GET", "/settings"): user_data.read_user_data,
+    ("GET", "/settings/{id}"): user_data.read_user_data,
+    ("POST", "/userdata/{file}"): user_data.write_user_data,
+    ("DELETE", "/userdata/{file}"): user_data.write_user_data,
+    ("POST", "/userdata/{file}/move/{dest}"): user_data.write_user_data,
+    ("POST", "/settings"): user_data.write_user_data,
+    ("POST", "/settings/{id}"): user_data.write_user_data,
     ("GET", "/system_stats"): user_data.system_stats,
     ("GET", "/features"): user_data.features,
 }

@@ -49,6 +49,25 @@ async def users(services: GuardServices, request: web.Request, handler: Handler,
     return web.json_response({"storage": "server", "migrated": True})
 
 
+async def read_user_data(services: GuardServices, request: web.Request, handler: Handler,
+                         principal: Principal) -> web.StreamResponse:
+    """A read of the tenant's user data (lists, files, settings): in a cluster, what the bucket has is on this
+    disk first, wherever it was written."""
+    await services.user_data.present(principal.tenant)
+    return await handler(request)
+
+
+async def write_user_data(services: GuardServices, request: web.Request, handler: Handler,
+                          principal: Principal) -> web.StreamResponse:
+    """A write of it (save, overwrite, move, delete, settings): in a cluster, synced first (ComfyUI's answers,
+    such as a 409 for a name taken or a 404 for a file gone, are those of the tenant's data wherever it was
+    written), and what the handler changed on this disk is in the bucket before the answer goes."""
+    if services.user_data.enabled:
+        await request.read()  # the body before the tenant's turn: a slow client holds up none of its requests
+    async with services.user_data.writing(principal.tenant):
+        return await handler(request)
+
+
 async def system_stats(services: GuardServices, request: web.Request, handler: Handler,
                        principal: Principal) -> web.StreamResponse:
     response, answer = await http.tenant_copy(request, handler, principal)
