@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 import os
-import stat
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +39,7 @@ from ..outputs import content_type
 from ..shared_inputs import Held, Listed
 from ..shared_user_data import DELETE, PUT, Local, changes, pending_names, sync_plan, user_key, user_prefix
 from ..store.object_store import ObjectStoreUnavailable
+from .disk import regular_files
 from .execution.output_uploads import OutputUploads
 from .surfaces.user_data import COMFY_USER_PREFIX
 
@@ -242,19 +242,8 @@ class SharedUserData:
     def _on_disk(self, tenant: str) -> dict[str, Local]:
         """Every file of the tenant's user folder: name -> size and mtime (downloads in progress left out)."""
         folder = self._folder(tenant)
-        found: dict[str, Local] = {}
-        for top, _dirs, files in os.walk(folder):
-            for file in files:
-                if file.startswith(PART):
-                    continue
-                path = os.path.join(top, file)
-                try:
-                    info = os.lstat(path)
-                except OSError:
-                    continue
-                if stat.S_ISREG(info.st_mode):
-                    found[Path(os.path.relpath(path, folder)).as_posix()] = Local(info.st_size, info.st_mtime_ns)
-        return found
+        return {Path(os.path.relpath(path, folder)).as_posix(): Local(info.st_size, info.st_mtime_ns)
+                for path, info in regular_files(folder) if not os.path.basename(path).startswith(PART)}
 
     def _state(self, tenant: str) -> _Tenant:
         state = self.tenants.get(tenant)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from ...retention import (
 )
 from ...store import StoreUnavailable
 from ...store.object_store import DELETE_BATCH, ObjectStore, ObjectStoreUnavailable
+from ..disk import regular_files
 
 log = logging.getLogger("tenancy")
 File = tuple[str, str, str]  # folder, real subfolder, file name
@@ -114,16 +114,7 @@ class OutputRetention:
         root = self.output_root / TENANTS_DIR / tenant
         if root.is_symlink() or not root.is_dir() or os.path.dirname(os.path.realpath(root)) != base:
             return []  # nothing there, or not a folder of its own inside output/tenants/
-        listing = []
-        for folder, _dirs, names in os.walk(root, followlinks=False):
-            for name in names:
-                path = os.path.join(folder, name)
-                try:
-                    mode = os.lstat(path)
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISREG(mode.st_mode):
-                    listing.append((path, mode.st_mtime))
+        listing = [(path, info.st_mtime) for path, info in regular_files(root)]
         deleted = []
         for path in expired(listing, now, days):
             try:
