@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 from . import config as config_module
+from . import default_config
 
 MODEL_FOLDERS = ("sonic", "glm_tts")
 
@@ -27,7 +28,7 @@ def initialise(tenancy_dir: Path, config_path: Path | None = None, store: str | 
     config_path = config_path or tenancy_dir / config_module.CONFIG_FILE
     if not config_path.exists():
         config_path.parent.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(config_module.default_text(store), encoding="utf-8")
+        config_path.write_text(default_config.default_text(store), encoding="utf-8")
         done.append(f"wrote default config {config_path}")
     settings = config_module.load(config_path)
     for what, name in (("JWT secret", settings.auth.jwt_secret_file), ("master secret", settings.master_secret_file)):

@@ -284,7 +284,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         key = f"{prefix}{name}"
         if name in raw:
             values[name] = _check(hints[name], raw[name], key, f.metadata)
-        elif _is_dataclass_type(hints[name]) and f.default is None and not _optional(hints[name]):
+        elif is_dataclass_type(hints[name]) and f.default is None and not is_optional(hints[name]):
             values[name] = _build(hints[name], {}, f"{key}.")
     if cls is Config:
         plans_raw = values.get("plans", _copy(DEFAULT_PLANS))
@@ -350,18 +350,18 @@ def _check_timezone(name: str, prefix: str) -> None:
                           "use an IANA name such as UTC or Europe/Berlin") from None
 
 
-def _optional(hint: Any) -> bool:
+def is_optional(hint: Any) -> bool:
     return isinstance(hint, types.UnionType) and type(None) in hint.__args__
 
 
-def _is_dataclass_type(hint: Any) -> bool:
-    if _optional(hint):
+def is_dataclass_type(hint: Any) -> bool:
+    if is_optional(hint):
         hint = next(a for a in hint.__args__ if a is not type(None))
     return dataclasses.is_dataclass(hint)
 
 
 def _check(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
-    if _optional(hint):
+    if is_optional(hint):
         if value is None:
             return None
         hint = next(a for a in hint.__args__ if a is not type(None))
@@ -377,46 +377,3 @@ def _check(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
         bounds = f"{lo if lo is not None else '-inf'} .. {hi if hi is not None else 'inf'}"
         raise ConfigError(key, f"{value!r} is out of range", f"use a value in {bounds}")
     return float(value) if hint is float else value
-
-
-# -- writing the default file ----------------------------------------------------------------------
-
-def default_text(store: str | None = None) -> str:
-    """The commented default config that `init` writes."""
-    lines = ["# comfyui-tenancy configuration. Every key is optional; shown with its default.",
-             "# Relative paths are taken from this file's folder. Check with `python -m tenancy doctor`.", ""]
-    lines += _section_text(Config, "", {"store": store} if store else {})
-    return "\n".join(lines) + "\n"
-
-
-def _section_text(cls: type, indent: str, overrides: Mapping) -> list[str]:
-    out: list[str] = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name == "base_dir":
-            continue
-        doc = f.metadata.get("doc", "")
-        if f.metadata.get("choices"):
-            doc += f" ({' | '.join(f.metadata['choices'])})"
-        out.append(f"{indent}# {doc}")
-        hint = hints[f.name]
-        if _is_dataclass_type(hint) and _optional(hint):
-            inner = next(a for a in hint.__args__ if a is not type(None))
-            out.append(f"{indent}{f.name}: null")
-            out.append(f"{indent}# {f.name}:")
-            out += [f"{indent}#{line[len(indent):]}" if line.strip() else line
-                    for line in _section_text(inner, indent + "  ", {})]
-        elif _is_dataclass_type(hint):
-            out.append(f"{indent}{f.name}:")
-            out += _section_text(hint, indent + "  ", {})
-        else:
-            value = overrides.get(f.name, f.default_factory() if callable(f.default_factory) else f.default)
-            out += [indent + line for line in _dump(f.name, value).splitlines()]
-    return out
-
-
-def _dump(name: str, value: Any) -> str:
-    if isinstance(value, dict) and value:
-        return yaml.safe_dump({name: value}, default_flow_style=False, sort_keys=False).rstrip()
-    flow = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
-    return f"{name}: {flow.removesuffix('...').strip()}"

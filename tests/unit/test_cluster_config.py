@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tenancy import config
+from tenancy import config, default_config
 from tenancy.cluster import eligible, running_cap
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -16,7 +16,7 @@ REDIS = "redis://127.0.0.1:6379/0"
 def test_the_cluster_queue_is_off_by_default_and_the_sqlite_default_stays():
     settings = config.from_mapping({}, Path("."))
     assert not settings.cluster.enabled and settings.store.startswith("sqlite:///")
-    assert config.from_mapping(yaml.safe_load(config.default_text()), Path(".")).cluster == settings.cluster
+    assert config.from_mapping(yaml.safe_load(default_config.default_text()), Path(".")).cluster == settings.cluster
 
 
 def test_the_cluster_queue_on_a_sqlite_store_is_refused_with_the_fix():

@@ -14,7 +14,8 @@ import pytest
 
 from tenancy.audit import AuditLog
 from tenancy.comfy.execution.output_retention import OutputRetention
-from tenancy.config import ConfigError, Plan, default_text, from_mapping
+from tenancy.config import ConfigError, Plan, from_mapping
+from tenancy.default_config import default_text
 from tenancy.outputs import object_key
 from tenancy.records import Tenant
 from tenancy.retention import (
