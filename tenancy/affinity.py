@@ -67,6 +67,12 @@ def warm(models: Sequence[str], held: Collection[str]) -> bool:
     return bool(models) and all(model in held for model in models)
 
 
+def hand_out(models: Sequence[str], held: Collection[str]) -> str:
+    """How a prompt handed to a worker met what it holds, for the claims metric: `warm` (no load), `cold` (a load),
+    `none` (it names no model)."""
+    return "none" if not models else "warm" if warm(models, held) else "cold"
+
+
 def held_models(recent: Sequence[Sequence[str]], keep: int) -> tuple[str, ...]:
     """What a worker holds: the models of its last `keep` prompts that named any (`recent`: the models of the
     prompts it ran, oldest first). A prompt that names none leaves what is loaded alone."""

@@ -55,6 +55,9 @@ class Metrics:
         self.user_data_bucket = Counter("tenancy_user_data_bucket_requests_total", "Bucket requests for tenants' "
                                         "user data in a cluster, by request (list, get, put, head, delete)",
                                         ["request"], registry=r)
+        self.cluster_claims = Counter("tenancy_cluster_claims_total", "Prompts this instance's worker took from the "
+                                      "cluster queue, by how their models met the ones it ran last: warm (no load), "
+                                      "cold (a load), none (no model named)", ["models"], registry=r)
         self.gpu_memory = Gauge("tenancy_gpu_memory_bytes", "GPU memory allocated by torch", ["device"], registry=r)
         self.cluster = ClusterCollector(top_tenants)  # the cluster queue's series, from a status read per scrape
         r.register(self.cluster)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tenancy.affinity import unpacked
 from tests.harness.client import ComfyClient
@@ -101,6 +102,13 @@ def replay(client, workers, burst: dict[str, str]) -> list[tuple[str, str, bool]
     return seen
 
 
+def claims(worker, seeded) -> dict[str, float]:
+    """The instance's tenancy_cluster_claims_total by its `models` label."""
+    text = ComfyClient(worker.url, seeded.keys["admin"]).get("/tenancy/metrics").text
+    return {sample.labels["models"]: sample.value for family in text_string_to_metric_families(text)
+            if family.name == "tenancy_cluster_claims" for sample in family.samples if sample.name.endswith("_total")}
+
+
 def test_one_worker_keeps_its_model_until_the_other_tenant_is_further_behind_than_the_bound(cluster, runs_log):
     """One worker held by an operator's long prompt; the other takes both tenants' six prompts each (queued while
     a short one holds it): a1 a2 a3 (b1 is then 2500 behind: the bound), b1 ... b6, a4 a5 a6: three loads where
@@ -111,6 +119,7 @@ def test_one_worker_keeps_its_model_until_the_other_tenant_is_further_behind_tha
     held_by = owner_of(workers, wait_until(lambda: job(client, long).get("state") == "running" and job(client, long),
                                            what="the long prompt"))
     free = next(w for w in workers if w is not held_by)
+    before = claims(free, seeded)
     short = admin.queue(sleep(4.0, "affinity-short")).json()["prompt_id"]
     wait_until(lambda: job(client, short).get("state") == "running", what="the short prompt")
     burst = queue_both(workers, seeded, 6, "one")
@@ -121,6 +130,8 @@ def test_one_worker_keeps_its_model_until_the_other_tenant_is_further_behind_tha
     cold = [tag for tag, _port, warm in seen if not warm]
     assert loads(runs_log, set(burst.values())) == {str(free.port): cold}
     assert [tag.split("-")[2] for tag in cold] == ["a1", "b1", "a4"]
+    after = claims(free, seeded)  # its metric says the same (the short prompt names no model)
+    assert {kind: after.get(kind, 0) - before.get(kind, 0) for kind in after} == {"warm": 9, "cold": 3, "none": 1}
     assert ComfyClient(held_by.url, seeded.keys["admin"]).post("/interrupt", json={"prompt_id": long}).ok
     wait_until(lambda: job(client, long).get("state") in ("interrupted", "error"), what="the long prompt's end")
 

@@ -12,6 +12,7 @@ from tenancy.affinity import (
     CANDIDATES,
     affine_tenant,
     bound_units,
+    hand_out,
     held_models,
     models_of,
     packed,
@@ -67,6 +68,7 @@ def test_a_prompts_models_are_its_model_inputs_values_sorted_once_each():
 def test_warm_held_and_the_bound_in_fair_units():
     assert warm(("a", "b"), {"a", "b", "c"}) and not warm(("a", "d"), {"a", "b"})
     assert not warm((), {"a"})  # names no model: it saves no load by going first, never preferred
+    assert [hand_out(m, {"a"}) for m in (("a",), ("a", "b"), ())] == ["warm", "cold", "none"]
     recent = [("a",), (), ("b", "c"), ()]
     assert held_models(recent, 1) == ("b", "c")  # prompts that named none leave what is loaded alone
     assert held_models(recent, 2) == ("a", "b", "c") and held_models(recent, 8) == ("a", "b", "c")

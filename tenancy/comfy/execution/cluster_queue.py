@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ...affinity import bound_units, held_models
+from ...affinity import bound_units, hand_out, held_models
 from ...cluster import Carried, carried, fair_units, lost_charge, lost_entry, lost_error, running_cap
 from ...read_back import owner_in
 from ...store import StoreUnavailable
@@ -85,8 +85,9 @@ class ClusterLink:
     # -- the worker -------------------------------------------------------------------------------------------
     def claim(self) -> tuple | None:
         """The next prompt for this idle worker as a ComfyUI queue item, adopted by this instance's accounting."""
+        held = held_models(self.recent, self.settings.affinity_recent)
         try:
-            claim = self.queue.claim(held_models(self.recent, self.settings.affinity_recent))
+            claim = self.queue.claim(held)
         except StoreUnavailable as exc:
             if not self.unreachable:  # once per outage: the worker asks every poll_s
                 log.error("[tenancy] cluster queue: %s", exc)
@@ -98,6 +99,8 @@ class ClusterLink:
         self.fenced.clear()
         self.holding = (claim.prompt_id, claim.attempt)
         self.recent.append(claim.models)  # what this worker is about to load
+        metrics = self.services.metrics
+        metrics.series(metrics.cluster_claims, hand_out(claim.models, held)).inc()
         body = Carried.loads(claim.payload)
         tenant = None if claim.tenant == ADMIN_NAMESPACE else claim.tenant
         # on the loop, ahead of the execution events the worker is about to send (callbacks run in order)
