@@ -199,11 +199,6 @@ class ClusterQueue:
     def queued(self) -> int:
         return int(self._read(lambda: self.redis.get(f"{self.prefix}queued")) or 0)
 
-    def counts(self, tenant: str) -> tuple[int, int]:
-        """(queued, running) of one tenant, cluster-wide: the counts its cap is checked against."""
-        queued, running = self._read(lambda: self.redis.hmget(f"{self.prefix}ten:{tenant}", "queued", "running"))
-        return int(queued or 0), int(running or 0)
-
     def pending(self, limit: int = 1000) -> list[tuple[int, str, str]]:
         """(number, prompt id, payload) of queued prompts, cluster-wide, lowest number first (at most `limit` per
         tenant): what /queue lists and what deleting from the queue looks through."""
