@@ -36,6 +36,11 @@ class SeaweedFS:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
+    def outputs(self, **more) -> dict:
+        """The guard's `outputs` settings for this server's bucket, with `more` (a prefix, a URL lifetime...)."""
+        return {"store": "s3", "endpoint": self.endpoint, "bucket": BUCKET, "access_key": ACCESS_KEY,
+                "secret_key": SECRET_KEY, **more}
+
     def command(self, binary: str) -> list[str]:
         identities = {"identities": [{"name": "tenancy-tests", "credentials": [
             {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}], "actions": ["Admin", "Read", "List", "Write"]}]}

@@ -19,7 +19,7 @@ from PIL import Image
 from tenancy.config import DEFAULT_PLANS
 from tests.harness.client import ComfyClient, text_messages
 from tests.harness.cluster import drained, ended, job, owner_of, running_cluster, sleep
-from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
+from tests.harness.seaweedfs import BUCKET
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
@@ -31,8 +31,7 @@ VICTIM_INPUT = f"{PREFIX}tenants/tenant-light/input/"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, seaweedfs):
-    outputs = {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET, "access_key": ACCESS_KEY,
-               "secret_key": SECRET_KEY, "prefix": PREFIX}
+    outputs = seaweedfs.outputs(prefix=PREFIX)
     plans = {**DEFAULT_PLANS, "heavy": {"uploads_per_minute": 100000}}  # the attacker uploads much at once
     with running_cluster(tmp_path_factory, "attack", 3, {"outputs": outputs, "plans": plans}) as cluster:
         yield cluster

@@ -20,7 +20,7 @@ import pytest
 
 from tests.harness.client import ComfyClient
 from tests.harness.cluster import running_cluster
-from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
+from tests.harness.seaweedfs import BUCKET
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
@@ -30,9 +30,7 @@ FULL_LISTING = "/api/userdata?dir=workflows&recurse=true&split=false&full_info=t
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, seaweedfs):
-    outputs = {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET, "access_key": ACCESS_KEY,
-               "secret_key": SECRET_KEY, "prefix": PREFIX}
-    with running_cluster(tmp_path_factory, "userdata", 3, {"outputs": outputs}) as cluster:
+    with running_cluster(tmp_path_factory, "userdata", 3, {"outputs": seaweedfs.outputs(prefix=PREFIX)}) as cluster:
         yield cluster
 
 

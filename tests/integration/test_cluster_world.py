@@ -25,7 +25,6 @@ from PIL import Image
 from tests.harness.client import ComfyClient
 from tests.harness.cluster import CLUSTER, drained, job, owner_of, running_cluster
 from tests.harness.script_examples import as_caller, example, example_nodes, run_example
-from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
@@ -37,9 +36,7 @@ POLL_S = 1.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, seaweedfs):
-    outputs = {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET, "access_key": ACCESS_KEY,
-               "secret_key": SECRET_KEY, "prefix": "world/"}
-    overrides = {"outputs": outputs, "cluster": {**CLUSTER, "poll_s": POLL_S}}
+    overrides = {"outputs": seaweedfs.outputs(prefix="world/"), "cluster": {**CLUSTER, "poll_s": POLL_S}}
     with running_cluster(tmp_path_factory, "world", 3, overrides, plugins=example_nodes()) as started, \
             drained(ComfyClient(started[0][0].url, started[1].keys["admin"])):
         yield started

@@ -21,7 +21,7 @@ from tenancy.store import open_store
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui import ComfyUI
 from tests.harness.images import saved_image
-from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
+from tests.harness.seaweedfs import BUCKET
 from tests.harness.tenants import seed
 from tests.harness.waiting import wait_until
 
@@ -33,9 +33,7 @@ PREFIX = "retention/"
 @pytest.fixture(scope="module")
 def retention_comfy(tmp_path_factory, seaweedfs):
     base = tmp_path_factory.mktemp("retention-comfy")
-    seeded = seed(base, {"outputs": {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET,
-                                     "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "prefix": PREFIX,
-                                     "sweep_s": 0},
+    seeded = seed(base, {"outputs": seaweedfs.outputs(prefix=PREFIX, sweep_s=0),
                          "plans": {"basic": {"output_days": RETENTION_S / DAY_S}}})
     server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
     server.seeded = seeded

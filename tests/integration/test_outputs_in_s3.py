@@ -32,8 +32,7 @@ URL_TTL_S = 5
 @pytest.fixture(scope="module")
 def s3_comfy(tmp_path_factory, seaweedfs):
     base = tmp_path_factory.mktemp("s3-comfy")
-    seeded = seed(base, {"outputs": {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET,
-                                     "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "url_ttl_s": URL_TTL_S}})
+    seeded = seed(base, {"outputs": seaweedfs.outputs(url_ttl_s=URL_TTL_S)})
     server = ComfyUI(base, env={"TENANCY_REQUIRE_GUARD": "1"}).start()
     server.seeded = seeded
     yield server
@@ -177,8 +176,7 @@ def test_a_large_file_is_uploaded_in_parts(seaweedfs, tmp_path):
 
 def test_doctor_checks_the_outputs_bucket(seaweedfs, tmp_path):
     def finding(**outputs):
-        settings = from_mapping({"outputs": {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET,
-                                             "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, **outputs}}, tmp_path)
+        settings = from_mapping({"outputs": seaweedfs.outputs(**outputs)}, tmp_path)
         return outputs_bucket(settings.outputs)
 
     assert finding().status == "ok"
