@@ -22,7 +22,7 @@ from typing import Any
 
 from .cluster import Held
 
-TEXT, BINARY = b"T", b"B"
+TEXT, BINARY, OPENED = b"T", b"B", b"O"
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,18 @@ def text_frame(event: str, data: Any) -> bytes:
 def binary_frame(event: int, data: bytes) -> bytes:
     """A binary message (a preview, rendered): its event number and bytes, as ComfyUI's send_bytes takes them."""
     return BINARY + struct.pack(">I", event) + bytes(data)
+
+
+def opened_frame(instance: str) -> bytes:
+    """A socket of the channel's client id opened on `instance`: every other instance that holds one of that id
+    stops writing to it, as one ComfyUI does when a newer socket of a client id replaces the older (a page that
+    reconnected through the balancer while its old socket lingers half-open elsewhere)."""
+    return OPENED + instance.encode()
+
+
+def opened_on(frame: bytes) -> str | None:
+    """The instance of an `opened_frame`; None for any other frame."""
+    return frame[1:].decode(errors="replace") if frame[:1] == OPENED else None
 
 
 @dataclass(frozen=True)

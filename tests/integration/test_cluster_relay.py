@@ -12,7 +12,7 @@ import pytest
 import websocket
 
 from tests.harness.client import ComfyClient, text_messages
-from tests.harness.cluster import job, owner_of, running_cluster, sleep
+from tests.harness.cluster import drained, job, owner_of, running_cluster, sleep
 from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.comfy
@@ -101,6 +101,30 @@ def test_a_sockets_prompts_report_to_it_wherever_they_run_and_to_nobody_else(clu
         assert not [m for m in seen if m["type"] != "status"], seen
         assert all(m["data"]["status"]["exec_info"]["queue_remaining"] == 0 for m in seen)  # its own queue
         spy.close()
+
+
+def test_a_client_ids_newer_socket_on_another_instance_gets_its_messages_as_on_one_comfyui(cluster):
+    """On one ComfyUI a newer socket of a client id replaces the older. Here the older lingers, open, on instance 0
+    (a page kept in a browser's back/forward cache did this; so does a half-open socket after the editor reconnected
+    through the balancer) and the newer opens on instance 1; a prompt of that client id runs on instance 0 (the
+    others drained): its messages reach the newer socket, not the one instance 0 holds."""
+    workers, seeded, client = cluster
+    here = ComfyClient(workers[0].url, seeded.keys["light"])
+    older, sid = connect(here, "reopened")
+    newer, newer_sid = connect(ComfyClient(workers[1].url, seeded.keys["light"]), "reopened")
+    assert newer_sid == sid
+    try:
+        with drained(ComfyClient(workers[1].url, seeded.keys["admin"])), \
+                drained(ComfyClient(workers[2].url, seeded.keys["admin"])):
+            answer = here.queue(sleep_preview_save(0.2, "reopened"), client_id="reopened")
+            assert answer.status_code == 200, answer.text
+            pid = answer.json()["prompt_id"]
+            messages = read_until(newer, lambda got: finished(got, pid))
+        assert owner_of(workers, job(client, pid)) is workers[0]
+        assert of_prompt(messages, "execution_success", pid) and of_prompt(messages, "executed", pid)
+    finally:
+        older.close()
+        newer.close()
 
 
 def test_queue_changes_anywhere_reach_the_status_and_deletes_work_from_any_instance(cluster):

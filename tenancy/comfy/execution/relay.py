@@ -33,6 +33,8 @@ from ...relay import (
     channels,
     interrupt_command,
     interrupt_target,
+    opened_frame,
+    opened_on,
     read_command,
     read_frame,
     text_frame,
@@ -109,9 +111,13 @@ class Relay:
     # -- sockets ------------------------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def socket(self, sid: str):
-        """While a socket is open here, its channel's messages are delivered to it."""
+        """While a socket is open here, its channel's messages are delivered to it. Before ComfyUI takes it, the
+        instances holding an older socket of the same client id are told (`opened_frame`): from its first message
+        on, the client id's messages come here, wherever its prompts run."""
         channel = self.channels.socket(sid)
         await self.bus.subscribe(channel)
+        if not self.bus.down:  # while Redis is away, no instance could relay to it either
+            await self.bus.publish_now(channel, opened_frame(self.instance))
         try:
             yield
         finally:
@@ -125,6 +131,11 @@ class Relay:
         sid = self.channels.sid_of(channel)
         if sid is None or sid not in self.server.sockets:
             return  # closed in the meantime
+        opened = opened_on(frame)
+        if opened is not None:
+            if opened != self.instance:  # a newer socket of this client id, elsewhere: it replaces this one
+                self.server.sockets.pop(sid, None)
+            return
         message = read_frame(frame)
         if message is None:
             return
