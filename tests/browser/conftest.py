@@ -44,13 +44,13 @@ class WebTenant:
 class Browser:
     """One Chromium with its own profile, and the few page actions the tests share."""
 
-    def __init__(self, url: str, profile: Path, flags: tuple[str, ...] = ()) -> None:
+    def __init__(self, url: str, profile: Path) -> None:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for flag in (*FLAGS, *flags, f"--user-data-dir={profile}"):
+        for flag in (*FLAGS, f"--user-data-dir={profile}"):
             options.add_argument(flag)
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         self.driver.set_script_timeout(60)

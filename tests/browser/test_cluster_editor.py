@@ -47,11 +47,10 @@ def browser(cluster):
         if not Path(binary).exists():
             raise RuntimeError(f"{binary} is missing: `make system` installs Debian's chromium and chromium-driver")
     workers, _, _ = cluster
-    # Behind a balancer the editor has one origin; here the tab goes from instance 0's origin to instance 1's, and
-    # Chrome's back/forward cache would keep instance 0's page, and its websocket under the same client id, open
-    # there (so instance 0 would write the prompt's messages to that socket, not relay them): no such cache.
-    opened = Browser(workers[0].url, Path(tempfile.mkdtemp(prefix="chromium-profile-")),
-                     flags=("--disable-features=BackForwardCache",))
+    # The tab goes from instance 0's origin to instance 1's (behind a balancer it has one): Chrome's back/forward
+    # cache keeps instance 0's page and its socket of the same client id open there, which instance 1's newer socket
+    # replaces (the relay's opened frame), as a newer socket of a client id replaces the older on one ComfyUI.
+    opened = Browser(workers[0].url, Path(tempfile.mkdtemp(prefix="chromium-profile-")))
     yield opened
     opened.quit()
 
