@@ -17,7 +17,6 @@ import pytest
 
 from tests.harness.client import ComfyClient
 from tests.harness.cluster import drained, ended, job, owner_of, running_cluster
-from tests.harness.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
 from tests.harness.tenants import PASSWORD
 from tests.harness.waiting import wait_until
 
@@ -31,9 +30,7 @@ SETTING = ("Comfy.Sidebar.Location", "right")  # ComfyUI's default is "left"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, seaweedfs):
-    outputs = {"store": "s3", "endpoint": seaweedfs.endpoint, "bucket": BUCKET, "access_key": ACCESS_KEY,
-               "secret_key": SECRET_KEY, "prefix": PREFIX}
-    with running_cluster(tmp_path_factory, "editor", 2, {"outputs": outputs}) as cluster:
+    with running_cluster(tmp_path_factory, "editor", 2, {"outputs": seaweedfs.outputs(prefix=PREFIX)}) as cluster:
         workers, seeded, _ = cluster
         # A new editor user opens the templates browser once; this test starts from the empty canvas instead.
         answer = ComfyClient(workers[0].url, seeded.keys[WHO]).post("/settings/Comfy.TutorialCompleted", json=True)
