@@ -39,13 +39,12 @@ from ..outputs import content_type
 from ..shared_inputs import Held, Listed
 from ..shared_user_data import DELETE, PUT, Local, changes, pending_names, sync_plan, user_key, user_prefix
 from ..store.object_store import ObjectStoreUnavailable
-from .disk import regular_files
+from .disk import PART, download_over, regular_files
 from .execution.output_uploads import OutputUploads
 from .surfaces.user_data import COMFY_USER_PREFIX
 
 log = logging.getLogger("tenancy")
 STATE_DIR = "__tenancy_user_data"  # ComfyUI's system users start with "__": no request reaches that folder
-PART = ".tenancy-"  # a download in progress, renamed over the file when complete
 
 
 @dataclass
@@ -189,13 +188,13 @@ class SharedUserData:
             if path is None:
                 continue
             try:
-                self._fetch(item, path)
+                self._count("get")
+                done = download_over(self.bucket, item.key, item.modified, path)
             except FileNotFoundError:  # deleted since the listing
                 continue
             except OSError as exc:  # e.g. a folder where the file would go: that file stays missing here
                 log.error("[tenancy] tenant %s's user data %s could not be written to %s: %s", tenant, name, path, exc)
                 continue
-            done = path.stat()
             held[name] = Held(item.etag, done.st_size, done.st_mtime_ns)
             changed = True
         for name in plan.remove:
@@ -210,18 +209,6 @@ class SharedUserData:
             log.info("[tenancy] tenant %s's user data: %d fetched from the bucket, %d removed here (gone there)",
                      tenant, len(plan.fetch), len(plan.remove))
         self._skipping = False
-
-    def _fetch(self, item: Listed, path: Path) -> None:
-        """Download next to the file, then rename over it: a reader never sees half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{PART}{uuid.uuid4().hex}.part")
-        try:
-            self._count("get")
-            self.bucket.download(item.key, part)
-            os.utime(part, (item.modified, item.modified))
-            os.replace(part, path)
-        finally:
-            part.unlink(missing_ok=True)
 
     def _skip(self, why: str) -> None:
         if not self._skipping:

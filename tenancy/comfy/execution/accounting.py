@@ -93,18 +93,18 @@ class Accounting:
         settings = self.settings
         if prompt_id in self.prompts or prompt_id in self.owners:  # known here: no need to ask the store
             raise prompt_id_taken()
+        cluster = settings.cluster  # the models it names only matter to the cluster's affinity (off: not looked at)
+        models = models_of(body["prompt"], catalogue) if cluster.enabled and cluster.affinity_s > 0 else ()
         if principal.is_admin:
             if not await self.store.claim_prompt(prompt_id, None, time.time()):
                 raise prompt_id_taken()
-            self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time(),
-                                              models=models_of(body["prompt"], catalogue))
+            self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time(), models=models)
             self.owners.remember(prompt_id, "")
             if not body.get("front"):
                 body["number"] = self._number(ADMIN_NAMESPACE, 1.0, settings.admin_weight, prompt_id)
             return
         plan = plan_of(settings.plans, principal)
-        running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time(),
-                                                    models=models_of(body["prompt"], catalogue))
+        running = self.prompts[prompt_id] = Running(principal.tenant, principal.plan, time.time(), models=models)
         inputs = EstimateInputs(file_seconds=self._file_seconds(body["prompt"]), speaking_rate=settings.speaking_rate,
                                 node_table=settings.estimates)
         seconds = running.cost = estimate_seconds(body["prompt"], catalogue, inputs)

@@ -301,7 +301,7 @@ def queue_class(base: type) -> type:
             return running, self._pending()
 
         def get_tasks_remaining(self) -> int:
-            queued = self.listing.queued()  # 0 while the queue cannot be read
+            queued = self.listing.queued()  # the last listing's (none read yet: 0)
             with self.mutex:
                 return queued + len(self.currently_running)
 

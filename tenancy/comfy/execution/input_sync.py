@@ -19,7 +19,6 @@ import logging
 import os
 import stat
 import threading
-import uuid
 from pathlib import Path
 
 from ...config import Config
@@ -27,6 +26,7 @@ from ...outputs import content_type, object_key
 from ...paths import PathRefused, contained, tenant_root
 from ...shared_inputs import INPUT, Held, Listed, input_prefix, needs_fetch, relative_name
 from ...store.object_store import ObjectStoreUnavailable
+from ..disk import download_over
 from .output_uploads import OutputUploads
 
 log = logging.getLogger("tenancy")
@@ -102,16 +102,7 @@ class SharedInputs:
             return None
 
     def _fetch(self, item: Listed, path: Path) -> None:
-        """Download next to the file, then rename over it: a reader never sees half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f".tenancy-{uuid.uuid4().hex}.part")  # hidden: no listing shows it
-        try:
-            self.bucket.download(item.key, part)
-            os.utime(part, (item.modified, item.modified))  # the object's time: a restart knows it is current
-            os.replace(part, path)
-        finally:
-            part.unlink(missing_ok=True)
-        done = path.stat()
+        done = download_over(self.bucket, item.key, item.modified, path)
         with self._lock:
             self.held[item.key] = Held(item.etag, done.st_size, done.st_mtime_ns)
 

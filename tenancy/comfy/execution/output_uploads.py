@@ -96,7 +96,7 @@ class OutputUploads:
     async def _upload(self, write: dict) -> None:
         folder, subfolder, filename = write["folder"], write["subfolder"], write["filename"]
         if self.uploaded.get(f"{folder}/{subfolder}/{filename}", (None,))[0] == write["key"]:
-            return  # put when its `executed` message was shown (`share_shown`)
+            return  # put already, when a message or the result named it (`put_shown`)
         path = self.folders[folder] / subfolder / filename
         if not path.is_file():
             log.warning("[tenancy] output %s/%s/%s is gone before its upload: not uploaded", folder, subfolder,
@@ -120,8 +120,9 @@ class OutputUploads:
     async def share_shown(self, tenant: str, output: dict) -> None:
         """An `executed` message's previews and outputs, put in the bucket before the message goes on (`put_shown`):
         the editor that reads it may ask another instance for them at once."""
-        if self.shares:
-            await asyncio.to_thread(self.put_shown, tenant, shown_files(output))
+        files = shown_files(output) if self.shares else []
+        if files:  # most messages name none (text, numbers): no thread for them
+            await asyncio.to_thread(self.put_shown, tenant, files)
 
     def share_result(self, tenant: str, history_result: dict) -> None:
         """A finished prompt's previews and outputs, put in the bucket before its result is recorded anywhere

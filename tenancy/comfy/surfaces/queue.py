@@ -104,8 +104,9 @@ def remaining_of(services: GuardServices, owner: str | None) -> int:
 
 
 async def remaining_now(services: GuardServices, owner: str | None) -> int:
-    """`remaining_of` for one caller (its GET /prompt, a socket's first `status`): with the cluster queue, read when
-    asked (in a thread), so a client that queued through another instance is never told its queue is empty."""
+    """`remaining_of` for one caller (its GET /prompt, a socket's first `status`): with the cluster queue, from a
+    listing read after it asked (`ClusterQueueView.remaining_now`), so a client that queued through another
+    instance is never told its queue is empty."""
     if isinstance(services.queued, QueueIndex):
         return remaining_of(services, owner)
     return await services.queued.remaining_now(owner)
